@@ -1,0 +1,323 @@
+//! The command line: clap definitions, and the glue from arguments to roles and reports.
+
+use crate::config::{EchoConfig, Pace, PingConfig};
+use crate::echo::Echo;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::pinger::Pinger;
+use crate::report;
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// High-rate UDP round-trip measurement: echo server, pipelined pinger, and both in one process.
+#[derive(Debug, Parser)]
+#[command(name = "sonde", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// UDP echo server (RFC 862): every datagram goes back to its sender, byte for byte
+    Echo(EchoArgs),
+    /// Measure round trips to any UDP echo server
+    Ping(PingArgs),
+    /// Echo server and pinger on loopback, in one process and one event loop: no setup
+    Loopback(LoopbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    /// Address to listen on; a wildcard (0.0.0.0:PORT, [::]:PORT) must be asked for explicitly
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:9999", value_parser = parse_addr)]
+    pub bind: SocketAddr,
+    /// Print the counters on exit as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but the counters on exit
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// Echo server to measure, HOST:PORT (e.g. 127.0.0.1:9999, [::1]:9999, localhost:9999)
+    #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub target: SocketAddr,
+    /// Local address to send from
+    #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
+    pub bind: Option<SocketAddr>,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoopbackArgs {
+    /// Use ::1 instead of 127.0.0.1
+    #[arg(short = '6', long)]
+    pub ipv6: bool,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+/// Probe options shared by `ping` and `loopback`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Datagram size in bytes, the 32-byte probe header included
+    #[arg(
+        short,
+        long,
+        value_name = "BYTES",
+        default_value_t = 64,
+        allow_negative_numbers = true
+    )]
+    pub size: usize,
+    /// Stop after N probes
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        conflicts_with = "duration",
+        allow_negative_numbers = true
+    )]
+    pub count: Option<u64>,
+    /// Stop sending after this long (humantime: 10s, 1m30s, 500ms)
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Open-loop fixed rate, probes per second [ping default: 1; with --inflight alone: closed loop]
+    #[arg(short, long, value_name = "PPS", value_parser = parse_rate, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Most probes in flight; without --rate, a closed-loop window sending as fast as replies come
+    #[arg(short = 'w', long, value_name = "N", allow_negative_numbers = true)]
+    pub inflight: Option<usize>,
+    /// Per-probe timeout: no reply by then counts as lost, a reply after it as late
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// One line per probe, whatever the rate
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Only the final summary
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print the summary as one JSON object on stdout (and nothing else there)
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:9999 or [::1]:9999";
+    if !s.contains(':') {
+        return Err(expected.into());
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("{expected} ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 250ms, 1m30s)"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s
+        .parse()
+        .map_err(|_| "expected probes per second, e.g. 1000 or 0.5".to_string())?;
+    if rate.is_finite() && rate > 0.0 {
+        Ok(rate)
+    } else {
+        Err("must be greater than 0".into())
+    }
+}
+
+/// Defaults `sonde loopback` uses where the flags are silent: a fixed-rate run that keeps one
+/// core busy and finishes in a few seconds.
+pub const LOOPBACK_RATE: f64 = 50_000.0;
+pub const LOOPBACK_DURATION: Duration = Duration::from_secs(5);
+
+impl ProbeArgs {
+    fn config(&self, target: SocketAddr, loopback: bool) -> PingConfig {
+        let pace = match (self.rate, self.inflight) {
+            (Some(rate), _) => Pace::Rate(rate),
+            (None, Some(_)) => Pace::Window,
+            (None, None) if loopback => Pace::Rate(LOOPBACK_RATE),
+            (None, None) => Pace::Rate(1.0),
+        };
+        let duration = match (self.duration, self.count) {
+            (None, None) if loopback => Some(LOOPBACK_DURATION),
+            (d, _) => d,
+        };
+        PingConfig {
+            target,
+            bind: None,
+            size: self.size,
+            count: self.count,
+            duration,
+            pace,
+            inflight: self.inflight,
+            timeout: self.timeout,
+        }
+    }
+
+    /// Per-probe lines: asked for, or few enough to read (a short count or a slow rate).
+    fn per_probe_lines(&self, cfg: &PingConfig) -> bool {
+        if self.quiet || self.json {
+            return false;
+        }
+        let few = cfg.count.is_some_and(|n| n <= 100);
+        let slow = matches!(cfg.pace, Pace::Rate(r) if r <= 20.0);
+        self.verbose || few || slow
+    }
+}
+
+/// Writes to stdout, ignoring a closed pipe (`sonde ... | head` must not panic).
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// Parses the command line and runs it; returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sonde: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Prints a clap error as one line naming the flag; help and version go out as clap made them.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
+    }
+    let rendered = e.render().to_string();
+    let message = rendered
+        .split("\n\n")
+        .next()
+        .unwrap_or(&rendered)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    eprintln!("sonde: error: {message} (see sonde --help)");
+    2
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Echo(args) => echo(args),
+        Command::Ping(args) => {
+            let mut cfg = args.probe.config(args.target, false);
+            cfg.bind = args.bind;
+            ping(&args.probe, cfg, None)
+        }
+        Command::Loopback(args) => {
+            let ip = if args.ipv6 { "[::1]:0" } else { "127.0.0.1:0" };
+            let echo = Echo::bind(ip.parse().expect("literal address"))?;
+            let cfg = args.probe.config(echo.local_addr(), true);
+            ping(&args.probe, cfg, Some(echo))
+        }
+    }
+}
+
+fn echo(args: EchoArgs) -> Result<(), Error> {
+    let cfg = EchoConfig { bind: args.bind };
+    let mut echo = Echo::bind(cfg.bind)?;
+    let mut engine = Engine::new()?;
+    engine.stop_on_signals()?;
+    if !args.quiet && !args.json {
+        let scope = if echo.local_addr().ip().is_unspecified() {
+            " (all interfaces)"
+        } else {
+            ""
+        };
+        out(&format!(
+            "sonde echo: listening on {}{scope}; Ctrl-C prints the counters and stops\n",
+            echo.local_addr()
+        ));
+    }
+    let result = engine.run(&mut [&mut echo]);
+    let summary = echo.summary();
+    out(&if args.json {
+        report::json(&summary) + "\n"
+    } else {
+        report::echo_text(&summary)
+    });
+    result.map(|_| ())
+}
+
+fn ping(args: &ProbeArgs, cfg: PingConfig, mut echo: Option<Echo>) -> Result<(), Error> {
+    cfg.validate()?;
+    let per_probe = args.per_probe_lines(&cfg);
+    let mut pinger = Pinger::new(cfg)?;
+    if !args.quiet && !args.json {
+        out(&header(&pinger, echo.is_some()));
+    }
+    if per_probe {
+        pinger.observe(|event| out(&(report::probe_line(event) + "\n")));
+    }
+    let mut engine = Engine::new()?;
+    engine.stop_on_signals()?;
+    let result = match echo.as_mut() {
+        Some(echo) => engine.run(&mut [echo, &mut pinger]),
+        None => engine.run(&mut [&mut pinger]),
+    };
+    let summary = pinger.summary();
+    if summary.counters.sent + summary.counters.not_sent > 0 {
+        if args.json {
+            out(&(report::json(&summary) + "\n"));
+        } else {
+            out(&report::ping_text(&summary));
+            if let Some(echo) = &echo {
+                out(&report::echo_text(&echo.summary()));
+            }
+        }
+    }
+    result.map(|_| ())
+}
+
+fn header(pinger: &Pinger, loopback: bool) -> String {
+    let cfg = pinger.config();
+    let pace = match cfg.pace {
+        Pace::Rate(rate) => format!(
+            "rate {rate}/s (open loop, up to {} in flight)",
+            pinger.inflight_max()
+        ),
+        Pace::Window => format!("closed loop, window {}", pinger.inflight_max()),
+    };
+    let end = match (cfg.count, cfg.duration) {
+        (Some(n), _) => format!(", {n} probes"),
+        (None, Some(d)) => format!(", for {}", humantime::format_duration(d)),
+        (None, None) => ", until Ctrl-C".into(),
+    };
+    format!(
+        "SONDE {}{} from {}: {}-byte probes, {pace}, timeout {}{end}, session {:016x}\n",
+        cfg.target,
+        if loopback { " (in-process echo)" } else { "" },
+        pinger.local_addr(),
+        cfg.size,
+        humantime::format_duration(cfg.timeout),
+        pinger.session()
+    )
+}

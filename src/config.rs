@@ -1,0 +1,240 @@
+//! Typed configurations for the roles, and the checks that turn a bad value into an error naming
+//! its flag. No clap here: the library is usable without the CLI.
+
+use crate::error::Error;
+use crate::wire::HEADER_LEN;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header).
+pub const MAX_UDP_PAYLOAD_V4: usize = 65_507;
+/// Largest UDP payload over IPv6 without jumbograms: 65535 - 8 (UDP header).
+pub const MAX_UDP_PAYLOAD_V6: usize = 65_527;
+/// Most probes in flight at once: bounds the sequence table (about 32 bytes a probe, twice over).
+pub const MAX_INFLIGHT: usize = 1 << 20;
+/// Longest per-probe timeout; the latency histograms cover up to one hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Highest fixed rate accepted, probes per second.
+pub const MAX_RATE: f64 = 100_000_000.0;
+
+/// Largest UDP payload towards `addr`.
+pub fn max_payload(addr: &SocketAddr) -> usize {
+    match addr {
+        SocketAddr::V4(_) => MAX_UDP_PAYLOAD_V4,
+        SocketAddr::V6(_) => MAX_UDP_PAYLOAD_V6,
+    }
+}
+
+/// How probes are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Open loop: probe `k` is due at `k / rate` seconds, whatever the replies do.
+    Rate(f64),
+    /// Closed loop: send whenever fewer than `inflight` probes are outstanding.
+    Window,
+}
+
+/// What `sonde ping` (and the pinger half of `sonde loopback`) does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingConfig {
+    pub target: SocketAddr,
+    /// Local address to send from; by default the unspecified address of the target's family.
+    pub bind: Option<SocketAddr>,
+    /// Datagram size in bytes, header included.
+    pub size: usize,
+    /// Stop after this many probes.
+    pub count: Option<u64>,
+    /// Stop sending after this long.
+    pub duration: Option<Duration>,
+    pub pace: Pace,
+    /// Cap on outstanding probes; `None` derives one from the pace (see [`PingConfig::inflight`]).
+    pub inflight: Option<usize>,
+    pub timeout: Duration,
+}
+
+impl PingConfig {
+    /// The defaults of `sonde ping`: 64-byte probes, one per second, 1 s timeout, no end.
+    pub fn new(target: SocketAddr) -> Self {
+        Self {
+            target,
+            bind: None,
+            size: 64,
+            count: None,
+            duration: None,
+            pace: Pace::Rate(1.0),
+            inflight: None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// The effective cap on outstanding probes. At a fixed rate the default lets every probe of
+    /// one timeout be outstanding (so a dead server does not stall the schedule), plus slack.
+    pub fn inflight(&self) -> usize {
+        match (self.inflight, self.pace) {
+            (Some(n), _) => n,
+            (None, Pace::Rate(rate)) => {
+                let per_timeout = (rate * self.timeout.as_secs_f64()).ceil() as usize;
+                per_timeout.saturating_add(64).min(MAX_INFLIGHT)
+            }
+            (None, Pace::Window) => 1,
+        }
+    }
+
+    /// Checks every value, naming the flag of the first bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        let max = max_payload(&self.target);
+        if self.size < HEADER_LEN {
+            return Err(Error::config(
+                "--size",
+                format!(
+                    "{} bytes is below the {HEADER_LEN}-byte probe header",
+                    self.size
+                ),
+            ));
+        }
+        if self.size > max {
+            let family = if self.target.is_ipv4() {
+                "IPv4"
+            } else {
+                "IPv6"
+            };
+            return Err(Error::config(
+                "--size",
+                format!(
+                    "{} bytes is above the {family} UDP maximum of {max}",
+                    self.size
+                ),
+            ));
+        }
+        if self.target.port() == 0 {
+            return Err(Error::config("TARGET", "port 0 cannot be pinged"));
+        }
+        if let Some(bind) = self.bind {
+            if bind.is_ipv4() != self.target.is_ipv4() {
+                return Err(Error::config(
+                    "--bind",
+                    format!(
+                        "{bind} is not of the same address family as {}",
+                        self.target
+                    ),
+                ));
+            }
+        }
+        if self.count == Some(0) {
+            return Err(Error::config("--count", "must be at least 1"));
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return Err(Error::config("--duration", "must be longer than 0"));
+        }
+        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+            return Err(Error::config(
+                "--timeout",
+                "must be longer than 0 and at most 1h",
+            ));
+        }
+        if let Pace::Rate(rate) = self.pace {
+            if !rate.is_finite() || rate <= 0.0 || rate > MAX_RATE {
+                return Err(Error::config(
+                    "--rate",
+                    format!("{rate} is not a rate in (0, {MAX_RATE}] probes/s"),
+                ));
+            }
+        }
+        if let Some(n) = self.inflight {
+            if n == 0 || n > MAX_INFLIGHT {
+                return Err(Error::config(
+                    "--inflight",
+                    format!("{n} is outside 1..={MAX_INFLIGHT}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `sonde echo` does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EchoConfig {
+    pub bind: SocketAddr,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9999)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> PingConfig {
+        PingConfig::new("127.0.0.1:9999".parse().unwrap())
+    }
+
+    fn flag_of(c: &PingConfig) -> &'static str {
+        match c.validate() {
+            Err(Error::Config { flag, .. }) => flag,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        cfg().validate().unwrap();
+    }
+
+    #[test]
+    fn size_bounds_depend_on_family() {
+        let mut c = cfg();
+        c.size = HEADER_LEN - 1;
+        assert_eq!(flag_of(&c), "--size");
+        c.size = MAX_UDP_PAYLOAD_V4;
+        c.validate().unwrap();
+        c.size = MAX_UDP_PAYLOAD_V4 + 1;
+        assert_eq!(flag_of(&c), "--size");
+        c.target = "[::1]:9999".parse().unwrap();
+        c.validate().unwrap();
+        c.size = MAX_UDP_PAYLOAD_V6 + 1;
+        assert_eq!(flag_of(&c), "--size");
+    }
+
+    #[test]
+    fn each_bad_value_names_its_flag() {
+        let mut c = cfg();
+        c.pace = Pace::Rate(0.0);
+        assert_eq!(flag_of(&c), "--rate");
+        c.pace = Pace::Rate(f64::NAN);
+        assert_eq!(flag_of(&c), "--rate");
+        let mut c = cfg();
+        c.count = Some(0);
+        assert_eq!(flag_of(&c), "--count");
+        let mut c = cfg();
+        c.timeout = Duration::ZERO;
+        assert_eq!(flag_of(&c), "--timeout");
+        let mut c = cfg();
+        c.inflight = Some(MAX_INFLIGHT + 1);
+        assert_eq!(flag_of(&c), "--inflight");
+        let mut c = cfg();
+        c.bind = Some("[::1]:0".parse().unwrap());
+        assert_eq!(flag_of(&c), "--bind");
+        let mut c = cfg();
+        c.target.set_port(0);
+        assert_eq!(flag_of(&c), "TARGET");
+    }
+
+    #[test]
+    fn default_inflight_covers_one_timeout_of_probes() {
+        let mut c = cfg();
+        c.pace = Pace::Rate(10_000.0);
+        assert_eq!(c.inflight(), 10_064);
+        c.pace = Pace::Rate(1e8);
+        assert_eq!(c.inflight(), MAX_INFLIGHT);
+        c.pace = Pace::Window;
+        assert_eq!(c.inflight(), 1);
+        c.inflight = Some(64);
+        assert_eq!(c.inflight(), 64);
+    }
+}

@@ -1,0 +1,127 @@
+//! The echo role (RFC 862): every datagram goes back, byte for byte, to its sender.
+//!
+//! It never sends more than it received: each echo is the received slice, sent once. A send the
+//! kernel refuses (full buffer, unreachable sender) is counted and dropped, never retried in a
+//! loop and never fatal: one slow client must not stop the server.
+
+use crate::engine::{Role, Wake};
+use crate::error::Error;
+use crate::net;
+use crate::summary::EchoSummary;
+use mio::event::Event;
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Distinct peers remembered for the `peers` count; beyond it the count stops growing, so a
+/// flood of spoofed sources cannot grow memory.
+pub const PEERS_LIMIT: usize = 65_536;
+/// Receive errors tolerated back to back before the loop moves on.
+const MAX_ERRORS_IN_A_ROW: u32 = 16;
+
+pub struct Echo {
+    socket: UdpSocket,
+    local: SocketAddr,
+    buf: Vec<u8>,
+    peers: HashSet<SocketAddr>,
+    summary: EchoSummary,
+    started: Instant,
+    stopped: bool,
+}
+
+impl Echo {
+    /// Binds the echo socket on `bind`.
+    pub fn bind(bind: SocketAddr) -> Result<Self, Error> {
+        let (socket, local) = net::bind(bind)?;
+        Ok(Self {
+            socket,
+            local,
+            buf: vec![0u8; net::RECV_BUF],
+            peers: HashSet::new(),
+            summary: EchoSummary {
+                bind: local.to_string(),
+                peers_limit: PEERS_LIMIT as u64,
+                ..EchoSummary::default()
+            },
+            started: Instant::now(),
+            stopped: false,
+        })
+    }
+
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn summary(&self) -> EchoSummary {
+        EchoSummary {
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            peers: self.peers.len() as u64,
+            ..self.summary.clone()
+        }
+    }
+
+    fn serve(&mut self) {
+        let mut errors_in_a_row = 0;
+        loop {
+            let (len, from) = match self.socket.recv_from(&mut self.buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // ICMP errors and the like are reported once and cleared; the socket stays
+                    // usable. Give up on this wake-up only if errors persist.
+                    self.summary.recv_errors += 1;
+                    errors_in_a_row += 1;
+                    if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            errors_in_a_row = 0;
+            self.summary.datagrams += 1;
+            self.summary.bytes += len as u64;
+            if self.peers.len() < PEERS_LIMIT {
+                self.peers.insert(from);
+            }
+            let echo = &self.buf[..len];
+            match self.socket.send_to(echo, from) {
+                Ok(sent) => debug_assert!(sent <= len, "echo larger than the datagram"),
+                Err(_) => self.summary.send_failed += 1,
+            }
+        }
+    }
+}
+
+impl Role for Echo {
+    fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
+        registry.register(&mut self.socket, first, Interest::READABLE)
+    }
+
+    fn ready(&mut self, _index: usize, event: &Event) -> Result<(), Error> {
+        if event.is_readable() || event.is_error() {
+            self.serve();
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, _now: Instant) -> Result<Wake, Error> {
+        Ok(Wake::IDLE)
+    }
+
+    fn stop(&mut self, _now: Instant, _hard: bool) {
+        self.stopped = true;
+    }
+
+    fn is_client(&self) -> bool {
+        false
+    }
+
+    fn is_done(&self) -> bool {
+        self.stopped
+    }
+}

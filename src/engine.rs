@@ -1,0 +1,257 @@
+//! The poll loop: one `mio::Poll` drives every socket role of a thread.
+//!
+//! The engine knows roles only through [`Role`]: it registers them, hands them readiness events,
+//! asks each when it next needs to run, and sleeps until the earliest of those times or the next
+//! event. Scheduled sends want microsecond precision, which epoll's millisecond timeout cannot
+//! give; those deadlines are slept on with a `timerfd`, and the last few microseconds are spun.
+
+use crate::error::Error;
+use crate::sys::{set_timer_slack, PreciseTimer};
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Registry, Token};
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+/// Tokens reserved for each role: role `i` owns `i * TOKENS_PER_ROLE ..`.
+pub const TOKENS_PER_ROLE: usize = 16;
+const SIGNAL_TOKEN: Token = Token(usize::MAX);
+const TIMER_TOKEN: Token = Token(usize::MAX - 1);
+/// Deadlines closer than this are spun for rather than slept on: a wake-up from sleep costs
+/// about as much here.
+const SPIN_BELOW: Duration = Duration::from_micros(20);
+
+/// When a role next needs [`Role::advance`] called, besides on its own socket events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wake {
+    /// Around this time; a millisecond late is fine (timeouts).
+    pub around: Option<Instant>,
+    /// At this time, as exactly as the machine allows (scheduled sends).
+    pub exactly: Option<Instant>,
+}
+
+impl Wake {
+    /// Not for time's sake: only when a socket is ready.
+    pub const IDLE: Wake = Wake {
+        around: None,
+        exactly: None,
+    };
+
+    pub fn around(t: Instant) -> Self {
+        Wake {
+            around: Some(t),
+            exactly: None,
+        }
+    }
+
+    pub fn exactly(t: Instant) -> Self {
+        Wake {
+            around: None,
+            exactly: Some(t),
+        }
+    }
+
+    /// The earlier of each kind of deadline.
+    pub fn min(self, other: Wake) -> Wake {
+        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        Wake {
+            around: earlier(self.around, other.around),
+            exactly: earlier(self.exactly, other.exactly),
+        }
+    }
+}
+
+/// A socket role the engine drives: echo, pinger, and later relays.
+pub trait Role {
+    /// Registers the role's sources with tokens from `first` on (at most [`TOKENS_PER_ROLE`]).
+    fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()>;
+    /// The source registered as `first + index` is ready.
+    fn ready(&mut self, index: usize, event: &Event) -> Result<(), Error>;
+    /// Does the work that is due at `now` and says when to be called again.
+    fn advance(&mut self, now: Instant) -> Result<Wake, Error>;
+    /// A stop was asked for (Ctrl-C): finish gracefully, or at once when `hard`.
+    fn stop(&mut self, now: Instant, hard: bool);
+    /// Clients have a finite job; the loop runs until every client is done. Services (echo) run
+    /// until stopped, and end with the clients when there are any.
+    fn is_client(&self) -> bool;
+    fn is_done(&self) -> bool;
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunEnd {
+    /// Stop requests (signals) received: 0 when the roles finished on their own.
+    pub stop_requests: usize,
+}
+
+/// One thread's poll loop.
+pub struct Engine {
+    poll: Poll,
+    events: Events,
+    timer: Option<PreciseTimer>,
+    signals: Option<StopSignals>,
+}
+
+impl Engine {
+    pub fn new() -> Result<Self, Error> {
+        let poll = Poll::new().map_err(|e| Error::Setup("create poll", e))?;
+        // A timerfd is a refinement; without one the loop spins near deadlines instead.
+        let timer = PreciseTimer::new().ok().and_then(|mut t| {
+            t.register(poll.registry(), TIMER_TOKEN).ok()?;
+            Some(t)
+        });
+        set_timer_slack(Duration::from_micros(1));
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(256),
+            timer,
+            signals: None,
+        })
+    }
+
+    /// Turns SIGINT and SIGTERM into stop requests for this engine's roles (until it is dropped).
+    pub fn stop_on_signals(&mut self) -> Result<(), Error> {
+        let mut signals =
+            StopSignals::install().map_err(|e| Error::Setup("install signal handlers", e))?;
+        self.poll
+            .registry()
+            .register(&mut signals.reader, SIGNAL_TOKEN, Interest::READABLE)
+            .map_err(|e| Error::Setup("register signal pipe", e))?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Runs `roles` until every client is done (or, with no client, until a stop request).
+    pub fn run(&mut self, roles: &mut [&mut dyn Role]) -> Result<RunEnd, Error> {
+        for (i, role) in roles.iter_mut().enumerate() {
+            role.register(self.poll.registry(), Token(i * TOKENS_PER_ROLE))
+                .map_err(|e| Error::Setup("register socket", e))?;
+        }
+        let has_clients = roles.iter().any(|r| r.is_client());
+        let mut stop_requests = 0usize;
+        let mut stops_delivered = 0usize;
+        loop {
+            let now = Instant::now();
+            if stop_requests > stops_delivered {
+                for role in roles.iter_mut() {
+                    role.stop(now, stop_requests > 1);
+                }
+                stops_delivered = stop_requests;
+            }
+            let mut wake = Wake::IDLE;
+            for role in roles.iter_mut() {
+                wake = wake.min(role.advance(now)?);
+            }
+            let all_done = roles
+                .iter()
+                .filter(|r| r.is_client() || !has_clients)
+                .all(|r| r.is_done());
+            if all_done {
+                return Ok(RunEnd { stop_requests });
+            }
+            let timeout = self.sleep_plan(Instant::now(), wake);
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Setup("poll", e)),
+            }
+            for event in self.events.iter() {
+                match event.token() {
+                    SIGNAL_TOKEN => {
+                        if let Some(signals) = self.signals.as_mut() {
+                            stop_requests += signals.take();
+                        }
+                    }
+                    TIMER_TOKEN => {
+                        if let Some(timer) = self.timer.as_mut() {
+                            timer.acknowledge();
+                        }
+                    }
+                    Token(t) => {
+                        if let Some(role) = roles.get_mut(t / TOKENS_PER_ROLE) {
+                            role.ready(t % TOKENS_PER_ROLE, event)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chooses the poll timeout, arming the precise timer for an exact deadline.
+    fn sleep_plan(&mut self, now: Instant, wake: Wake) -> Option<Duration> {
+        let coarse = wake.around.map(|t| t.saturating_duration_since(now));
+        let Some(exact) = wake.exactly.map(|t| t.saturating_duration_since(now)) else {
+            return coarse;
+        };
+        if exact < SPIN_BELOW || coarse.is_some_and(|c| c.is_zero()) {
+            return Some(Duration::ZERO);
+        }
+        let armed = self
+            .timer
+            .as_mut()
+            .is_some_and(|timer| timer.arm(exact - SPIN_BELOW / 2).is_ok());
+        let exact_sleep = if armed {
+            None
+        } else if exact > Duration::from_millis(2) {
+            // No timer: sleep in whole milliseconds short of the deadline, spin the rest.
+            Some(exact - Duration::from_millis(1))
+        } else {
+            Some(Duration::ZERO)
+        };
+        match (coarse, exact_sleep) {
+            (Some(c), Some(e)) => Some(c.min(e)),
+            (c, e) => c.or(e),
+        }
+    }
+}
+
+/// SIGINT/SIGTERM delivered as bytes on a pipe the poll loop watches (the self-pipe trick).
+struct StopSignals {
+    reader: mio::net::UnixStream,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl StopSignals {
+    fn install() -> io::Result<Self> {
+        let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        let mut ids = Vec::new();
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            ids.push(signal_hook::low_level::pipe::register(
+                signal,
+                writer.try_clone()?,
+            )?);
+        }
+        Ok(Self {
+            reader: mio::net::UnixStream::from_std(reader),
+            ids,
+        })
+    }
+
+    /// Signals received since the last call.
+    fn take(&mut self) -> usize {
+        let mut buf = [0u8; 64];
+        let mut count = 0;
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return count,
+                Ok(n) => count += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return count,
+            }
+        }
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}

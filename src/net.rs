@@ -1,0 +1,46 @@
+//! Socket setup shared by the roles.
+
+use crate::error::Error;
+use mio::net::UdpSocket;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Largest datagram any role may receive; buffers this size never truncate.
+pub const RECV_BUF: usize = 65_536;
+
+/// Socket buffer size asked for, each way: room for bursts of large probes, so that loss is the
+/// network's and not our own socket's. The kernel caps it (`net.core.rmem_max`, 4 MiB here).
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Binds a non-blocking UDP socket with large buffers, naming the address on failure.
+pub fn bind(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), Error> {
+    let socket = UdpSocket::bind(addr).map_err(|e| Error::io("bind", addr, e))?;
+    // Best effort: the defaults still work, with more local drops under bursts.
+    let _ = crate::sys::request_buffers(&socket, SOCKET_BUFFER);
+    let local = socket
+        .local_addr()
+        .map_err(|e| Error::io("read local address of", addr, e))?;
+    Ok((socket, local))
+}
+
+/// The wildcard address of `target`'s family, port 0: where a pinger sends from by default.
+pub fn any_for(target: &SocketAddr) -> SocketAddr {
+    let ip = match target {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// Errors that mean the peer (or the path to it) is gone rather than that we failed locally.
+pub fn is_unreachable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN)
+    )
+}
+
+/// Errors that mean our own socket or host had no room: the datagram never left.
+pub fn is_local_congestion(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+}

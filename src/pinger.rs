@@ -1,0 +1,559 @@
+//! The pinger role: sends sequenced probes on a schedule, matches replies, keeps score.
+//!
+//! One probe's path: schedule → encode ([`wire`]) → send → timeout armed in the [`Wheel`] →
+//! reply received → decoded and checked against what was sent → classified by the [`InFlight`]
+//! table → recorded in [`Latency`] and the counters → resolved probes, in sequence order, feed
+//! the [`OutageTracker`].
+
+use crate::config::{Pace, PingConfig};
+use crate::engine::{Role, Wake};
+use crate::error::Error;
+use crate::inflight::{InFlight, ProbeState, Verdict};
+use crate::net;
+use crate::outage::OutageTracker;
+use crate::stats::{Jitter, Latency};
+use crate::summary::{Counters, LagSummary, PingSummary};
+use crate::sys::{drain_error_queue, enable_icmp_errors};
+use crate::timer::Wheel;
+use crate::wire::{self, ProbeHeader, HEADER_LEN};
+use mio::event::Event;
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Timer-wheel resolution for probe timeouts.
+const TICK_NS: u64 = 100_000;
+/// Most probes sent in one go before the loop looks at its sockets again.
+const MAX_BURST: u32 = 256;
+/// Closed-loop mode sizes its sequence table as if probes could go out this fast.
+const WINDOW_RATE_BOUND: f64 = 1_000_000.0;
+/// Upper bound on sequence-table slots (about 32 bytes each).
+const MAX_TABLE: usize = 1 << 22;
+
+/// What happened to one probe or datagram, as it happens: for per-probe output and exports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeEvent {
+    /// A faithful echo of probe `seq`.
+    Reply {
+        seq: u64,
+        rtt_ns: u64,
+        len: usize,
+        kind: ReplyKind,
+    },
+    /// No reply by the timeout. `unreachable`: an ICMP error came back for it.
+    Lost { seq: u64, unreachable: bool },
+    /// The send failed locally.
+    NotSent { seq: u64, error: String },
+    /// From the target, but not an echo of a probe we sent.
+    Mismatched {
+        seq: Option<u64>,
+        len: usize,
+        reason: &'static str,
+    },
+    /// From elsewhere, or another run's session.
+    Foreign { from: SocketAddr, len: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Received { reordered: bool },
+    Late,
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Sending,
+    Draining,
+    Done,
+}
+
+type Observer<'a> = Box<dyn FnMut(&ProbeEvent) + 'a>;
+
+pub struct Pinger<'a> {
+    cfg: PingConfig,
+    inflight_max: usize,
+    timeout_ns: u64,
+    socket: UdpSocket,
+    local: SocketAddr,
+    session: u64,
+    /// The probe as sent: padding filled once, header rewritten per probe.
+    probe: Vec<u8>,
+    recv_buf: Vec<u8>,
+    table: InFlight,
+    timeouts: Wheel<u64>,
+    counters: Counters,
+    rtt: Latency,
+    rtt_from_intended: Latency,
+    lag: Latency,
+    jitter: Jitter,
+    outages: OutageTracker,
+    phase: Phase,
+    epoch: Instant,
+    started: bool,
+    /// When sending stopped and when the last verdict came, ns since the epoch.
+    send_end_ns: Option<u64>,
+    end_ns: Option<u64>,
+    /// A send hit a full socket buffer: wait for WRITABLE before the next.
+    write_blocked: bool,
+    ever_sent: bool,
+    interrupted: bool,
+    observer: Option<Observer<'a>>,
+}
+
+impl<'a> Pinger<'a> {
+    /// Binds the pinger's socket. The config must have passed [`PingConfig::validate`].
+    pub fn new(cfg: PingConfig) -> Result<Self, Error> {
+        cfg.validate()?;
+        let bind = cfg.bind.unwrap_or_else(|| net::any_for(&cfg.target));
+        let (socket, local) = net::bind(bind)?;
+        // Best effort: without it a stopped server looks like silence rather than a refusal.
+        let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
+        let inflight_max = cfg.inflight();
+        let timeout_ns = cfg.timeout.as_nanos() as u64;
+        let rate_bound = match cfg.pace {
+            Pace::Rate(rate) => rate,
+            Pace::Window => WINDOW_RATE_BOUND,
+        };
+        let span = (rate_bound * cfg.timeout.as_secs_f64()).ceil() as usize;
+        let table_max = span.max(inflight_max).saturating_mul(2).min(MAX_TABLE);
+        let session = random_session();
+        let mut probe = vec![0u8; cfg.size];
+        wire::fill_padding(&mut probe, session);
+        Ok(Self {
+            inflight_max,
+            timeout_ns,
+            socket,
+            local,
+            session,
+            probe,
+            recv_buf: vec![0u8; net::RECV_BUF],
+            table: InFlight::new(inflight_max.saturating_mul(2).min(4096), table_max),
+            timeouts: Wheel::new(),
+            counters: Counters::default(),
+            rtt: Latency::new(),
+            rtt_from_intended: Latency::new(),
+            lag: Latency::new(),
+            jitter: Jitter::default(),
+            outages: OutageTracker::default(),
+            phase: Phase::Sending,
+            epoch: Instant::now(),
+            started: false,
+            send_end_ns: None,
+            end_ns: None,
+            write_blocked: false,
+            ever_sent: false,
+            interrupted: false,
+            observer: None,
+            cfg,
+        })
+    }
+
+    /// Calls `f` for every probe event as it happens.
+    pub fn observe(&mut self, f: impl FnMut(&ProbeEvent) + 'a) {
+        self.observer = Some(Box::new(f));
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    pub fn config(&self) -> &PingConfig {
+        &self.cfg
+    }
+
+    /// The effective cap on outstanding probes.
+    pub fn inflight_max(&self) -> usize {
+        self.inflight_max
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    fn emit(&mut self, event: ProbeEvent) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer(&event);
+        }
+    }
+
+    /// When probe number `index` is due, ns since the epoch.
+    fn intended_ns(&self, index: u64, now_ns: u64) -> u64 {
+        match self.cfg.pace {
+            Pace::Rate(rate) => (index as f64 * 1e9 / rate) as u64,
+            Pace::Window => now_ns,
+        }
+    }
+
+    /// Whether the count or duration is used up for probe `index`, due at `intended_ns`.
+    fn limit_reached(&self, index: u64, intended_ns: u64) -> bool {
+        self.cfg.count.is_some_and(|n| index >= n)
+            || self
+                .cfg
+                .duration
+                .is_some_and(|d| intended_ns >= d.as_nanos() as u64)
+    }
+
+    /// Sends what the schedule says is due; returns when to come back.
+    fn send_due(&mut self, now: Instant) -> Result<Wake, Error> {
+        let now_ns = self.ns(now);
+        for _ in 0..MAX_BURST {
+            let index = self.table.next_seq();
+            let intended_ns = self.intended_ns(index, now_ns);
+            if self.limit_reached(index, intended_ns) {
+                self.phase = Phase::Draining;
+                self.send_end_ns = Some(intended_ns.min(now_ns));
+                return Ok(Wake::IDLE);
+            }
+            if intended_ns > now_ns {
+                return Ok(Wake::exactly(
+                    self.epoch + Duration::from_nanos(intended_ns),
+                ));
+            }
+            if self.write_blocked {
+                // WRITABLE will wake us; check again soon in case the edge was missed.
+                return Ok(Wake::around(now + Duration::from_millis(1)));
+            }
+            if self.table.in_flight() >= self.inflight_max || !self.table.make_room() {
+                // A reply or a timeout frees room; in closed-loop mode mind the duration too.
+                return Ok(match (self.cfg.pace, self.cfg.duration) {
+                    (Pace::Window, Some(d)) => Wake::around(self.epoch + d),
+                    _ => Wake::IDLE,
+                });
+            }
+            self.send_one(intended_ns)?;
+        }
+        Ok(Wake::exactly(now))
+    }
+
+    fn send_one(&mut self, intended_ns: u64) -> Result<(), Error> {
+        let seq = self.table.next_seq();
+        let sent_ns = self.ns(Instant::now());
+        ProbeHeader {
+            session: self.session,
+            seq,
+            send_ns: sent_ns,
+        }
+        .encode(&mut self.probe);
+        let mut refused = false;
+        let result = loop {
+            match self.socket.send_to(&self.probe, self.cfg.target) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An ICMP error for an earlier probe surfaces on this send; once reported it is
+                // cleared, so one retry sends this probe.
+                Err(e) if net::is_unreachable(&e) && self.ever_sent && !refused => {
+                    refused = true;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(_) => {
+                // A refusal met on the way is also on the error queue, which names its probe.
+                self.table.push(sent_ns, intended_ns, true);
+                let deadline = (sent_ns + self.timeout_ns).div_ceil(TICK_NS);
+                self.timeouts.insert(deadline, seq);
+                self.counters.sent += 1;
+                self.ever_sent = true;
+                if matches!(self.cfg.pace, Pace::Rate(_)) {
+                    self.lag.record(sent_ns.saturating_sub(intended_ns));
+                }
+            }
+            Err(e) if !self.ever_sent && !net::is_local_congestion(&e) => {
+                // The very first probe could not leave: the address or route is wrong.
+                return Err(Error::io("send to", self.cfg.target, e));
+            }
+            Err(e) => {
+                self.table.push(sent_ns, intended_ns, false);
+                if refused || net::is_unreachable(&e) {
+                    self.table.mark_unreachable(seq);
+                }
+                self.write_blocked = e.kind() == io::ErrorKind::WouldBlock;
+                self.counters.not_sent += 1;
+                self.emit(ProbeEvent::NotSent {
+                    seq,
+                    error: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// An ICMP error was reported; `seq` is the probe it names, when known.
+    fn note_unreachable(&mut self, seq: Option<u64>) {
+        self.counters.unreachable += 1;
+        if let Some(seq) = seq {
+            self.table.mark_unreachable(seq);
+        }
+    }
+
+    fn receive(&mut self) -> Result<(), Error> {
+        loop {
+            match self.socket.recv_from(&mut self.recv_buf) {
+                Ok((len, from)) => {
+                    let now_ns = self.ns(Instant::now());
+                    self.on_datagram(len, from, now_ns);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A pending ICMP error reported on receive; the error queue names the probe.
+                Err(e) if net::is_unreachable(&e) => {}
+                Err(e) => return Err(Error::io("receive on", self.local, e)),
+            }
+        }
+    }
+
+    fn drain_icmp(&mut self) {
+        let session = self.session;
+        let mut named = Vec::new();
+        let _ = drain_error_queue(&self.socket, |_, original| {
+            let seq = ProbeHeader::decode(original)
+                .ok()
+                .filter(|h| h.session == session)
+                .map(|h| h.seq);
+            named.push(seq);
+        });
+        for seq in named {
+            self.note_unreachable(seq);
+        }
+    }
+
+    fn on_datagram(&mut self, len: usize, from: SocketAddr, now_ns: u64) {
+        if from != self.cfg.target {
+            self.counters.foreign += 1;
+            self.emit(ProbeEvent::Foreign { from, len });
+            return;
+        }
+        let data = &self.recv_buf[..len];
+        let header = match ProbeHeader::decode(data) {
+            Ok(h) => h,
+            Err(_) => return self.mismatched(None, len, "not a sonde probe"),
+        };
+        if header.session != self.session {
+            self.counters.foreign += 1;
+            self.emit(ProbeEvent::Foreign { from, len });
+            return;
+        }
+        let seq = header.seq;
+        let Some(slot) = self.table.get(seq).copied() else {
+            return match self.table.on_reply(seq, now_ns, self.timeout_ns) {
+                Verdict::Stale => self.counters.stale += 1,
+                _ => self.mismatched(Some(seq), len, "sequence number never sent"),
+            };
+        };
+        if slot.state != ProbeState::NotSent {
+            let faithful = len == self.probe.len()
+                && header.send_ns == slot.sent_ns
+                && data[HEADER_LEN..] == self.probe[HEADER_LEN..];
+            if !faithful {
+                let reason = if len < self.probe.len() {
+                    "truncated"
+                } else {
+                    "altered"
+                };
+                return self.mismatched(Some(seq), len, reason);
+            }
+        }
+        let rtt_ns = now_ns.saturating_sub(slot.sent_ns);
+        let kind = match self.table.on_reply(seq, now_ns, self.timeout_ns) {
+            Verdict::Received { reordered } => {
+                self.counters.received += 1;
+                self.counters.reordered += u64::from(reordered);
+                self.rtt.record(rtt_ns);
+                self.jitter.record(rtt_ns);
+                if matches!(self.cfg.pace, Pace::Rate(_)) {
+                    self.rtt_from_intended
+                        .record(now_ns.saturating_sub(slot.intended_ns));
+                }
+                ReplyKind::Received { reordered }
+            }
+            Verdict::Late => {
+                if slot.state == ProbeState::Lost {
+                    self.counters.lost -= 1;
+                }
+                self.counters.late += 1;
+                ReplyKind::Late
+            }
+            Verdict::Duplicate => {
+                self.counters.duplicates += 1;
+                ReplyKind::Duplicate
+            }
+            Verdict::NeverSent => return self.mismatched(Some(seq), len, "probe was never sent"),
+            Verdict::Stale => {
+                self.counters.stale += 1;
+                return;
+            }
+        };
+        self.emit(ProbeEvent::Reply {
+            seq,
+            rtt_ns,
+            len,
+            kind,
+        });
+    }
+
+    fn mismatched(&mut self, seq: Option<u64>, len: usize, reason: &'static str) {
+        self.counters.mismatched += 1;
+        self.emit(ProbeEvent::Mismatched { seq, len, reason });
+    }
+
+    /// Fires due timeouts and hands resolved probes, in order, to the outage tracker.
+    fn expire(&mut self, now_ns: u64) {
+        while let Some(seq) = self.timeouts.poll(now_ns / TICK_NS) {
+            if let Some(slot) = self.table.on_timeout(seq) {
+                self.counters.lost += 1;
+                self.emit(ProbeEvent::Lost {
+                    seq,
+                    unreachable: slot.unreachable,
+                });
+            }
+        }
+        while let Some(slot) = self.table.pop_resolved() {
+            self.outages.observe(&slot);
+        }
+    }
+
+    fn finish(&mut self, now_ns: u64) {
+        self.phase = Phase::Done;
+        self.end_ns = Some(now_ns);
+        self.send_end_ns.get_or_insert(now_ns);
+    }
+
+    /// Everything measured so far (complete once the engine has finished the run).
+    pub fn summary(&self) -> PingSummary {
+        let end_ns = self.end_ns.unwrap_or_else(|| self.ns(Instant::now()));
+        let rate = match self.cfg.pace {
+            Pace::Rate(rate) => Some(rate),
+            Pace::Window => None,
+        };
+        let schedule_lag = rate.and(self.lag.summary()).map(|l| LagSummary {
+            mean_us: l.mean_us,
+            p99_us: l.p99_us,
+            max_us: l.max_us,
+        });
+        PingSummary {
+            target: self.cfg.target.to_string(),
+            local: self.local.to_string(),
+            session: format!("{:016x}", self.session),
+            mode: if rate.is_some() { "rate" } else { "window" },
+            rate_pps: rate,
+            inflight_max: self.inflight_max,
+            size_bytes: self.cfg.size,
+            timeout_ms: self.cfg.timeout.as_secs_f64() * 1e3,
+            duration_s: end_ns as f64 / 1e9,
+            interrupted: self.interrupted,
+            counters: self.counters.clone(),
+            loss_pct: self.counters.loss_pct(),
+            rtt: self.rtt.summary(),
+            jitter_us: self.jitter.us(),
+            rtt_from_intended: rate.and(self.rtt_from_intended.summary()),
+            schedule_lag,
+            outages: self
+                .outages
+                .clone()
+                .finish(self.send_end_ns.unwrap_or(end_ns)),
+        }
+    }
+
+    /// The latency distribution of received probes, for merging or export.
+    pub fn rtt(&self) -> &Latency {
+        &self.rtt
+    }
+}
+
+impl Role for Pinger<'_> {
+    fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
+        registry.register(
+            &mut self.socket,
+            first,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    fn ready(&mut self, _index: usize, event: &Event) -> Result<(), Error> {
+        if event.is_error() {
+            self.drain_icmp();
+        }
+        if event.is_writable() {
+            self.write_blocked = false;
+        }
+        if event.is_readable() || event.is_error() {
+            self.receive()?;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, now: Instant) -> Result<Wake, Error> {
+        if !self.started {
+            self.started = true;
+            self.epoch = now;
+        }
+        if self.phase == Phase::Done {
+            return Ok(Wake::IDLE);
+        }
+        let now_ns = self.ns(now);
+        self.expire(now_ns);
+        let send_wake = if self.phase == Phase::Sending {
+            self.send_due(now)?
+        } else {
+            Wake::IDLE
+        };
+        if self.phase == Phase::Draining && self.table.in_flight() == 0 {
+            self.expire(now_ns);
+            self.finish(now_ns);
+            return Ok(Wake::IDLE);
+        }
+        let timeout_wake = Wake {
+            around: self
+                .timeouts
+                .next_expiration()
+                .map(|tick| self.epoch + Duration::from_nanos(tick * TICK_NS)),
+            exactly: None,
+        };
+        Ok(send_wake.min(timeout_wake))
+    }
+
+    fn stop(&mut self, now: Instant, hard: bool) {
+        self.interrupted = true;
+        let now_ns = self.ns(now);
+        if self.phase == Phase::Sending {
+            self.phase = Phase::Draining;
+            self.send_end_ns = Some(now_ns);
+        }
+        if hard && self.phase != Phase::Done {
+            self.counters.in_flight = self.table.abandon() as u64;
+            self.finish(now_ns);
+        }
+    }
+
+    fn is_client(&self) -> bool {
+        true
+    }
+
+    fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
+
+/// A per-run id: random enough that two runs on one host never share one.
+fn random_session() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}

@@ -1,0 +1,181 @@
+//! Text and JSON renderings of the summaries and of per-probe events.
+//!
+//! Times are printed in milliseconds with three decimals (microsecond resolution), as ping does;
+//! the JSON carries microseconds, with the unit in every key.
+
+use crate::pinger::{ProbeEvent, ReplyKind};
+use crate::stats::LatencySummary;
+use crate::summary::{EchoSummary, PingSummary};
+use std::fmt::Write;
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1_000.0)
+}
+
+fn ns_ms(ns: u64) -> String {
+    format!("{:.3}", ns as f64 / 1e6)
+}
+
+/// One line for a probe event, as `-v` prints it.
+pub fn probe_line(event: &ProbeEvent) -> String {
+    match event {
+        ProbeEvent::Reply {
+            seq,
+            rtt_ns,
+            len,
+            kind,
+        } => {
+            let rtt = ns_ms(*rtt_ns);
+            match kind {
+                ReplyKind::Received { reordered: false } => {
+                    format!("seq={seq} rtt={rtt} ms len={len}")
+                }
+                ReplyKind::Received { reordered: true } => {
+                    format!("seq={seq} rtt={rtt} ms len={len} (reordered)")
+                }
+                ReplyKind::Late => format!("seq={seq} LATE rtt={rtt} ms len={len}"),
+                ReplyKind::Duplicate => format!("seq={seq} DUP rtt={rtt} ms len={len}"),
+            }
+        }
+        ProbeEvent::Lost {
+            seq,
+            unreachable: false,
+        } => format!("seq={seq} LOST (no reply by the timeout)"),
+        ProbeEvent::Lost {
+            seq,
+            unreachable: true,
+        } => format!("seq={seq} LOST (destination unreachable)"),
+        ProbeEvent::NotSent { seq, error } => format!("seq={seq} NOT SENT ({error})"),
+        ProbeEvent::Mismatched { seq, len, reason } => match seq {
+            Some(seq) => format!("seq={seq} MISMATCHED len={len} ({reason})"),
+            None => format!("MISMATCHED len={len} ({reason})"),
+        },
+        ProbeEvent::Foreign { from, len } => format!("FOREIGN len={len} from {from}"),
+    }
+}
+
+fn quartet(l: &LatencySummary) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        ms(l.p50_us),
+        ms(l.p90_us),
+        ms(l.p99_us),
+        ms(l.p999_us)
+    )
+}
+
+/// The closing statistics of a ping run, as text.
+pub fn ping_text(s: &PingSummary) -> String {
+    let c = &s.counters;
+    let mut out = String::new();
+    let _ = writeln!(out, "--- {} sonde ping statistics ---", s.target);
+    let _ = writeln!(
+        out,
+        "{} sent, {} received, {:.3}% loss ({} lost, {} late), {:.3} s{}",
+        c.sent,
+        c.received,
+        s.loss_pct,
+        c.lost,
+        c.late,
+        s.duration_s,
+        if s.interrupted { ", interrupted" } else { "" }
+    );
+    let mut others = format!(
+        "duplicates {}, reordered {}, mismatched {}, foreign {}, not sent {}",
+        c.duplicates, c.reordered, c.mismatched, c.foreign, c.not_sent
+    );
+    for (name, value) in [
+        ("stale", c.stale),
+        ("icmp unreachable", c.unreachable),
+        ("abandoned in flight", c.in_flight),
+    ] {
+        if value > 0 {
+            let _ = write!(others, ", {name} {value}");
+        }
+    }
+    let _ = writeln!(out, "{others}");
+    match &s.rtt {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "rtt min/mean/max/stddev = {}/{}/{}/{} ms",
+                ms(r.min_us),
+                ms(r.mean_us),
+                ms(r.max_us),
+                ms(r.stddev_us)
+            );
+            let _ = writeln!(
+                out,
+                "rtt p50/p90/p99/p99.9   = {} ms, jitter {} ms",
+                quartet(r),
+                ms(s.jitter_us.unwrap_or(0.0))
+            );
+        }
+        None => {
+            let _ = writeln!(out, "rtt: no replies");
+        }
+    }
+    if let Some(r) = &s.rtt_from_intended {
+        let _ = writeln!(
+            out,
+            "from intended send      = {} ms (p50/p90/p99/p99.9, coordinated omission corrected)",
+            quartet(r)
+        );
+    }
+    if let Some(lag) = &s.schedule_lag {
+        let _ = writeln!(
+            out,
+            "schedule lag mean/p99/max = {}/{}/{} ms",
+            ms(lag.mean_us),
+            ms(lag.p99_us),
+            ms(lag.max_us)
+        );
+    }
+    if s.outages.is_empty() {
+        let _ = writeln!(out, "outages: none");
+    } else {
+        let _ = writeln!(out, "outages: {}", s.outages.len());
+        for (i, o) in s.outages.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}. at {:.3} s for {:.3} s{}: {} lost, {} not sent ({})",
+                i + 1,
+                o.start_s,
+                o.duration_s,
+                if o.ongoing {
+                    " (still down at the end)"
+                } else {
+                    ""
+                },
+                o.lost,
+                o.not_sent,
+                o.cause
+            );
+        }
+    }
+    out
+}
+
+/// The counters of an echo server, as text.
+pub fn echo_text(s: &EchoSummary) -> String {
+    let peers = if s.peers >= s.peers_limit {
+        format!("at least {}", s.peers)
+    } else {
+        s.peers.to_string()
+    };
+    format!(
+        "--- sonde echo on {} ---\n{} datagrams ({} bytes) echoed to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n",
+        s.bind,
+        s.datagrams - s.send_failed,
+        s.bytes,
+        peers,
+        s.duration_ms as f64 / 1e3,
+        s.send_failed,
+        s.recv_errors
+    )
+}
+
+/// A summary as one line of JSON.
+pub fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("summaries serialize")
+}

@@ -1,0 +1,107 @@
+//! The plain results of a run: what reports (text, JSON) are made from.
+//!
+//! Field names are part of the JSON interface and stay stable; every duration carries its unit
+//! in its name.
+
+use crate::outage::Outage;
+use crate::stats::LatencySummary;
+use serde::Serialize;
+
+/// Per-probe and per-datagram counts of a pinger. See the README for what each one means.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Probes that left the socket.
+    pub sent: u64,
+    /// Probes answered within their timeout, by a faithful echo.
+    pub received: u64,
+    /// Probes with no answer by their timeout (and none since).
+    pub lost: u64,
+    /// Probes first answered after their timeout.
+    pub late: u64,
+    /// Extra answers to probes already answered.
+    pub duplicates: u64,
+    /// Received probes that arrived after a higher sequence number had.
+    pub reordered: u64,
+    /// Datagrams from the target that are not a faithful echo of a probe we sent: truncated,
+    /// altered, a sequence number never sent, or not a probe at all (a non-echo server).
+    pub mismatched: u64,
+    /// Datagrams from another address, or carrying another run's session id.
+    pub foreign: u64,
+    /// Probes whose send failed locally (full buffer, ENOBUFS, refused): not network loss.
+    pub not_sent: u64,
+    /// Answers to probes older than the sequence table remembers.
+    pub stale: u64,
+    /// ICMP errors (port or host unreachable) received for our probes.
+    pub unreachable: u64,
+    /// Probes still outstanding when the run was cut short (second Ctrl-C); 0 otherwise.
+    pub in_flight: u64,
+}
+
+impl Counters {
+    /// Percentage of sent probes not answered within their timeout (lost and late).
+    pub fn loss_pct(&self) -> f64 {
+        let settled = self.sent.saturating_sub(self.in_flight);
+        if settled == 0 {
+            0.0
+        } else {
+            100.0 * (self.lost + self.late) as f64 / settled as f64
+        }
+    }
+}
+
+/// The schedule's lag in fixed-rate mode: how late probes left compared with their slot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LagSummary {
+    pub mean_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+/// Everything a ping run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PingSummary {
+    pub target: String,
+    pub local: String,
+    /// Random id of this run, carried in every probe.
+    pub session: String,
+    /// `"rate"` (open loop) or `"window"` (closed loop).
+    pub mode: &'static str,
+    pub rate_pps: Option<f64>,
+    pub inflight_max: usize,
+    pub size_bytes: usize,
+    pub timeout_ms: f64,
+    /// From the first send to the last verdict.
+    pub duration_s: f64,
+    /// Stopped by Ctrl-C (or SIGTERM) rather than by its count or duration.
+    pub interrupted: bool,
+    #[serde(flatten)]
+    pub counters: Counters,
+    pub loss_pct: f64,
+    /// Round-trip times of received probes: from the actual send to the reply.
+    pub rtt: Option<LatencySummary>,
+    /// RFC 3550 interarrival jitter of the round-trip times.
+    pub jitter_us: Option<f64>,
+    /// Fixed-rate mode: from each probe's intended send time to its reply (corrects for
+    /// coordinated omission, as wrk2 does).
+    pub rtt_from_intended: Option<LatencySummary>,
+    /// Fixed-rate mode: how late probes left compared with the schedule.
+    pub schedule_lag: Option<LagSummary>,
+    pub outages: Vec<Outage>,
+}
+
+/// Everything an echo server counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EchoSummary {
+    pub bind: String,
+    pub duration_ms: u64,
+    /// Datagrams received (and echoed, unless counted in `send_failed`).
+    pub datagrams: u64,
+    pub bytes: u64,
+    /// Distinct source addresses seen (counted up to `peers_limit`).
+    pub peers: u64,
+    pub peers_limit: u64,
+    /// Echoes the kernel would not take (full buffer, ENOBUFS, unreachable sender): dropped.
+    pub send_failed: u64,
+    /// Errors from receive calls (ICMP errors reported on the socket, for instance).
+    pub recv_errors: u64,
+}

@@ -1,0 +1,171 @@
+//! Helpers for the integration tests: spawn sonde and peers on loopback, read their output.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn sonde() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sonde"))
+}
+
+pub fn peer_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+/// Whether a third-party peer is installed. Missing: skip with a reason on a user's machine,
+/// fail under CI (`.ci/run` installs every peer, so a skip there would hide a bug).
+pub fn have_peer(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} is required when CI=true: .ci/run installs it"
+        );
+        eprintln!("skipping: {program} is not installed");
+    }
+    found
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A child process killed when dropped, with the address it announced.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `cmd` and waits for its "listening on ADDR" line.
+pub fn spawn_listening(mut cmd: Command) -> Server {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn server");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read first line");
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .next()
+        .unwrap()
+        .to_string();
+    Server {
+        child,
+        addr,
+        stdout,
+    }
+}
+
+/// `sonde echo` on `bind` (port 0 for any).
+pub fn sonde_echo(bind: &str) -> Server {
+    let mut cmd = sonde();
+    cmd.args(["echo", "--bind", bind]);
+    spawn_listening(cmd)
+}
+
+/// The misbehaving Python echo of tests/peers/odd_echo.py.
+pub fn odd_echo(mode: &str) -> Server {
+    let mut cmd = Command::new("python3");
+    cmd.arg(peer_script("tests/peers/odd_echo.py")).arg(mode);
+    spawn_listening(cmd)
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something at `addr` echoes a datagram back (for peers that print nothing).
+pub fn wait_for_echo(addr: &str) {
+    let local = if addr.starts_with('[') {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let socket = UdpSocket::bind(local).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 16];
+    while Instant::now() < deadline {
+        let _ = socket.send_to(b"ready?", addr);
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            if &buf[..n] == b"ready?" {
+                return;
+            }
+        }
+    }
+    panic!("nothing echoes at {addr}");
+}
+
+pub fn run(args: &[&str]) -> Output {
+    sonde().args(args).output().expect("run sonde")
+}
+
+/// Runs sonde with `--json` appended and returns the parsed summary; the run must succeed.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = run(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sonde {all:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stdout}"))
+}
+
+pub fn u(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+pub fn f(v: &serde_json::Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+/// Sends SIGINT (or another signal) to a child, as Ctrl-C would.
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,390 @@
+//! sonde ping against real echo servers on loopback: sonde's own, third-party, and broken ones.
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::net::UdpSocket;
+use std::process::Stdio;
+use std::thread::sleep;
+use std::time::Duration;
+
+/// Every probe ends in exactly one state.
+fn assert_accounted(s: &serde_json::Value) {
+    assert_eq!(
+        u(s, "sent"),
+        u(s, "received") + u(s, "lost") + u(s, "late") + u(s, "in_flight"),
+        "probe states do not add up: {s}"
+    );
+}
+
+#[test]
+fn ping_sonde_echo_closed_loop() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let s = run_json(&["ping", &echo.addr, "--count", "2000", "--inflight", "16"]);
+    assert_eq!(u(&s, "sent"), 2000);
+    assert_eq!(u(&s, "received"), 2000);
+    assert_eq!(f(&s, "loss_pct"), 0.0);
+    for key in ["mismatched", "foreign", "duplicates", "not_sent", "late"] {
+        assert_eq!(u(&s, key), 0, "{key}");
+    }
+    assert_eq!(s["mode"], "window");
+    let rtt = &s["rtt"];
+    assert_eq!(u(rtt, "count"), 2000);
+    assert!(f(rtt, "min_us") > 0.0);
+    assert!(f(rtt, "min_us") <= f(rtt, "p50_us"));
+    assert!(f(rtt, "p50_us") <= f(rtt, "p99_us"));
+    assert!(f(rtt, "p99_us") <= f(rtt, "max_us") * 1.001);
+    assert!(s["jitter_us"].as_f64().is_some());
+    assert!(
+        s["rtt_from_intended"].is_null(),
+        "closed loop has no schedule"
+    );
+}
+
+#[test]
+fn ping_sonde_echo_over_ipv6_at_fixed_rate() {
+    let echo = sonde_echo("[::1]:0");
+    assert!(echo.addr.starts_with("[::1]:"), "{}", echo.addr);
+    let s = run_json(&["ping", &echo.addr, "--rate", "2000", "--count", "1000"]);
+    assert_eq!(u(&s, "received"), 1000);
+    assert_eq!(s["mode"], "rate");
+    assert_eq!(f(&s, "rate_pps"), 2000.0);
+    // 1000 probes at 2000/s take about half a second.
+    assert!(f(&s, "duration_s") > 0.45 && f(&s, "duration_s") < 5.0);
+    assert!(s["rtt_from_intended"]["p50_us"].as_f64().unwrap() > 0.0);
+    assert!(s["schedule_lag"]["max_us"].as_f64().is_some());
+}
+
+#[test]
+fn largest_ipv6_probe_round_trips() {
+    let echo = sonde_echo("[::1]:0");
+    let s = run_json(&[
+        "ping", &echo.addr, "--size", "65527", "--count", "5", "-w", "1",
+    ]);
+    assert_eq!(u(&s, "received"), 5);
+    assert_eq!(u(&s, "size_bytes"), 65527);
+}
+
+#[test]
+fn ping_python_stdlib_echo_one_at_a_time() {
+    if !have_peer("python3") {
+        return;
+    }
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(peer_script("scripts/py-echo.py"));
+    let echo = spawn_listening(cmd);
+    let s = run_json(&[
+        "ping",
+        &echo.addr,
+        "--count",
+        "300",
+        "--inflight",
+        "1",
+        "--size",
+        "1400",
+    ]);
+    assert_eq!(u(&s, "received"), 300);
+    assert_eq!(u(&s, "mismatched"), 0);
+}
+
+#[test]
+fn ping_socat_echo() {
+    if !have_peer("socat") {
+        return;
+    }
+    let port = free_port();
+    let mut socat = std::process::Command::new("socat")
+        .args([
+            "-b65536",
+            &format!("UDP4-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+            "PIPE",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn socat");
+    let addr = format!("127.0.0.1:{port}");
+    wait_for_echo(&addr);
+    let s = run_json(&["ping", &addr, "--count", "200", "--inflight", "1"]);
+    let _ = socat.kill();
+    let _ = socat.wait();
+    assert_eq!(u(&s, "received"), 200, "{s}");
+    assert_eq!(u(&s, "mismatched"), 0);
+}
+
+#[test]
+fn fixed_answer_server_is_mismatched_not_received() {
+    let server = odd_echo("fixed");
+    let s = run_json(&[
+        "ping",
+        &server.addr,
+        "--count",
+        "5",
+        "--inflight",
+        "1",
+        "--timeout",
+        "100ms",
+    ]);
+    assert_eq!(u(&s, "received"), 0);
+    assert_eq!(u(&s, "mismatched"), 5);
+    assert_eq!(u(&s, "lost"), 5);
+    assert_eq!(f(&s, "loss_pct"), 100.0);
+    assert_eq!(u(&s, "foreign"), 0);
+}
+
+#[test]
+fn truncated_and_altered_echoes_are_mismatched() {
+    for mode in ["truncate", "alter"] {
+        let server = odd_echo(mode);
+        let s = run_json(&[
+            "ping",
+            &server.addr,
+            "--count",
+            "20",
+            "--rate",
+            "200",
+            "--timeout",
+            "100ms",
+        ]);
+        assert_eq!(u(&s, "received"), 0, "{mode}: {s}");
+        assert_eq!(u(&s, "mismatched"), 20, "{mode}");
+        assert_accounted(&s);
+    }
+}
+
+#[test]
+fn duplicated_replies_are_counted_once_as_received() {
+    let server = odd_echo("dup");
+    let s = run_json(&["ping", &server.addr, "--count", "100", "--rate", "500"]);
+    assert_eq!(u(&s, "received"), 100);
+    // The run ends with the last first reply; that probe's second copy may come after.
+    assert!((99..=100).contains(&u(&s, "duplicates")), "{s}");
+    assert_eq!(u(&s["rtt"], "count"), 100, "duplicates add no RTT samples");
+    assert_accounted(&s);
+}
+
+#[test]
+fn swapped_replies_are_reordered() {
+    let server = odd_echo("swap");
+    let s = run_json(&["ping", &server.addr, "--count", "100", "--rate", "500"]);
+    assert_eq!(u(&s, "received"), 100);
+    // Each even-numbered probe comes back after the odd one that follows it.
+    assert_eq!(u(&s, "reordered"), 50);
+}
+
+#[test]
+fn replies_after_the_timeout_are_late_not_received_nor_lost() {
+    let server = odd_echo("delay");
+    let s = run_json(&[
+        "ping",
+        &server.addr,
+        "--count",
+        "50",
+        "--rate",
+        "100",
+        "--timeout",
+        "50ms",
+    ]);
+    // Every 5th reply comes 150 ms late. The run ends when the last probe's timeout fires, so
+    // replies to probes sent in the last 100 ms come after the pinger has left: they stay lost.
+    assert_eq!(u(&s, "received"), 40, "{s}");
+    assert_eq!(u(&s, "late") + u(&s, "lost"), 10);
+    assert!(u(&s, "late") >= 7, "{s}");
+    assert_eq!(
+        u(&s, "duplicates"),
+        0,
+        "a late reply is not also a duplicate"
+    );
+    assert_accounted(&s);
+    assert!(
+        f(&s["rtt"], "max_us") < 50_000.0,
+        "late RTTs stay out of the histogram"
+    );
+}
+
+#[test]
+fn garbage_to_the_pinger_is_foreign_and_harmless() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let mut ping = sonde()
+        .args(["ping", &echo.addr, "--rate", "200", "--duration", "1500ms"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(ping.stdout.take().unwrap());
+    let mut header = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut header).unwrap();
+    let port: u16 = header
+        .split(" from ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|p| {
+            p.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no local port in {header:?}"));
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let mut forged = vec![0u8; 64];
+    forged[..4].copy_from_slice(b"SNDE");
+    forged[4] = 1;
+    let payloads: [&[u8]; 5] = [b"", b"x", &[0xff; 31], &forged, &[0u8; 9000]];
+    for i in 0..50 {
+        attacker
+            .send_to(payloads[i % payloads.len()], &target)
+            .unwrap();
+        // Paced: a burst of large datagrams would overflow the receive buffer (a local drop,
+        // not what this test is about).
+        sleep(Duration::from_millis(2));
+    }
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = ping.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("foreign 50"), "{rest}");
+    assert!(rest.contains("0.000% loss"), "{rest}");
+}
+
+#[test]
+fn server_cut_and_restart_is_one_outage() {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let echo = sonde_echo(&bind);
+    let ping = sonde()
+        .args([
+            "ping",
+            &bind,
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--timeout",
+            "200ms",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(800));
+    drop(echo);
+    sleep(Duration::from_millis(1000));
+    let _echo = sonde_echo(&bind);
+    let out = ping.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outages = s["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{s}");
+    let o = &outages[0];
+    assert_eq!(o["cause"], "unreachable");
+    assert_eq!(
+        o["ongoing"], false,
+        "probes after the restart were answered"
+    );
+    let (start, duration) = (f(o, "start_s"), f(o, "duration_s"));
+    assert!((0.6..1.2).contains(&start), "{o}");
+    assert!((0.7..1.6).contains(&duration), "{o}");
+    // About 200 probes fell into the outage, and every lost probe of the run is in it.
+    assert!(u(o, "lost") + u(o, "not_sent") >= 140, "{o}");
+    assert_eq!(u(o, "lost"), u(&s, "lost"));
+    assert!(u(&s, "received") >= 350, "{s}");
+    assert!(u(&s, "unreachable") > 0);
+    assert_accounted(&s);
+}
+
+#[test]
+fn ctrl_c_prints_what_was_measured() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let ping = sonde()
+        .args(["ping", &echo.addr, "--rate", "100"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep(Duration::from_millis(700));
+    signal(&ping, "INT");
+    let out = ping.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("sonde ping statistics"), "{text}");
+    assert!(text.contains("interrupted"), "{text}");
+    let sent: u64 = text
+        .lines()
+        .find(|l| l.contains(" sent, "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((30..=120).contains(&sent), "{text}");
+    assert!(
+        text.contains(&format!("{sent} received")),
+        "replies drained: {text}"
+    );
+}
+
+#[test]
+fn loopback_runs_with_no_setup() {
+    for family in [&[][..], &["--ipv6"][..]] {
+        let mut args = vec!["loopback", "--duration", "500ms", "--rate", "5000"];
+        args.extend_from_slice(family);
+        let s = run_json(&args);
+        assert_eq!(u(&s, "received"), u(&s, "sent"), "{s}");
+        assert!(u(&s, "sent") >= 2400, "{s}");
+        assert!(s["target"]
+            .as_str()
+            .unwrap()
+            .contains(if family.is_empty() {
+                "127.0.0.1"
+            } else {
+                "[::1]"
+            }));
+    }
+}
+
+#[test]
+fn few_probes_print_one_line_each() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let out = run(&["ping", &echo.addr, "--count", "3", "--inflight", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for seq in 0..3 {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("seq={seq} rtt=")) && l.ends_with("ms len=64")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("3 sent, 3 received, 0.000% loss"), "{text}");
+}
+
+#[test]
+fn lost_probes_print_lost_lines() {
+    let port = free_port();
+    let out = run(&[
+        "ping",
+        &format!("127.0.0.1:{port}"),
+        "--count",
+        "2",
+        "--inflight",
+        "1",
+        "--timeout",
+        "50ms",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("seq=0 LOST"), "{text}");
+    assert!(text.contains("seq=1 LOST"), "{text}");
+    assert!(text.contains("0 received, 100.000% loss"), "{text}");
+}
+
+#[test]
+fn closed_stdout_does_not_panic() {
+    let mut child = sonde()
+        .args(["loopback", "--count", "5000", "-v"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success());
+}
