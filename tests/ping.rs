@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use std::io::Read;
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::thread::sleep;
 use std::time::Duration;
@@ -94,20 +95,28 @@ fn ping_socat_echo() {
         return;
     }
     let port = free_port();
-    let mut socat = std::process::Command::new("socat")
+    // socat forks a child per peer: run it in its own process group and kill the group, and let
+    // -T end idle children by themselves. Its stdio is closed so that no straggler holds the
+    // test harness's output open.
+    let socat = std::process::Command::new("socat")
         .args([
+            "-T",
+            "5",
             "-b65536",
             &format!("UDP4-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
             "PIPE",
         ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("spawn socat");
+    let group = KillGroupOnDrop(socat);
     let addr = format!("127.0.0.1:{port}");
     wait_for_echo(&addr);
     let s = run_json(&["ping", &addr, "--count", "200", "--inflight", "1"]);
-    let _ = socat.kill();
-    let _ = socat.wait();
+    drop(group);
     assert_eq!(u(&s, "received"), 200, "{s}");
     assert_eq!(u(&s, "mismatched"), 0);
 }
@@ -294,16 +303,25 @@ fn server_cut_and_restart_is_one_outage() {
 #[test]
 fn ctrl_c_prints_what_was_measured() {
     let echo = sonde_echo("127.0.0.1:0");
-    let ping = sonde()
-        .args(["ping", &echo.addr, "--rate", "100"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // No count or duration: only Ctrl-C ends this one, so make sure it dies with the test.
+    let mut ping = KillOnDrop(
+        sonde()
+            .args(["ping", &echo.addr, "--rate", "100"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     sleep(Duration::from_millis(700));
-    signal(&ping, "INT");
-    let out = ping.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    signal(&ping.0, "INT");
+    let mut text = String::new();
+    ping.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let status = ping.0.wait().unwrap();
+    assert!(status.success(), "{text}");
     assert!(text.contains("sonde ping statistics"), "{text}");
     assert!(text.contains("interrupted"), "{text}");
     let sent: u64 = text

@@ -43,6 +43,18 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A child that leads its own process group; the whole group is killed when dropped.
+pub struct KillGroupOnDrop(pub Child);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// A child process killed when dropped, with the address it announced.
 pub struct Server {
     pub child: Child,
