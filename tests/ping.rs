@@ -192,10 +192,10 @@ fn replies_after_the_timeout_are_late_not_received_nor_lost() {
         "--rate",
         "100",
         "--timeout",
-        "50ms",
+        "100ms",
     ]);
     // Every 5th reply comes 150 ms late. The run ends when the last probe's timeout fires, so
-    // replies to probes sent in the last 100 ms come after the pinger has left: they stay lost.
+    // replies to probes sent in the last 50 ms come after the pinger has left: they stay lost.
     assert_eq!(u(&s, "received"), 40, "{s}");
     assert_eq!(u(&s, "late") + u(&s, "lost"), 10);
     assert!(u(&s, "late") >= 7, "{s}");
@@ -295,7 +295,8 @@ fn server_cut_and_restart_is_one_outage() {
     // About 200 probes fell into the outage, and every lost probe of the run is in it.
     assert!(u(o, "lost") + u(o, "not_sent") >= 140, "{o}");
     assert_eq!(u(o, "lost"), u(&s, "lost"));
-    assert!(u(&s, "received") >= 350, "{s}");
+    // Answered before the cut (~160) and after the restart (~240), with room for a slow restart.
+    assert!(u(&s, "received") >= 250, "{s}");
     assert!(u(&s, "unreachable") > 0);
     assert_accounted(&s);
 }
