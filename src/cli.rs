@@ -4,7 +4,9 @@ use crate::config::{EchoConfig, Pace, PingConfig};
 use crate::echo::Echo;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::impairment::{ImpairSpec, LossModel};
 use crate::pinger::Pinger;
+use crate::relay::{Relay, RelayConfig};
 use crate::report;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -27,6 +29,62 @@ pub enum Command {
     Ping(PingArgs),
     /// Echo server and pinger on loopback, in one process and one event loop: no setup
     Loopback(LoopbackArgs),
+    /// Relay datagrams between a client and a server, impairing them like netem, in userspace
+    Impair(ImpairArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImpairArgs {
+    /// Address clients send to
+    #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
+    pub listen: SocketAddr,
+    /// Server the datagrams are relayed to
+    #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
+    pub forward: SocketAddr,
+    /// Random (Bernoulli) loss, e.g. 5%
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub loss: Option<f64>,
+    /// Gilbert-Elliott loss as netem writes it: gemodel:p[,r[,1-h[,1-k]]] in percent
+    /// (defaults r = 100-p, 1-h = 100, 1-k = 0: mean burst length 100/r)
+    #[arg(long, value_name = "MODEL", value_parser = parse_gemodel, conflicts_with = "loss")]
+    pub loss_model: Option<LossModel>,
+    /// Added delay (humantime: 5ms, 250us)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// Uniform jitter around the delay: delay ± jitter
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "delay")]
+    pub jitter: Option<Duration>,
+    /// Share of datagrams sent without the delay, overtaking the others (netem's reorder)
+    #[arg(long, value_name = "PCT", value_parser = parse_percent, requires = "delay")]
+    pub reorder: Option<f64>,
+    /// Share of datagrams sent twice
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub duplicate: Option<f64>,
+    /// Link rate, tc units: 800kbit, 10mbit, 1gbit (bits/s) or 100kbps (bytes/s)
+    #[arg(long, value_name = "RATE", value_parser = parse_link_rate)]
+    pub rate: Option<f64>,
+    /// Most datagrams held per direction; more are dropped
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub limit: usize,
+    /// Which traffic to impair: both ways, up (client to server) or down (server to client)
+    #[arg(long, value_enum, default_value_t = Direction::Both)]
+    pub direction: Direction,
+    /// Seed for every random decision: the same seed and traffic give the same run
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Print the counters on exit as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but the counters on exit
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Direction {
+    Both,
+    Up,
+    Down,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +181,69 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 250ms, 1m30s)"))
+}
+
+/// `10%`, `10` or `0.5%` as a fraction (0.1, 0.1, 0.005).
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let pct: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| "expected a percentage, e.g. 5% or 0.5%".to_string())?;
+    if (0.0..=100.0).contains(&pct) {
+        Ok(pct / 100.0)
+    } else {
+        Err("must be between 0% and 100%".into())
+    }
+}
+
+/// netem's `gemodel p [r [1-h [1-k]]]`, written `gemodel:p,r,1-h,1-k` (percentages).
+fn parse_gemodel(s: &str) -> Result<LossModel, String> {
+    let usage = "expected gemodel:p[,r[,1-h[,1-k]]] in percent, e.g. gemodel:1,30";
+    let params = s.strip_prefix("gemodel:").ok_or(usage)?;
+    let values = params
+        .split(',')
+        .map(parse_percent)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{usage}: {e}"))?;
+    if values.is_empty() || values.len() > 4 {
+        return Err(usage.into());
+    }
+    let p = values[0];
+    let r = values.get(1).copied().unwrap_or(1.0 - p);
+    if r == 0.0 {
+        return Err("r must be above 0%: the bad state would never end".into());
+    }
+    Ok(LossModel::GilbertElliott {
+        p,
+        r,
+        loss_bad: values.get(2).copied().unwrap_or(1.0),
+        loss_good: values.get(3).copied().unwrap_or(0.0),
+    })
+}
+
+/// A link rate in tc's units, as bits per second.
+fn parse_link_rate(s: &str) -> Result<f64, String> {
+    let usage = "expected a rate such as 800kbit, 10mbit, 1gbit or 100kbps";
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).ok_or(usage)?;
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().map_err(|_| usage)?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "bit" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        "bps" => 8.0,
+        "kbps" => 8e3,
+        "mbps" => 8e6,
+        "gbps" => 8e9,
+        _ => return Err(usage.into()),
+    };
+    let bps = number * scale;
+    if bps.is_finite() && bps > 0.0 {
+        Ok(bps)
+    } else {
+        Err("must be greater than 0".into())
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -232,6 +353,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             cfg.bind = args.bind;
             ping(&args.probe, cfg, None)
         }
+        Command::Impair(args) => impair(args),
         Command::Loopback(args) => {
             let ip = if args.ipv6 { "[::1]:0" } else { "127.0.0.1:0" };
             let echo = Echo::bind(ip.parse().expect("literal address"))?;
@@ -294,6 +416,60 @@ fn ping(args: &ProbeArgs, cfg: PingConfig, mut echo: Option<Echo>) -> Result<(),
             }
         }
     }
+    result.map(|_| ())
+}
+
+fn impair(args: ImpairArgs) -> Result<(), Error> {
+    let loss = match (args.loss, args.loss_model) {
+        (Some(p), _) => LossModel::Bernoulli(p),
+        (None, Some(model)) => model,
+        (None, None) => LossModel::None,
+    };
+    let spec = ImpairSpec {
+        loss,
+        delay_ns: args.delay.map_or(0, |d| d.as_nanos() as u64),
+        jitter_ns: args.jitter.map_or(0, |d| d.as_nanos() as u64),
+        reorder: args.reorder.unwrap_or(0.0),
+        duplicate: args.duplicate.unwrap_or(0.0),
+        rate_bps: args.rate,
+        limit: args.limit,
+    };
+    if args.limit == 0 {
+        return Err(Error::config("--limit", "must be at least 1"));
+    }
+    let clear = ImpairSpec {
+        limit: args.limit,
+        ..ImpairSpec::default()
+    };
+    let (upstream, downstream) = match args.direction {
+        Direction::Both => (spec.clone(), spec),
+        Direction::Up => (spec, clear),
+        Direction::Down => (clear, spec),
+    };
+    let seed = args.seed.unwrap_or_else(crate::pinger::random_session);
+    let mut relay = Relay::bind(RelayConfig {
+        listen: args.listen,
+        forward: args.forward,
+        upstream,
+        downstream,
+        seed,
+    })?;
+    let mut engine = Engine::new()?;
+    engine.stop_on_signals()?;
+    if !args.quiet && !args.json {
+        let s = relay.summary();
+        out(&format!(
+            "sonde impair: listening on {}, forwarding to {}; up: {}; down: {}; seed {seed}\n",
+            s.listen, s.forward, s.upstream_spec, s.downstream_spec
+        ));
+    }
+    let result = engine.run(&mut [&mut relay]);
+    let s = relay.summary();
+    out(&if args.json {
+        report::json(&s) + "\n"
+    } else {
+        report::relay_text(&s)
+    });
     result.map(|_| ())
 }
 

@@ -9,6 +9,7 @@ use crate::config::{Pace, PingConfig};
 use crate::engine::{Role, Wake};
 use crate::error::Error;
 use crate::inflight::{InFlight, ProbeState, Verdict};
+use crate::loss_pattern::LossPattern;
 use crate::net;
 use crate::outage::OutageTracker;
 use crate::stats::{Jitter, Latency};
@@ -90,6 +91,7 @@ pub struct Pinger<'a> {
     lag: Latency,
     jitter: Jitter,
     outages: OutageTracker,
+    loss_pattern: LossPattern,
     phase: Phase,
     epoch: Instant,
     started: bool,
@@ -138,6 +140,7 @@ impl<'a> Pinger<'a> {
             lag: Latency::new(),
             jitter: Jitter::default(),
             outages: OutageTracker::default(),
+            loss_pattern: LossPattern::default(),
             phase: Phase::Sending,
             epoch: Instant::now(),
             started: false,
@@ -420,6 +423,7 @@ impl<'a> Pinger<'a> {
         }
         while let Some(slot) = self.table.pop_resolved() {
             self.outages.observe(&slot);
+            self.loss_pattern.observe(&slot);
         }
     }
 
@@ -458,6 +462,7 @@ impl<'a> Pinger<'a> {
             jitter_us: self.jitter.us(),
             rtt_from_intended: rate.and(self.rtt_from_intended.summary()),
             schedule_lag,
+            loss_bursts: self.loss_pattern.summary(),
             outages: self
                 .outages
                 .clone()
@@ -545,8 +550,8 @@ impl Role for Pinger<'_> {
     }
 }
 
-/// A per-run id: random enough that two runs on one host never share one.
-fn random_session() -> u64 {
+/// A per-run id (and default seed): random enough that two runs on one host never share one.
+pub fn random_session() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(

@@ -4,6 +4,7 @@
 //! the JSON carries microseconds, with the unit in every key.
 
 use crate::pinger::{ProbeEvent, ReplyKind};
+use crate::relay::{DirectionStats, RelaySummary};
 use crate::stats::LatencySummary;
 use crate::summary::{EchoSummary, PingSummary};
 use std::fmt::Write;
@@ -131,6 +132,14 @@ pub fn ping_text(s: &PingSummary) -> String {
             ms(lag.max_us)
         );
     }
+    let b = &s.loss_bursts;
+    if b.count > 0 {
+        let _ = writeln!(
+            out,
+            "loss bursts {}, length mean {:.2} max {}, loss distance mean {:.1} probes",
+            b.count, b.mean_length, b.max_length, b.mean_distance
+        );
+    }
     if s.outages.is_empty() {
         let _ = writeln!(out, "outages: none");
     } else {
@@ -172,6 +181,25 @@ pub fn echo_text(s: &EchoSummary) -> String {
         s.duration_ms as f64 / 1e3,
         s.send_failed,
         s.recv_errors
+    )
+}
+
+/// The counters of an impairment relay, as text.
+pub fn relay_text(s: &RelaySummary) -> String {
+    let line = |name: &str, spec: &str, d: &DirectionStats| {
+        format!(
+            "{name} ({spec}): {} received, {} delivered, {} lost, {} over the limit, {} duplicated, {} reordered, {} send failures, {} held at stop\n",
+            d.received, d.delivered, d.lost, d.queue_dropped, d.duplicated, d.reordered, d.send_failed, d.held_at_stop
+        )
+    };
+    format!(
+        "--- sonde impair {} -> {} (seed {}) ---\n{}{}foreign {}\n",
+        s.listen,
+        s.forward,
+        s.seed,
+        line("up", &s.upstream_spec, &s.upstream),
+        line("down", &s.downstream_spec, &s.downstream),
+        s.foreign
     )
 }
 

@@ -3,6 +3,7 @@
 //! Field names are part of the JSON interface and stay stable; every duration carries its unit
 //! in its name.
 
+use crate::loss_pattern::LossBursts;
 use crate::outage::Outage;
 use crate::stats::LatencySummary;
 use serde::Serialize;
@@ -86,6 +87,8 @@ pub struct PingSummary {
     pub rtt_from_intended: Option<LatencySummary>,
     /// Fixed-rate mode: how late probes left compared with the schedule.
     pub schedule_lag: Option<LagSummary>,
+    /// RFC 3357 loss periods and distances.
+    pub loss_bursts: LossBursts,
     pub outages: Vec<Outage>,
 }
 

@@ -83,7 +83,7 @@ pub fn spawn_listening(mut cmd: Command) -> Server {
         .split("listening on ")
         .nth(1)
         .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .split(|c: char| c.is_whitespace() || c == ';')
+        .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
         .next()
         .unwrap()
         .to_string();
