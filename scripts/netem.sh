@@ -508,11 +508,12 @@ print("%s,%s,%s,%d,%d,%.3f,%.1f,%.1f" % (sys.argv[2], sys.argv[3], sys.argv[4], 
 # Measured against configured loss, one series per payload size, with the y = x line.
 plot_sweep() {
   python3 - "$1" "$2" <<'PY'
-import csv, sys
+import csv, math, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
+nice = lambda v: math.ceil(v / 5.0) * 5 if v > 5 else max(1, math.ceil(v))
 W, H, L, B, T, R = 640, 420, 60, 50, 30, 130
-xmax = max([float(r["configured_loss_pct"]) for r in rows] + [1.0])
-ymax = max([float(r["measured_loss_pct"]) for r in rows] + [xmax])
+xmax = nice(max([float(r["configured_loss_pct"]) for r in rows] + [1.0]))
+ymax = nice(max([float(r["measured_loss_pct"]) for r in rows] + [xmax]))
 sx = lambda x: L + (W - L - R) * x / xmax
 sy = lambda y: H - B - (H - B - T) * y / ymax
 colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]

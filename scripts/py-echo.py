@@ -7,6 +7,10 @@ Prints "listening on HOST:PORT" once bound.
 import socket
 import sys
 
+if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+    print(__doc__.strip())
+    sys.exit(0)
+
 host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
 port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 family = socket.AF_INET6 if ":" in host else socket.AF_INET

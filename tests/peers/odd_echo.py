@@ -14,6 +14,9 @@ import socket
 import sys
 import time
 
+if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+    print(__doc__.strip())
+    sys.exit(0 if len(sys.argv) > 1 else 2)
 mode = sys.argv[1]
 port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
