@@ -253,6 +253,20 @@ nft_loss() {
   in_ns "$ns" nft add rule netdev "$NFT_TABLE" loss meta protocol '{ ip, ip6 }' numgen random mod 1000000 '<' "$threshold" counter drop
 }
 
+readonly IFB=sonde-ifb
+# A rate limit at the ingress of DEV: its traffic is redirected to an IFB device whose egress
+# has the tbf. Like loss, a full bottleneck then drops where the sender cannot see it; tbf on
+# the sender's own egress makes its kernel refuse sends (ENOBUFS) instead.
+tbf_ingress() {
+  local ns="$1" device="$2"
+  in_ns "$ns" ip link add "$IFB" type ifb
+  in_ns "$ns" ip link set "$IFB" up
+  in_ns "$ns" tc qdisc add dev "$device" handle ffff: ingress
+  in_ns "$ns" tc filter add dev "$device" parent ffff: protocol all u32 match u32 0 0 \
+    action mirred egress redirect dev "$IFB"
+  in_ns "$ns" tc qdisc add dev "$IFB" root tbf rate "$rate" burst 32kbit latency 400ms
+}
+
 sonde_bin() {
   if [[ -n "${SONDE:-}" ]]; then echo "$SONDE"; return; fi
   local here
@@ -325,10 +339,11 @@ apply() {
     fi
     while read -r ns device; do nft_loss "$ns" "$device"; done < <(ingress_points)
   fi
-  if [[ -n "$rate" ]]; then
-    while read -r ns device; do
-      in_ns "$ns" tc qdisc replace dev "$device" root tbf rate "$rate" burst 32kbit latency 400ms
-    done < <(egress_points)
+  if [[ -n "$rate" && "$target" == dev ]]; then
+    echo "netem.sh: rate on $dev shapes its egress with tbf: when the queue is full, senders on this host get ENOBUFS rather than silent loss" >&2
+    in_ns - tc qdisc replace dev "$dev" root tbf rate "$rate" burst 32kbit latency 400ms
+  elif [[ -n "$rate" ]]; then
+    while read -r ns device; do tbf_ingress "$ns" "$device"; done < <(ingress_points)
   fi
   if ((needs_relay)); then
     # The relay applies loss too, so that all impairments act on the same datagrams.
@@ -362,6 +377,14 @@ clear_target() {
     if probe_ns "$ns" tc qdisc show dev "$device" | grep -qE 'qdisc (netem|tbf) [0-9a-f]+: root'; then
       in_ns "$ns" tc qdisc del dev "$device" root
     fi
+    if [[ "$ns" != - ]]; then
+      if probe_ns "$ns" tc qdisc show dev "$device" | grep -q 'qdisc ingress ffff:'; then
+        in_ns "$ns" tc qdisc del dev "$device" handle ffff: ingress
+      fi
+      if probe_ns "$ns" ip link show "$IFB" >/dev/null 2>&1; then
+        in_ns "$ns" ip link del "$IFB"
+      fi
+    fi
   done < <(sort -u <<<"$points")
   if [[ "$target" != dev ]]; then stop_relay; fi
 }
@@ -386,6 +409,9 @@ show() {
   while read -r ns device; do
     echo "== ${ns/#-/host} $device"
     probe_ns "$ns" tc qdisc show dev "$device"
+    if [[ "$ns" != - ]] && probe_ns "$ns" ip link show "$IFB" >/dev/null 2>&1; then
+      probe_ns "$ns" tc qdisc show dev "$IFB"
+    fi
     probe_ns "$ns" nft list table netdev "$NFT_TABLE" 2>/dev/null || echo "(no nft table $NFT_TABLE)"
   done < <(sort -u <<<"$points")
   if [[ "$target" != dev && -f "$STATE/impair.pid" ]]; then

@@ -145,3 +145,31 @@ fn impair_rejects_bad_values_naming_the_flag() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn link_rate_adds_serialisation_delay() {
+    // 1000-byte datagrams on a 1 Mbit/s link take 8 ms each; 50/s stays below capacity.
+    let (_echo, relay) = impaired_echo(&["--rate", "1mbit", "--direction", "up"]);
+    let s = ping(&relay, &["--count", "50", "--rate", "50", "--size", "1000"]);
+    assert_eq!(u(&s, "received"), 50);
+    let rtt = &s["rtt"];
+    assert!(f(rtt, "min_us") >= 8_000.0, "{rtt}");
+    assert!(
+        f(rtt, "p50_us") < 10_000.0,
+        "no queue builds below capacity: {rtt}"
+    );
+}
+
+#[test]
+fn link_rate_over_capacity_queues_then_drops_at_the_limit() {
+    // 250/s of 1000 bytes into 1 Mbit/s (125/s): the queue fills to --limit, then half is lost.
+    let (_echo, relay) = impaired_echo(&["--rate", "1mbit", "--limit", "20", "--direction", "up"]);
+    let s = ping(
+        &relay,
+        &["--count", "500", "--rate", "250", "--size", "1000"],
+    );
+    let loss = f(&s, "loss_pct");
+    assert!((40.0..=60.0).contains(&loss), "loss {loss}%: {s}");
+    // A full queue of 20 datagrams is 160 ms of waiting.
+    assert!(f(&s["rtt"], "p90_us") >= 100_000.0, "{s}");
+}

@@ -223,6 +223,31 @@ fn delay_uses_netem_or_says_why_not_and_falls_back_to_sonde_impair() {
 }
 
 #[test]
+fn rate_limit_throttles_the_lab_link() {
+    let Some(lab) = Lab::up("t") else { return };
+    let _echo = lab.echo();
+    // 250/s of 1000-byte probes is 2 Mbit/s: a 1 Mbit/s link carries about half.
+    let out = lab.netem(&["apply", "--lab-one-way", "--rate", "1mbit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&lab.netem(&["show", "--lab"]).stdout).into_owned();
+    assert!(shown.contains("rate 1Mbit"), "{shown}");
+    let s = lab.ping(
+        "198.18.0.2:9999",
+        &["--count", "750", "--rate", "250", "--size", "1000"],
+    );
+    let loss = f(&s, "loss_pct");
+    assert!((30.0..=65.0).contains(&loss), "loss {loss}%: {s}");
+    // The bottleneck drops on the wire: the sender's own kernel refuses nothing.
+    assert_eq!(u(&s, "not_sent"), 0, "{s}");
+    assert!(lab.netem(&["clear", "--lab"]).status.success());
+    let s = lab.ping(
+        "198.18.0.2:9999",
+        &["--count", "500", "--rate", "250", "--size", "1000"],
+    );
+    assert_eq!(u(&s, "lost"), 0, "cleared: {s}");
+}
+
+#[test]
 fn without_netem_a_device_delay_is_refused_and_nothing_applied() {
     let Some(lab) = Lab::up("r") else { return };
     let (netem, _) = netem_detected(&lab);
