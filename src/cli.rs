@@ -2,7 +2,7 @@
 
 use crate::config::{EchoConfig, Pace, PingConfig};
 use crate::echo::Echo;
-use crate::engine::Engine;
+use crate::engine::{Engine, Role};
 use crate::error::Error;
 use crate::impairment::{ImpairSpec, LossModel};
 use crate::pinger::Pinger;
@@ -366,25 +366,46 @@ fn run(cli: Cli) -> Result<(), Error> {
 fn echo(args: EchoArgs) -> Result<(), Error> {
     let cfg = EchoConfig { bind: args.bind };
     let mut echo = Echo::bind(cfg.bind)?;
+    let scope = if echo.local_addr().ip().is_unspecified() {
+        " (all interfaces)"
+    } else {
+        ""
+    };
+    let banner = format!(
+        "sonde echo: listening on {}{scope}; Ctrl-C prints the counters and stops\n",
+        echo.local_addr()
+    );
+    let quiet = args.quiet || args.json;
+    serve(
+        &mut echo,
+        (!quiet).then_some(banner),
+        args.json,
+        Echo::summary,
+        report::echo_text,
+    )
+}
+
+/// Runs one service role until Ctrl-C or SIGTERM, then prints its counters as JSON or text.
+/// The banner goes out once the signal handlers are in place, so a Ctrl-C sent on seeing it is
+/// never the default, silent one.
+fn serve<R: Role, S: serde::Serialize>(
+    role: &mut R,
+    banner: Option<String>,
+    json: bool,
+    summarize: impl Fn(&R) -> S,
+    text: impl Fn(&S) -> String,
+) -> Result<(), Error> {
     let mut engine = Engine::new()?;
     engine.stop_on_signals()?;
-    if !args.quiet && !args.json {
-        let scope = if echo.local_addr().ip().is_unspecified() {
-            " (all interfaces)"
-        } else {
-            ""
-        };
-        out(&format!(
-            "sonde echo: listening on {}{scope}; Ctrl-C prints the counters and stops\n",
-            echo.local_addr()
-        ));
+    if let Some(banner) = banner {
+        out(&banner);
     }
-    let result = engine.run(&mut [&mut echo]);
-    let summary = echo.summary();
-    out(&if args.json {
+    let result = engine.run(&mut [role]);
+    let summary = summarize(role);
+    out(&if json {
         report::json(&summary) + "\n"
     } else {
-        report::echo_text(&summary)
+        text(&summary)
     });
     result.map(|_| ())
 }
@@ -454,23 +475,19 @@ fn impair(args: ImpairArgs) -> Result<(), Error> {
         downstream,
         seed,
     })?;
-    let mut engine = Engine::new()?;
-    engine.stop_on_signals()?;
-    if !args.quiet && !args.json {
-        let s = relay.summary();
-        out(&format!(
-            "sonde impair: listening on {}, forwarding to {}; up: {}; down: {}; seed {seed}\n",
-            s.listen, s.forward, s.upstream_spec, s.downstream_spec
-        ));
-    }
-    let result = engine.run(&mut [&mut relay]);
     let s = relay.summary();
-    out(&if args.json {
-        report::json(&s) + "\n"
-    } else {
-        report::relay_text(&s)
-    });
-    result.map(|_| ())
+    let banner = format!(
+        "sonde impair: listening on {}, forwarding to {}; up: {}; down: {}; seed {seed}\n",
+        s.listen, s.forward, s.upstream_spec, s.downstream_spec
+    );
+    let quiet = args.quiet || args.json;
+    serve(
+        &mut relay,
+        (!quiet).then_some(banner),
+        args.json,
+        Relay::summary,
+        report::relay_text,
+    )
 }
 
 fn header(pinger: &Pinger, loopback: bool) -> String {
