@@ -5,6 +5,7 @@ use crate::echo::Echo;
 use crate::engine::{Engine, Role};
 use crate::error::Error;
 use crate::impairment::{ImpairSpec, LossModel};
+use crate::net::Buffers;
 use crate::pinger::Pinger;
 use crate::relay::{Relay, RelayConfig};
 use crate::report;
@@ -98,6 +99,32 @@ pub struct EchoArgs {
     /// Print nothing but the counters on exit
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub socket: SocketArgs,
+}
+
+/// Socket and loop options shared by every role that measures or serves.
+#[derive(Debug, Args)]
+pub struct SocketArgs {
+    /// Receive buffer to ask the kernel for (bytes; K, M suffixes); the summary says what it granted
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub rcvbuf: Option<usize>,
+    /// Send buffer to ask the kernel for (bytes; K, M suffixes)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub sndbuf: Option<usize>,
+    /// Never sleep: spin on non-blocking polls for the lowest, steadiest latency (costs a core)
+    #[arg(long)]
+    pub busy_poll: bool,
+}
+
+impl SocketArgs {
+    fn buffers(&self) -> Buffers {
+        let default = Buffers::default();
+        Buffers {
+            rcv: self.rcvbuf.unwrap_or(default.rcv),
+            snd: self.sndbuf.unwrap_or(default.snd),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +190,8 @@ pub struct ProbeArgs {
     /// Print the summary as one JSON object on stdout (and nothing else there)
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub socket: SocketArgs,
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -181,6 +210,21 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 250ms, 1m30s)"))
+}
+
+/// A byte count: `262144`, `512K`, `4M` (binary multiples).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let usage = "expected a size in bytes, e.g. 262144, 512K or 4M";
+    let (number, scale) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        _ => (s, 1),
+    };
+    let n: usize = number.parse().map_err(|_| usage.to_string())?;
+    match n.checked_mul(scale) {
+        Some(bytes) if bytes > 0 && bytes <= i32::MAX as usize / 2 => Ok(bytes),
+        _ => Err("must be between 1 byte and 1G".into()),
+    }
 }
 
 /// `10%`, `10` or `0.5%` as a fraction (0.1, 0.1, 0.005).
@@ -283,6 +327,7 @@ impl ProbeArgs {
             pace,
             inflight: self.inflight,
             timeout: self.timeout,
+            buffers: self.socket.buffers(),
         }
     }
 
@@ -364,8 +409,11 @@ fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn echo(args: EchoArgs) -> Result<(), Error> {
-    let cfg = EchoConfig { bind: args.bind };
-    let mut echo = Echo::bind(cfg.bind)?;
+    let cfg = EchoConfig {
+        bind: args.bind,
+        buffers: args.socket.buffers(),
+    };
+    let mut echo = Echo::with_config(&cfg)?;
     let scope = if echo.local_addr().ip().is_unspecified() {
         " (all interfaces)"
     } else {
@@ -380,6 +428,7 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
         &mut echo,
         (!quiet).then_some(banner),
         args.json,
+        args.socket.busy_poll,
         Echo::summary,
         report::echo_text,
     )
@@ -392,11 +441,13 @@ fn serve<R: Role, S: serde::Serialize>(
     role: &mut R,
     banner: Option<String>,
     json: bool,
+    busy_poll: bool,
     summarize: impl Fn(&R) -> S,
     text: impl Fn(&S) -> String,
 ) -> Result<(), Error> {
     let mut engine = Engine::new()?;
     engine.stop_on_signals()?;
+    engine.busy_poll(busy_poll);
     if let Some(banner) = banner {
         out(&banner);
     }
@@ -422,6 +473,7 @@ fn ping(args: &ProbeArgs, cfg: PingConfig, mut echo: Option<Echo>) -> Result<(),
     }
     let mut engine = Engine::new()?;
     engine.stop_on_signals()?;
+    engine.busy_poll(args.socket.busy_poll);
     let result = match echo.as_mut() {
         Some(echo) => engine.run(&mut [echo, &mut pinger]),
         None => engine.run(&mut [&mut pinger]),
@@ -485,6 +537,7 @@ fn impair(args: ImpairArgs) -> Result<(), Error> {
         &mut relay,
         (!quiet).then_some(banner),
         args.json,
+        false,
         Relay::summary,
         report::relay_text,
     )

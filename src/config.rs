@@ -2,6 +2,7 @@
 //! its flag. No clap here: the library is usable without the CLI.
 
 use crate::error::Error;
+use crate::net::Buffers;
 use crate::wire::HEADER_LEN;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct PingConfig {
     /// Cap on outstanding probes; `None` derives one from the pace (see [`PingConfig::inflight`]).
     pub inflight: Option<usize>,
     pub timeout: Duration,
+    /// Socket buffers to ask for.
+    pub buffers: Buffers,
 }
 
 impl PingConfig {
@@ -64,6 +67,7 @@ impl PingConfig {
             pace: Pace::Rate(1.0),
             inflight: None,
             timeout: Duration::from_secs(1),
+            buffers: Buffers::default(),
         }
     }
 
@@ -156,12 +160,14 @@ impl PingConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EchoConfig {
     pub bind: SocketAddr,
+    pub buffers: Buffers,
 }
 
 impl Default for EchoConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 9999)),
+            buffers: Buffers::default(),
         }
     }
 }

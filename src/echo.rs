@@ -4,6 +4,7 @@
 //! kernel refuses (full buffer, unreachable sender) is counted and dropped, never retried in a
 //! loop and never fatal: one slow client must not stop the server.
 
+use crate::config::EchoConfig;
 use crate::engine::{Role, Wake};
 use crate::error::Error;
 use crate::net;
@@ -33,9 +34,17 @@ pub struct Echo {
 }
 
 impl Echo {
-    /// Binds the echo socket on `bind`.
+    /// Binds the echo socket on `bind`, with the default buffers.
     pub fn bind(bind: SocketAddr) -> Result<Self, Error> {
-        let (socket, local) = net::bind(bind)?;
+        Self::with_config(&EchoConfig {
+            bind,
+            ..EchoConfig::default()
+        })
+    }
+
+    pub fn with_config(cfg: &EchoConfig) -> Result<Self, Error> {
+        let (socket, local) = net::bind_with(cfg.bind, cfg.buffers)?;
+        let (rcvbuf_bytes, sndbuf_bytes) = crate::sys::granted_buffers(&socket).unwrap_or((0, 0));
         Ok(Self {
             socket,
             local,
@@ -44,6 +53,8 @@ impl Echo {
             summary: EchoSummary {
                 bind: local.to_string(),
                 peers_limit: PEERS_LIMIT as u64,
+                rcvbuf_bytes,
+                sndbuf_bytes,
                 ..EchoSummary::default()
             },
             started: Instant::now(),

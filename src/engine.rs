@@ -94,6 +94,7 @@ pub struct Engine {
     events: Events,
     timer: Option<PreciseTimer>,
     signals: Option<StopSignals>,
+    busy_poll: bool,
 }
 
 impl Engine {
@@ -110,6 +111,7 @@ impl Engine {
             events: Events::with_capacity(256),
             timer,
             signals: None,
+            busy_poll: false,
         })
     }
 
@@ -123,6 +125,12 @@ impl Engine {
             .map_err(|e| Error::Setup("register signal pipe", e))?;
         self.signals = Some(signals);
         Ok(())
+    }
+
+    /// Never sleeps: polls with a zero timeout, spinning a core for the lowest and steadiest
+    /// latency (a wake-up from sleep costs tens of microseconds on a VM).
+    pub fn busy_poll(&mut self, on: bool) {
+        self.busy_poll = on;
     }
 
     /// Runs `roles` until every client is done (or, with no client, until a stop request).
@@ -183,6 +191,9 @@ impl Engine {
 
     /// Chooses the poll timeout, arming the precise timer for an exact deadline.
     fn sleep_plan(&mut self, now: Instant, wake: Wake) -> Option<Duration> {
+        if self.busy_poll {
+            return Some(Duration::ZERO);
+        }
         let coarse = wake.around.map(|t| t.saturating_duration_since(now));
         let Some(exact) = wake.exactly.map(|t| t.saturating_duration_since(now)) else {
             return coarse;

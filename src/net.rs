@@ -8,15 +8,36 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Largest datagram any role may receive; buffers this size never truncate.
 pub const RECV_BUF: usize = 65_536;
 
-/// Socket buffer size asked for, each way: room for bursts of large probes, so that loss is the
-/// network's and not our own socket's. The kernel caps it (`net.core.rmem_max`, 4 MiB here).
+/// Socket buffer size asked for by default, each way: room for bursts of large probes, so that
+/// loss is the network's and not our own socket's. The kernel caps it (`net.core.rmem_max`).
 pub const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Binds a non-blocking UDP socket with large buffers, naming the address on failure.
+/// Socket buffer sizes to ask the kernel for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffers {
+    pub rcv: usize,
+    pub snd: usize,
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Self {
+            rcv: SOCKET_BUFFER,
+            snd: SOCKET_BUFFER,
+        }
+    }
+}
+
+/// Binds a non-blocking UDP socket with large default buffers, naming the address on failure.
 pub fn bind(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), Error> {
+    bind_with(addr, Buffers::default())
+}
+
+/// Binds a non-blocking UDP socket asking for `buffers`, naming the address on failure.
+pub fn bind_with(addr: SocketAddr, buffers: Buffers) -> Result<(UdpSocket, SocketAddr), Error> {
     let socket = UdpSocket::bind(addr).map_err(|e| Error::io("bind", addr, e))?;
-    // Best effort: the defaults still work, with more local drops under bursts.
-    let _ = crate::sys::request_buffers(&socket, SOCKET_BUFFER);
+    // Best effort: the kernel caps requests silently; what it granted is reported.
+    let _ = crate::sys::request_buffers(&socket, buffers.rcv, buffers.snd);
     let local = socket
         .local_addr()
         .map_err(|e| Error::io("read local address of", addr, e))?;

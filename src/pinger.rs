@@ -13,8 +13,10 @@ use crate::loss_pattern::LossPattern;
 use crate::net;
 use crate::outage::OutageTracker;
 use crate::stats::{Jitter, Latency};
-use crate::summary::{Counters, LagSummary, PingSummary};
-use crate::sys::{drain_error_queue, enable_icmp_errors};
+use crate::summary::{Counters, LagSummary, PingSummary, SocketSummary};
+use crate::sys::{
+    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, recv_with_meta,
+};
 use crate::timer::Wheel;
 use crate::wire::{self, ProbeHeader, HEADER_LEN};
 use mio::event::Event;
@@ -103,6 +105,7 @@ pub struct Pinger<'a> {
     ever_sent: bool,
     interrupted: bool,
     observer: Option<Observer<'a>>,
+    socket_info: SocketSummary,
 }
 
 impl<'a> Pinger<'a> {
@@ -110,9 +113,16 @@ impl<'a> Pinger<'a> {
     pub fn new(cfg: PingConfig) -> Result<Self, Error> {
         cfg.validate()?;
         let bind = cfg.bind.unwrap_or_else(|| net::any_for(&cfg.target));
-        let (socket, local) = net::bind(bind)?;
+        let (socket, local) = net::bind_with(bind, cfg.buffers)?;
         // Best effort: without it a stopped server looks like silence rather than a refusal.
         let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
+        let (timestamps, _) = enable_rx_metadata(&socket);
+        let (rcvbuf_bytes, sndbuf_bytes) = granted_buffers(&socket).unwrap_or((0, 0));
+        let socket_info = SocketSummary {
+            rcvbuf_bytes,
+            sndbuf_bytes,
+            rx_timestamps: if timestamps { "kernel" } else { "user space" },
+        };
         let inflight_max = cfg.inflight();
         let timeout_ns = cfg.timeout.as_nanos() as u64;
         let rate_bound = match cfg.pace {
@@ -150,6 +160,7 @@ impl<'a> Pinger<'a> {
             ever_sent: false,
             interrupted: false,
             observer: None,
+            socket_info,
             cfg,
         })
     }
@@ -300,12 +311,37 @@ impl<'a> Pinger<'a> {
         }
     }
 
+    /// When a datagram arrived, ns since the epoch: the kernel's receive timestamp where there is
+    /// one, so that time spent queued in the socket is not counted. The kernel's clock is
+    /// CLOCK_REALTIME; it is never subtracted from a monotonic time directly. Instead the queueing
+    /// delay (realtime now minus kernel time) is taken off the monotonic now.
+    fn arrival_ns(&self, kernel_rx: Option<Duration>) -> u64 {
+        let now_ns = self.ns(Instant::now());
+        let Some(kernel_rx) = kernel_rx else {
+            return now_ns;
+        };
+        let real_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        match real_now.checked_sub(kernel_rx) {
+            // A queueing delay over a second means the wall clock stepped: ignore the stamp.
+            Some(queued) if queued < Duration::from_secs(1) => {
+                now_ns.saturating_sub(queued.as_nanos() as u64)
+            }
+            _ => now_ns,
+        }
+    }
+
     fn receive(&mut self) -> Result<(), Error> {
         loop {
-            match self.socket.recv_from(&mut self.recv_buf) {
-                Ok((len, from)) => {
-                    let now_ns = self.ns(Instant::now());
-                    self.on_datagram(len, from, now_ns);
+            match recv_with_meta(&self.socket, &mut self.recv_buf) {
+                Ok(meta) => {
+                    if let Some(drops) = meta.drops {
+                        // A running total since the socket was opened.
+                        self.counters.local_drops = self.counters.local_drops.max(drops.into());
+                    }
+                    let at_ns = self.arrival_ns(meta.kernel_rx);
+                    self.on_datagram(meta.len, meta.from, at_ns);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -463,6 +499,7 @@ impl<'a> Pinger<'a> {
             rtt_from_intended: rate.and(self.rtt_from_intended.summary()),
             schedule_lag,
             loss_bursts: self.loss_pattern.summary(),
+            socket: self.socket_info.clone(),
             outages: self
                 .outages
                 .clone()

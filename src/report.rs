@@ -87,6 +87,7 @@ pub fn ping_text(s: &PingSummary) -> String {
     );
     for (name, value) in [
         ("stale", c.stale),
+        ("dropped by our receive buffer", c.local_drops),
         ("icmp unreachable", c.unreachable),
         ("abandoned in flight", c.in_flight),
     ] {
@@ -132,6 +133,18 @@ pub fn ping_text(s: &PingSummary) -> String {
             ms(lag.max_us)
         );
     }
+    let k = &s.socket;
+    let _ = writeln!(
+        out,
+        "socket buffers granted: receive {} KiB, send {} KiB; receive times from {}",
+        k.rcvbuf_bytes / 1024,
+        k.sndbuf_bytes / 1024,
+        if k.rx_timestamps == "kernel" {
+            "the kernel (SO_TIMESTAMPNS)"
+        } else {
+            "user space"
+        }
+    );
     let b = &s.loss_bursts;
     if b.count > 0 {
         let _ = writeln!(

@@ -36,6 +36,10 @@ pub struct Counters {
     pub unreachable: u64,
     /// Probes still outstanding when the run was cut short (second Ctrl-C); 0 otherwise.
     pub in_flight: u64,
+    /// Datagrams our own socket dropped for want of receive-buffer space (`SO_RXQ_OVFL`):
+    /// replies that reached this host. Probes lost this way are also in `lost`, but the network
+    /// did not lose them.
+    pub local_drops: u64,
 }
 
 impl Counters {
@@ -56,6 +60,18 @@ pub struct LagSummary {
     pub mean_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+}
+
+/// What the kernel gave a socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SocketSummary {
+    /// Buffer sizes as the kernel reports them (Linux reports twice what it was asked for, its
+    /// bookkeeping included; requests are capped at net.core.rmem_max / wmem_max).
+    pub rcvbuf_bytes: usize,
+    pub sndbuf_bytes: usize,
+    /// Where receive times come from: `"kernel"` (SO_TIMESTAMPNS, excluding time spent queued in
+    /// the socket) or `"user space"` (read after the receive call returns).
+    pub rx_timestamps: &'static str,
 }
 
 /// Everything a ping run measured.
@@ -90,6 +106,7 @@ pub struct PingSummary {
     /// RFC 3357 loss periods and distances.
     pub loss_bursts: LossBursts,
     pub outages: Vec<Outage>,
+    pub socket: SocketSummary,
 }
 
 /// Everything an echo server counted.
@@ -107,4 +124,6 @@ pub struct EchoSummary {
     pub send_failed: u64,
     /// Errors from receive calls (ICMP errors reported on the socket, for instance).
     pub recv_errors: u64,
+    pub rcvbuf_bytes: usize,
+    pub sndbuf_bytes: usize,
 }

@@ -7,8 +7,21 @@ use std::io;
 use std::time::Duration;
 
 pub use imp::{
-    drain_error_queue, enable_icmp_errors, request_buffers, set_timer_slack, PreciseTimer,
+    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, recv_with_meta,
+    request_buffers, set_timer_slack, PreciseTimer,
 };
+
+/// One received datagram and what the kernel said about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvMeta {
+    pub len: usize,
+    pub from: std::net::SocketAddr,
+    /// Kernel receive time (`SO_TIMESTAMPNS`): CLOCK_REALTIME, since the Unix epoch.
+    pub kernel_rx: Option<Duration>,
+    /// Datagrams the socket has dropped for want of buffer space since the count was enabled
+    /// (`SO_RXQ_OVFL`); the kernel only reports it once it is above zero.
+    pub drops: Option<u32>,
+}
 
 /// One ICMP error the kernel reported for a datagram we sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +82,131 @@ mod imp {
         Ok(())
     }
 
-    /// Asks for `bytes` of receive and send buffer; the kernel caps the request at
+    fn get_int_option(socket: &UdpSocket, name: libc::c_int) -> io::Result<libc::c_int> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // Safety: the fd is live; value and len are valid for writes of the sizes given.
+        cvt(unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(value)
+    }
+
+    /// Asks for receive and send buffers of these sizes; the kernel caps each request at
     /// `net.core.rmem_max` / `wmem_max` without failing.
-    pub fn request_buffers(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
-        let bytes = bytes.min(libc::c_int::MAX as usize) as libc::c_int;
-        set_int_option(socket, libc::SO_RCVBUF, bytes)?;
-        set_int_option(socket, libc::SO_SNDBUF, bytes)
+    pub fn request_buffers(socket: &UdpSocket, rcv: usize, snd: usize) -> io::Result<()> {
+        let clamp = |b: usize| b.min(libc::c_int::MAX as usize / 2) as libc::c_int;
+        set_int_option(socket, libc::SO_RCVBUF, clamp(rcv))?;
+        set_int_option(socket, libc::SO_SNDBUF, clamp(snd))
+    }
+
+    /// The buffer sizes the kernel granted, (receive, send), as it reports them: Linux doubles
+    /// a request to account for its bookkeeping, so 4 MiB asked reads back as 8 MiB.
+    pub fn granted_buffers(socket: &UdpSocket) -> io::Result<(usize, usize)> {
+        Ok((
+            get_int_option(socket, libc::SO_RCVBUF)? as usize,
+            get_int_option(socket, libc::SO_SNDBUF)? as usize,
+        ))
+    }
+
+    /// Turns on kernel receive timestamps and the receive-queue drop counter; says which the
+    /// kernel accepted.
+    pub fn enable_rx_metadata(socket: &UdpSocket) -> (bool, bool) {
+        (
+            set_int_option(socket, libc::SO_TIMESTAMPNS, 1).is_ok(),
+            set_int_option(socket, libc::SO_RXQ_OVFL, 1).is_ok(),
+        )
+    }
+
+    fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+        use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+        match storage.ss_family as libc::c_int {
+            libc::AF_INET => {
+                // Safety: the family says the storage holds a sockaddr_in, which it is sized for.
+                let a: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
+                Some(
+                    SocketAddrV4::new(
+                        Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                        u16::from_be(a.sin_port),
+                    )
+                    .into(),
+                )
+            }
+            libc::AF_INET6 => {
+                // Safety: as above, for sockaddr_in6.
+                let a: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const _) };
+                Some(
+                    SocketAddrV6::new(
+                        Ipv6Addr::from(a.sin6_addr.s6_addr),
+                        u16::from_be(a.sin6_port),
+                        a.sin6_flowinfo,
+                        a.sin6_scope_id,
+                    )
+                    .into(),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    /// Receives one datagram with its kernel metadata (`recvmsg`).
+    pub fn recv_with_meta(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<RecvMeta> {
+        // Safety: zeroed sockaddr_storage and msghdr are valid "empty" values.
+        let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let len = socket.try_io(|| {
+            // Safety: msg points at name, iov (over buf) and control, all live and sized as
+            // declared for the duration of the call.
+            let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })?;
+        let from = socket_addr(&name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown address family"))?;
+        let (mut kernel_rx, mut drops) = (None, None);
+        // Safety: msg was filled by a successful recvmsg; the CMSG_* macros stay within
+        // msg_controllen, and payloads are read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let c = &*cmsg;
+                if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    kernel_rx = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                } else if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL {
+                    drops = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(cmsg).cast::<u32>(),
+                    ));
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Ok(RecvMeta {
+            len,
+            from,
+            kernel_rx,
+            drops,
+        })
     }
 
     /// Reads every queued ICMP error, handing `f` the error and the start of the datagram that
@@ -253,8 +385,29 @@ mod imp {
 
     pub fn set_timer_slack(_: Duration) {}
 
-    pub fn request_buffers(_: &UdpSocket, _: usize) -> io::Result<()> {
+    pub fn request_buffers(_: &UdpSocket, _: usize, _: usize) -> io::Result<()> {
         Ok(())
+    }
+
+    pub fn granted_buffers(_: &UdpSocket) -> io::Result<(usize, usize)> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "not on this platform",
+        ))
+    }
+
+    pub fn enable_rx_metadata(_: &UdpSocket) -> (bool, bool) {
+        (false, false)
+    }
+
+    pub fn recv_with_meta(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<RecvMeta> {
+        let (len, from) = socket.recv_from(buf)?;
+        Ok(RecvMeta {
+            len,
+            from,
+            kernel_rx: None,
+            drops: None,
+        })
     }
 
     /// Without timerfd the loop falls back to epoll's millisecond timeout and spinning.

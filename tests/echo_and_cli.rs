@@ -116,6 +116,9 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["ping"], "HOST:PORT"),
         (&["echo", "--bind", "127.0.0.1"], "--bind"),
         (&["loopback", "--size", "1"], "--size"),
+        (&["loopback", "--rcvbuf", "0"], "--rcvbuf"),
+        (&["loopback", "--sndbuf", "lots"], "--sndbuf"),
+        (&["echo", "--rcvbuf", "5G"], "--rcvbuf"),
         (&["loopback", "--frobnicate"], "--frobnicate"),
         (&["fly"], "fly"),
     ];

@@ -407,3 +407,56 @@ fn closed_stdout_does_not_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success());
 }
+
+#[test]
+fn summary_reports_granted_buffers_and_kernel_timestamps() {
+    let s = run_json(&[
+        "loopback", "--count", "100", "--rcvbuf", "64K", "--sndbuf", "1M",
+    ]);
+    let socket = &s["socket"];
+    // Linux reports twice the request (its bookkeeping included).
+    assert_eq!(u(socket, "rcvbuf_bytes"), 128 * 1024, "{socket}");
+    assert_eq!(u(socket, "sndbuf_bytes"), 2 * 1024 * 1024, "{socket}");
+    assert_eq!(socket["rx_timestamps"], "kernel");
+    assert_eq!(u(&s, "local_drops"), 0);
+}
+
+#[test]
+fn overflowing_our_own_receive_buffer_is_reported_as_local_drops() {
+    // 64 replies of 8972 bytes in flight against a receive buffer of a few KiB.
+    let s = run_json(&[
+        "loopback",
+        "--count",
+        "2000",
+        "--inflight",
+        "64",
+        "--size",
+        "8972",
+        "--rcvbuf",
+        "4K",
+        "--timeout",
+        "50ms",
+    ]);
+    let drops = u(&s, "local_drops");
+    assert!(drops > 0, "{s}");
+    // Loopback loses nothing by itself: every lost probe was dropped by our own socket.
+    assert!(u(&s, "lost") <= drops, "{s}");
+    assert!(u(&s, "lost") > 0, "{s}");
+}
+
+#[test]
+fn busy_poll_runs_both_sides() {
+    let mut cmd = sonde();
+    cmd.args(["echo", "--bind", "127.0.0.1:0", "--busy-poll"]);
+    let echo = spawn_listening(cmd);
+    let s = run_json(&[
+        "ping",
+        &echo.addr,
+        "--count",
+        "2000",
+        "-w",
+        "1",
+        "--busy-poll",
+    ]);
+    assert_eq!(u(&s, "received"), 2000);
+}
