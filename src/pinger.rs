@@ -32,6 +32,9 @@ const TICK_NS: u64 = 100_000;
 const MAX_BURST: u32 = 256;
 /// Closed-loop mode sizes its sequence table as if probes could go out this fast.
 const WINDOW_RATE_BOUND: f64 = 1_000_000.0;
+/// Widest bracket of two realtime reads around a monotonic read that is trusted for converting
+/// a kernel timestamp (reads take tens of ns; a preemption takes microseconds or more).
+const CLOCK_PAIR_SPREAD: Duration = Duration::from_micros(2);
 /// Upper bound on sequence-table slots (about 32 bytes each).
 const MAX_TABLE: usize = 1 << 22;
 
@@ -314,22 +317,28 @@ impl<'a> Pinger<'a> {
     /// When a datagram arrived, ns since the epoch: the kernel's receive timestamp where there is
     /// one, so that time spent queued in the socket is not counted. The kernel's clock is
     /// CLOCK_REALTIME; it is never subtracted from a monotonic time directly. Instead the queueing
-    /// delay (realtime now minus kernel time) is taken off the monotonic now.
+    /// delay (realtime now minus kernel time) is taken off the monotonic now, with the monotonic
+    /// read bracketed by two realtime reads: a preemption between the reads would otherwise pass
+    /// for queueing delay.
     fn arrival_ns(&self, kernel_rx: Option<Duration>) -> u64 {
-        let now_ns = self.ns(Instant::now());
-        let Some(kernel_rx) = kernel_rx else {
-            return now_ns;
+        let realtime = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
         };
-        let real_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        match real_now.checked_sub(kernel_rx) {
-            // A queueing delay over a second means the wall clock stepped: ignore the stamp.
-            Some(queued) if queued < Duration::from_secs(1) => {
-                now_ns.saturating_sub(queued.as_nanos() as u64)
+        if let Some(kernel_rx) = kernel_rx {
+            for _ in 0..3 {
+                let before = realtime();
+                let mono = Instant::now();
+                let after = realtime();
+                match kernel_arrival(self.ns(mono), before, after, kernel_rx) {
+                    Paired::Arrival(ns) => return ns,
+                    Paired::Retry => continue,
+                    Paired::Unusable => break,
+                }
             }
-            _ => now_ns,
         }
+        self.ns(Instant::now())
     }
 
     fn receive(&mut self) -> Result<(), Error> {
@@ -587,6 +596,35 @@ impl Role for Pinger<'_> {
     }
 }
 
+/// The outcome of converting a kernel timestamp with one clock pairing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paired {
+    /// The arrival, ns on the monotonic clock.
+    Arrival(u64),
+    /// The realtime reads were too far apart (preempted): pair again.
+    Retry,
+    /// The wall clock stepped: use user-space time.
+    Unusable,
+}
+
+/// Converts a CLOCK_REALTIME kernel receive stamp to the monotonic clock, given a monotonic read
+/// `mono_ns` taken between the realtime reads `before` and `after`.
+fn kernel_arrival(mono_ns: u64, before: Duration, after: Duration, kernel_rx: Duration) -> Paired {
+    let Some(spread) = after.checked_sub(before) else {
+        return Paired::Unusable;
+    };
+    if spread > CLOCK_PAIR_SPREAD {
+        return Paired::Retry;
+    }
+    match (before + spread / 2).checked_sub(kernel_rx) {
+        // Over a second of queueing means the wall clock stepped.
+        Some(queued) if queued < Duration::from_secs(1) => {
+            Paired::Arrival(mono_ns.saturating_sub(queued.as_nanos() as u64))
+        }
+        _ => Paired::Unusable,
+    }
+}
+
 /// A per-run id (and default seed): random enough that two runs on one host never share one.
 pub fn random_session() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -598,4 +636,41 @@ pub fn random_session() -> u64 {
     );
     hasher.write_u32(std::process::id());
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1_700_000_000);
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn queueing_delay_comes_off_the_monotonic_read() {
+        // Datagram stamped 30 us before the (tight) pairing at monotonic 1 ms.
+        let got = kernel_arrival(1_000_000, S + us(100), S + us(101), S + us(70));
+        assert_eq!(got, Paired::Arrival(1_000_000 - 30_500));
+    }
+
+    #[test]
+    fn a_preempted_pairing_is_retried_not_trusted() {
+        assert_eq!(
+            kernel_arrival(1_000_000, S, S + us(50), S - us(10)),
+            Paired::Retry
+        );
+    }
+
+    #[test]
+    fn clock_steps_make_the_stamp_unusable() {
+        // Wall clock stepped back between the reads.
+        assert_eq!(kernel_arrival(5, S + us(10), S, S), Paired::Unusable);
+        // Stamp from the future (clock stepped back since) or from over a second ago.
+        assert_eq!(kernel_arrival(5, S, S, S + us(10)), Paired::Unusable);
+        assert_eq!(
+            kernel_arrival(5, S, S, S - Duration::from_secs(2)),
+            Paired::Unusable
+        );
+    }
 }
