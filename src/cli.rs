@@ -99,6 +99,12 @@ pub struct EchoArgs {
     /// Print nothing but the counters on exit
     #[arg(short, long)]
     pub quiet: bool,
+    /// Echo threads: one SO_REUSEPORT socket and one poll loop each, pinned to a core
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
+    /// Cores to pin threads to, in turn (e.g. 0,1 or 2-5) [default: every core in turn]
+    #[arg(long, value_name = "LIST", value_parser = crate::threads::parse_cpus)]
+    pub cpus: Option<crate::threads::CpuList>,
     #[command(flatten)]
     pub socket: SocketArgs,
 }
@@ -190,6 +196,13 @@ pub struct ProbeArgs {
     /// Print the summary as one JSON object on stdout (and nothing else there)
     #[arg(long)]
     pub json: bool,
+    /// Independent flows, each with its own socket, port and poll loop, pinned to a core; --rate,
+    /// --count and --inflight apply to each [ping: 1; loopback: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub flows: Option<u16>,
+    /// Cores to pin flows to, in turn (e.g. 0,1 or 2-5) [default: every core in turn]
+    #[arg(long, value_name = "LIST", value_parser = crate::threads::parse_cpus)]
+    pub cpus: Option<crate::threads::CpuList>,
     #[command(flatten)]
     pub socket: SocketArgs,
 }
@@ -396,42 +409,114 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Ping(args) => {
             let mut cfg = args.probe.config(args.target, false);
             cfg.bind = args.bind;
-            ping(&args.probe, cfg, None)
+            cfg.validate()?;
+            let flows = (0..args.probe.flows.unwrap_or(1))
+                .map(|_| {
+                    Ok(Flow {
+                        pinger: Pinger::new(cfg.clone())?,
+                        echo: None,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            ping(&args.probe, flows)
         }
         Command::Impair(args) => impair(args),
         Command::Loopback(args) => {
-            let ip = if args.ipv6 { "[::1]:0" } else { "127.0.0.1:0" };
-            let echo = Echo::bind(ip.parse().expect("literal address"))?;
-            let cfg = args.probe.config(echo.local_addr(), true);
-            ping(&args.probe, cfg, Some(echo))
+            let ip: SocketAddr = if args.ipv6 { "[::1]:0" } else { "127.0.0.1:0" }
+                .parse()
+                .expect("literal address");
+            let cores = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
+            let n = args.probe.flows.map_or(cores, usize::from);
+            let flows = (0..n)
+                .map(|_| {
+                    let echo = Echo::bind(ip)?;
+                    let cfg = args.probe.config(echo.local_addr(), true);
+                    cfg.validate()?;
+                    Ok(Flow {
+                        pinger: Pinger::new(cfg)?,
+                        echo: Some(echo),
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            ping(&args.probe, flows)
         }
     }
 }
 
 fn echo(args: EchoArgs) -> Result<(), Error> {
-    let cfg = EchoConfig {
+    let threads = usize::from(args.threads);
+    let mut cfg = EchoConfig {
         bind: args.bind,
         buffers: args.socket.buffers(),
+        reuse_port: threads > 1,
     };
-    let mut echo = Echo::with_config(&cfg)?;
-    let scope = if echo.local_addr().ip().is_unspecified() {
+    let first = Echo::with_config(&cfg)?;
+    // The others share the address the first one got (its real port when 0 was asked for).
+    cfg.bind = first.local_addr();
+    let mut echoes = vec![first];
+    for _ in 1..threads {
+        echoes.push(Echo::with_config(&cfg)?);
+    }
+    let scope = if cfg.bind.ip().is_unspecified() {
         " (all interfaces)"
     } else {
         ""
     };
+    let workers = if threads > 1 {
+        format!(", {threads} threads")
+    } else {
+        String::new()
+    };
     let banner = format!(
-        "sonde echo: listening on {}{scope}; Ctrl-C prints the counters and stops\n",
-        echo.local_addr()
+        "sonde echo: listening on {}{scope}{workers}; Ctrl-C prints the counters and stops\n",
+        cfg.bind
     );
+    if threads == 1 && args.cpus.is_none() {
+        let quiet = args.quiet || args.json;
+        let mut echo = echoes.pop().expect("one echo");
+        return serve(
+            &mut echo,
+            (!quiet).then_some(banner),
+            args.json,
+            args.socket.busy_poll,
+            Echo::summary,
+            report::echo_text,
+        );
+    }
+    let placement = crate::threads::placement(threads, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
+    let busy_poll = args.socket.busy_poll;
     let quiet = args.quiet || args.json;
-    serve(
-        &mut echo,
-        (!quiet).then_some(banner),
-        args.json,
-        args.socket.busy_poll,
-        Echo::summary,
-        report::echo_text,
-    )
+    let results = crate::threads::run_pinned(
+        echoes,
+        &placement,
+        || {
+            if !quiet {
+                out(&banner);
+            }
+        },
+        |mut echo, barrier| {
+            let engine = loop_for_thread(busy_poll);
+            barrier.wait();
+            let result = engine.and_then(|mut e| e.run(&mut [&mut echo]).map(|_| ()));
+            (echo.summary(), result)
+        },
+    );
+    let parts: Vec<_> = results.iter().map(|(s, _)| s.clone()).collect();
+    let total = crate::echo::merge(&parts);
+    out(&if args.json {
+        report::json(&total) + "\n"
+    } else {
+        report::echo_text(&total)
+    });
+    results.into_iter().try_for_each(|(_, r)| r)
+}
+
+/// A poll loop for one measurement thread: stops on Ctrl-C/SIGTERM like every other thread.
+fn loop_for_thread(busy_poll: bool) -> Result<Engine, Error> {
+    let mut engine = Engine::new()?;
+    engine.stop_on_signals()?;
+    engine.busy_poll(busy_poll);
+    Ok(engine)
 }
 
 /// Runs one service role until Ctrl-C or SIGTERM, then prints its counters as JSON or text.
@@ -461,35 +546,73 @@ fn serve<R: Role, S: serde::Serialize>(
     result.map(|_| ())
 }
 
-fn ping(args: &ProbeArgs, cfg: PingConfig, mut echo: Option<Echo>) -> Result<(), Error> {
-    cfg.validate()?;
-    let per_probe = args.per_probe_lines(&cfg);
-    let mut pinger = Pinger::new(cfg)?;
-    if !args.quiet && !args.json {
-        out(&header(&pinger, echo.is_some()));
+/// One pinger, with the in-process echo it measures in `sonde loopback`.
+struct Flow {
+    pinger: Pinger<'static>,
+    echo: Option<Echo>,
+}
+
+fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<(), Error> {
+    let n = flows.len();
+    let loopback = flows[0].echo.is_some();
+    let per_probe = args.per_probe_lines(flows[0].pinger.config()) && (n == 1 || args.verbose);
+    for (i, flow) in flows.iter_mut().enumerate() {
+        if per_probe {
+            let prefix = if n > 1 {
+                format!("flow {i}: ")
+            } else {
+                String::new()
+            };
+            flow.pinger
+                .observe(move |event| out(&format!("{prefix}{}\n", report::probe_line(event))));
+        }
     }
-    if per_probe {
-        pinger.observe(|event| out(&(report::probe_line(event) + "\n")));
-    }
-    let mut engine = Engine::new()?;
-    engine.stop_on_signals()?;
-    engine.busy_poll(args.socket.busy_poll);
-    let result = match echo.as_mut() {
-        Some(echo) => engine.run(&mut [echo, &mut pinger]),
-        None => engine.run(&mut [&mut pinger]),
+    let banner = (!args.quiet && !args.json).then(|| header(&flows, loopback));
+    // One flow runs where the OS puts it unless told; several are spread over the cores.
+    let placement = if n > 1 || args.cpus.is_some() {
+        crate::threads::placement(n, args.cpus.as_ref().map(|c| c.0.as_slice()))?
+    } else {
+        vec![None]
     };
-    let summary = pinger.summary();
+    let busy_poll = args.socket.busy_poll;
+    let results = crate::threads::run_pinned(
+        flows,
+        &placement,
+        || {
+            if let Some(banner) = banner {
+                out(&banner);
+            }
+        },
+        |mut flow, barrier| {
+            let engine = loop_for_thread(busy_poll);
+            barrier.wait();
+            let result = engine.and_then(|mut e| {
+                match flow.echo.as_mut() {
+                    Some(echo) => e.run(&mut [echo, &mut flow.pinger]),
+                    None => e.run(&mut [&mut flow.pinger]),
+                }
+                .map(|_| ())
+            });
+            (flow, result)
+        },
+    );
+    let (flows, outcomes): (Vec<Flow>, Vec<Result<(), Error>>) = results.into_iter().unzip();
+    let summary = crate::pinger::combine(&flows.iter().map(|f| &f.pinger).collect::<Vec<_>>());
     if summary.counters.sent + summary.counters.not_sent > 0 {
         if args.json {
             out(&(report::json(&summary) + "\n"));
         } else {
             out(&report::ping_text(&summary));
-            if let Some(echo) = &echo {
-                out(&report::echo_text(&echo.summary()));
+            if loopback {
+                let echoes: Vec<_> = flows
+                    .iter()
+                    .filter_map(|f| f.echo.as_ref().map(Echo::summary))
+                    .collect();
+                out(&report::echo_text(&crate::echo::merge(&echoes)));
             }
         }
     }
-    result.map(|_| ())
+    outcomes.into_iter().try_for_each(|r| r)
 }
 
 fn impair(args: ImpairArgs) -> Result<(), Error> {
@@ -543,7 +666,8 @@ fn impair(args: ImpairArgs) -> Result<(), Error> {
     )
 }
 
-fn header(pinger: &Pinger, loopback: bool) -> String {
+fn header(flows: &[Flow], loopback: bool) -> String {
+    let pinger = &flows[0].pinger;
     let cfg = pinger.config();
     let pace = match cfg.pace {
         Pace::Rate(rate) => format!(
@@ -557,8 +681,12 @@ fn header(pinger: &Pinger, loopback: bool) -> String {
         (None, Some(d)) => format!(", for {}", humantime::format_duration(d)),
         (None, None) => ", until Ctrl-C".into(),
     };
+    let (more, each) = match flows.len() {
+        1 => (String::new(), ""),
+        n => (format!(" and {} more flows", n - 1), " per flow"),
+    };
     format!(
-        "SONDE {}{} from {}: {}-byte probes, {pace}, timeout {}{end}, session {:016x}\n",
+        "SONDE {}{} from {}{more}: {}-byte probes, {pace}{each}, timeout {}{end}, session {:016x}\n",
         cfg.target,
         if loopback { " (in-process echo)" } else { "" },
         pinger.local_addr(),

@@ -161,6 +161,8 @@ impl PingConfig {
 pub struct EchoConfig {
     pub bind: SocketAddr,
     pub buffers: Buffers,
+    /// Share the address with other echo sockets (`SO_REUSEPORT`), one per thread.
+    pub reuse_port: bool,
 }
 
 impl Default for EchoConfig {
@@ -168,6 +170,7 @@ impl Default for EchoConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 9999)),
             buffers: Buffers::default(),
+            reuse_port: false,
         }
     }
 }

@@ -23,6 +23,22 @@ pub const PEERS_LIMIT: usize = 65_536;
 /// Receive errors tolerated back to back before the loop moves on.
 const MAX_ERRORS_IN_A_ROW: u32 = 16;
 
+/// Adds up the counters of several echo sockets serving one address (`--threads`). Peers are
+/// summed: `SO_REUSEPORT` keeps each peer on one socket.
+pub fn merge(parts: &[EchoSummary]) -> EchoSummary {
+    let mut total = parts.first().cloned().unwrap_or_default();
+    for p in parts.iter().skip(1) {
+        total.duration_ms = total.duration_ms.max(p.duration_ms);
+        total.datagrams += p.datagrams;
+        total.bytes += p.bytes;
+        total.peers += p.peers;
+        total.peers_limit += p.peers_limit;
+        total.send_failed += p.send_failed;
+        total.recv_errors += p.recv_errors;
+    }
+    total
+}
+
 pub struct Echo {
     socket: UdpSocket,
     local: SocketAddr,
@@ -43,7 +59,11 @@ impl Echo {
     }
 
     pub fn with_config(cfg: &EchoConfig) -> Result<Self, Error> {
-        let (socket, local) = net::bind_with(cfg.bind, cfg.buffers)?;
+        let (socket, local) = if cfg.reuse_port {
+            net::bind_shared(cfg.bind, cfg.buffers)?
+        } else {
+            net::bind_with(cfg.bind, cfg.buffers)?
+        };
         let (rcvbuf_bytes, sndbuf_bytes) = crate::sys::granted_buffers(&socket).unwrap_or((0, 0));
         Ok(Self {
             socket,

@@ -39,5 +39,6 @@ pub mod report;
 pub mod stats;
 pub mod summary;
 pub mod sys;
+pub mod threads;
 pub mod timer;
 pub mod wire;

@@ -35,7 +35,36 @@ pub fn bind(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), Error> {
 
 /// Binds a non-blocking UDP socket asking for `buffers`, naming the address on failure.
 pub fn bind_with(addr: SocketAddr, buffers: Buffers) -> Result<(UdpSocket, SocketAddr), Error> {
-    let socket = UdpSocket::bind(addr).map_err(|e| Error::io("bind", addr, e))?;
+    open(addr, buffers, false)
+}
+
+/// Like [`bind_with`], with `SO_REUSEPORT`: several sockets share the address and the kernel
+/// spreads peers across them (each peer's datagrams stay on one socket).
+pub fn bind_shared(addr: SocketAddr, buffers: Buffers) -> Result<(UdpSocket, SocketAddr), Error> {
+    open(addr, buffers, true)
+}
+
+fn open(
+    addr: SocketAddr,
+    buffers: Buffers,
+    reuse_port: bool,
+) -> Result<(UdpSocket, SocketAddr), Error> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| Error::io("open a socket for", addr, e))?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| Error::io("set SO_REUSEPORT for", addr, e))?;
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("make non-blocking a socket for", addr, e))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| Error::io("bind", addr, e))?;
+    let socket = UdpSocket::from_std(socket.into());
     // Best effort: the kernel caps requests silently; what it granted is reported.
     let _ = crate::sys::request_buffers(&socket, buffers.rcv, buffers.snd);
     let local = socket

@@ -76,7 +76,7 @@ enum Phase {
     Done,
 }
 
-type Observer<'a> = Box<dyn FnMut(&ProbeEvent) + 'a>;
+type Observer<'a> = Box<dyn FnMut(&ProbeEvent) + Send + 'a>;
 
 pub struct Pinger<'a> {
     cfg: PingConfig,
@@ -169,7 +169,7 @@ impl<'a> Pinger<'a> {
     }
 
     /// Calls `f` for every probe event as it happens.
-    pub fn observe(&mut self, f: impl FnMut(&ProbeEvent) + 'a) {
+    pub fn observe(&mut self, f: impl FnMut(&ProbeEvent) + Send + 'a) {
         self.observer = Some(Box::new(f));
     }
 
@@ -509,6 +509,7 @@ impl<'a> Pinger<'a> {
             schedule_lag,
             loss_bursts: self.loss_pattern.summary(),
             socket: self.socket_info.clone(),
+            flows: Vec::new(),
             outages: self
                 .outages
                 .clone()
@@ -520,6 +521,82 @@ impl<'a> Pinger<'a> {
     pub fn rtt(&self) -> &Latency {
         &self.rtt
     }
+}
+
+/// One summary over several flows: counters added, histograms merged (so percentiles are those of
+/// all probes together), loss bursts and outages combined; each flow's own summary in `flows`.
+pub fn combine(pingers: &[&Pinger]) -> PingSummary {
+    let mut flows: Vec<PingSummary> = pingers.iter().map(|p| p.summary()).collect();
+    if flows.len() <= 1 {
+        return flows.pop().expect("at least one flow");
+    }
+    let (mut rtt, mut intended, mut lag) = (Latency::new(), Latency::new(), Latency::new());
+    for p in pingers {
+        rtt.merge(&p.rtt);
+        intended.merge(&p.rtt_from_intended);
+        lag.merge(&p.lag);
+    }
+    let mut total = flows[0].clone();
+    total.counters = Counters::default();
+    let (mut burst_lost, mut distance_weight) = (0.0, 0.0);
+    total.loss_bursts.count = 0;
+    total.loss_bursts.max_length = 0;
+    let mut jitters = Vec::new();
+    total.outages.clear();
+    for f in &flows[1..] {
+        total.rate_pps = total.rate_pps.zip(f.rate_pps).map(|(a, b)| a + b);
+        total.inflight_max += f.inflight_max;
+        total.duration_s = total.duration_s.max(f.duration_s);
+        total.interrupted |= f.interrupted;
+    }
+    for f in &flows {
+        total.counters.add(&f.counters);
+        let b = &f.loss_bursts;
+        total.loss_bursts.count += b.count;
+        total.loss_bursts.max_length = total.loss_bursts.max_length.max(b.max_length);
+        burst_lost += b.count as f64 * b.mean_length;
+        distance_weight += b.count as f64 * b.mean_distance;
+        jitters.extend(f.jitter_us);
+        total.outages.extend(f.outages.iter().cloned());
+    }
+    let bursts = total.loss_bursts.count as f64;
+    total.loss_bursts.mean_length = if bursts > 0.0 {
+        burst_lost / bursts
+    } else {
+        0.0
+    };
+    total.loss_bursts.mean_distance = if bursts > 0.0 {
+        distance_weight / bursts
+    } else {
+        0.0
+    };
+    total
+        .outages
+        .sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    total.local = format!("{} flows", flows.len());
+    total.session = flows
+        .iter()
+        .map(|f| f.session.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    total.loss_pct = total.counters.loss_pct();
+    total.rtt = rtt.summary();
+    // Jitter is a per-stream quantity: the total reports the mean of the flows'.
+    total.jitter_us =
+        (!jitters.is_empty()).then(|| jitters.iter().sum::<f64>() / jitters.len() as f64);
+    let rate_mode = total.rate_pps.is_some();
+    total.rtt_from_intended = if rate_mode { intended.summary() } else { None };
+    total.schedule_lag = if rate_mode {
+        lag.summary().map(|l| LagSummary {
+            mean_us: l.mean_us,
+            p99_us: l.p99_us,
+            max_us: l.max_us,
+        })
+    } else {
+        None
+    };
+    total.flows = flows;
+    total
 }
 
 impl Role for Pinger<'_> {

@@ -69,7 +69,23 @@ fn quartet(l: &LatencySummary) -> String {
 pub fn ping_text(s: &PingSummary) -> String {
     let c = &s.counters;
     let mut out = String::new();
-    let _ = writeln!(out, "--- {} sonde ping statistics ---", s.target);
+    for (i, f) in s.flows.iter().enumerate() {
+        let (p50, p99) = f
+            .rtt
+            .as_ref()
+            .map_or(("-".into(), "-".into()), |r| (ms(r.p50_us), ms(r.p99_us)));
+        let _ = writeln!(
+            out,
+            "flow {i} {} -> {}: {} sent, {} received, {:.3}% loss, rtt p50 {p50} p99 {p99} ms",
+            f.local, f.target, f.counters.sent, f.counters.received, f.loss_pct
+        );
+    }
+    let flows = if s.flows.is_empty() {
+        String::new()
+    } else {
+        format!(", {} flows together", s.flows.len())
+    };
+    let _ = writeln!(out, "--- {} sonde ping statistics{flows} ---", s.target);
     let _ = writeln!(
         out,
         "{} sent, {} received, {:.3}% loss ({} lost, {} late), {:.3} s{}",

@@ -43,6 +43,23 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Adds another flow's counts.
+    pub fn add(&mut self, o: &Counters) {
+        self.sent += o.sent;
+        self.received += o.received;
+        self.lost += o.lost;
+        self.late += o.late;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.mismatched += o.mismatched;
+        self.foreign += o.foreign;
+        self.not_sent += o.not_sent;
+        self.stale += o.stale;
+        self.unreachable += o.unreachable;
+        self.in_flight += o.in_flight;
+        self.local_drops += o.local_drops;
+    }
+
     /// Percentage of sent probes not answered within their timeout (lost and late).
     pub fn loss_pct(&self) -> f64 {
         let settled = self.sent.saturating_sub(self.in_flight);
@@ -107,6 +124,9 @@ pub struct PingSummary {
     pub loss_bursts: LossBursts,
     pub outages: Vec<Outage>,
     pub socket: SocketSummary,
+    /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<PingSummary>,
 }
 
 /// Everything an echo server counted.

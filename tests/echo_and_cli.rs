@@ -119,6 +119,10 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["loopback", "--rcvbuf", "0"], "--rcvbuf"),
         (&["loopback", "--sndbuf", "lots"], "--sndbuf"),
         (&["echo", "--rcvbuf", "5G"], "--rcvbuf"),
+        (&["echo", "--threads", "0"], "--threads"),
+        (&["echo", "--cpus", "x"], "--cpus"),
+        (&["loopback", "--cpus", "4096"], "--cpus"),
+        (&["ping", "127.0.0.1:9", "--flows", "0"], "--flows"),
         (&["loopback", "--frobnicate"], "--frobnicate"),
         (&["fly"], "fly"),
     ];

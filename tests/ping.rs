@@ -460,3 +460,59 @@ fn busy_poll_runs_both_sides() {
     ]);
     assert_eq!(u(&s, "received"), 2000);
 }
+
+#[test]
+fn flows_are_reported_each_and_in_total() {
+    let mut cmd = sonde();
+    cmd.args(["echo", "--bind", "127.0.0.1:0", "--threads", "2"]);
+    let echo = spawn_listening(cmd);
+    let s = run_json(&[
+        "ping", &echo.addr, "--flows", "3", "--count", "500", "-w", "8",
+    ]);
+    let flows = s["flows"].as_array().expect("per-flow summaries");
+    assert_eq!(flows.len(), 3);
+    assert_eq!(u(&s, "sent"), 1500);
+    assert_eq!(u(&s, "received"), 1500);
+    let locals: std::collections::HashSet<_> = flows.iter().map(|f| f["local"].clone()).collect();
+    assert_eq!(locals.len(), 3, "each flow has its own socket");
+    for f in flows {
+        assert_eq!(u(f, "received"), 500);
+        assert!(f["flows"].is_null(), "no nesting");
+    }
+    // The total's histogram holds every flow's samples.
+    assert_eq!(u(&s["rtt"], "count"), 1500);
+    let min = flows
+        .iter()
+        .map(|flow| f(&flow["rtt"], "min_us"))
+        .fold(f64::MAX, f64::min);
+    assert_eq!(f(&s["rtt"], "min_us"), min);
+}
+
+#[test]
+fn echo_threads_share_one_address() {
+    // --json prints no banner: bind a known port and probe for readiness.
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut echo = KillOnDrop(
+        sonde()
+            .args(["echo", "--bind", &addr, "--threads", "2", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_echo(&addr);
+    let s = run_json(&["ping", &addr, "--flows", "4", "--count", "300", "-w", "4"]);
+    assert_eq!(u(&s, "received"), 1200);
+    signal(&echo.0, "INT");
+    let mut out = String::new();
+    echo.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(echo.0.wait().unwrap().success());
+    let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Every datagram was served by one of the two sockets: the readiness probe and 1200 probes.
+    assert_eq!(u(&e, "datagrams"), 1201, "{e}");
+}
