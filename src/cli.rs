@@ -608,7 +608,11 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<(), Error> {
                     .iter()
                     .filter_map(|f| f.echo.as_ref().map(Echo::summary))
                     .collect();
-                out(&report::echo_text(&crate::echo::merge(&echoes)));
+                let mut total = crate::echo::merge(&echoes);
+                if echoes.len() > 1 {
+                    total.bind = format!("{} in-process sockets", echoes.len());
+                }
+                out(&report::echo_text(&total));
             }
         }
     }
@@ -683,6 +687,7 @@ fn header(flows: &[Flow], loopback: bool) -> String {
     };
     let (more, each) = match flows.len() {
         1 => (String::new(), ""),
+        2 => (" and 1 more flow".to_string(), " per flow"),
         n => (format!(" and {} more flows", n - 1), " per flow"),
     };
     format!(
