@@ -42,6 +42,9 @@ pub fn merge(parts: &[EchoSummary]) -> EchoSummary {
 pub struct Echo {
     socket: UdpSocket,
     local: SocketAddr,
+    #[cfg(target_os = "linux")]
+    batch: crate::sys::EchoBatch,
+    #[cfg(not(target_os = "linux"))]
     buf: Vec<u8>,
     peers: HashSet<SocketAddr>,
     summary: EchoSummary,
@@ -68,6 +71,9 @@ impl Echo {
         Ok(Self {
             socket,
             local,
+            #[cfg(target_os = "linux")]
+            batch: crate::sys::EchoBatch::new(),
+            #[cfg(not(target_os = "linux"))]
             buf: vec![0u8; net::RECV_BUF],
             peers: HashSet::new(),
             summary: EchoSummary {
@@ -95,6 +101,43 @@ impl Echo {
         }
     }
 
+    fn count(&mut self, len: usize, from: SocketAddr) {
+        self.summary.datagrams += 1;
+        self.summary.bytes += len as u64;
+        if self.peers.len() < PEERS_LIMIT {
+            self.peers.insert(from);
+        }
+    }
+
+    /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams.
+    #[cfg(target_os = "linux")]
+    fn serve(&mut self) {
+        let mut errors_in_a_row = 0;
+        loop {
+            let n = match self.batch.receive(&self.socket) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.summary.recv_errors += 1;
+                    errors_in_a_row += 1;
+                    if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            errors_in_a_row = 0;
+            for i in 0..n {
+                if let (len, Some(from)) = self.batch.datagram(i) {
+                    self.count(len, from);
+                }
+            }
+            self.summary.send_failed += self.batch.echo(&self.socket, n) as u64;
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
     fn serve(&mut self) {
         let mut errors_in_a_row = 0;
         loop {
@@ -114,11 +157,7 @@ impl Echo {
                 }
             };
             errors_in_a_row = 0;
-            self.summary.datagrams += 1;
-            self.summary.bytes += len as u64;
-            if self.peers.len() < PEERS_LIMIT {
-                self.peers.insert(from);
-            }
+            self.count(len, from);
             let echo = &self.buf[..len];
             match self.socket.send_to(echo, from) {
                 Ok(sent) => debug_assert!(sent <= len, "echo larger than the datagram"),
