@@ -9,6 +9,7 @@ use crate::engine::{Role, Wake};
 use crate::error::Error;
 use crate::net;
 use crate::summary::EchoSummary;
+use crate::sys::MmsgBatch;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
@@ -42,10 +43,7 @@ pub fn merge(parts: &[EchoSummary]) -> EchoSummary {
 pub struct Echo {
     socket: UdpSocket,
     local: SocketAddr,
-    #[cfg(target_os = "linux")]
-    batch: crate::sys::EchoBatch,
-    #[cfg(not(target_os = "linux"))]
-    buf: Vec<u8>,
+    batch: MmsgBatch,
     peers: HashSet<SocketAddr>,
     summary: EchoSummary,
     started: Instant,
@@ -71,10 +69,7 @@ impl Echo {
         Ok(Self {
             socket,
             local,
-            #[cfg(target_os = "linux")]
-            batch: crate::sys::EchoBatch::new(),
-            #[cfg(not(target_os = "linux"))]
-            buf: vec![0u8; net::RECV_BUF],
+            batch: MmsgBatch::new(),
             peers: HashSet::new(),
             summary: EchoSummary {
                 bind: local.to_string(),
@@ -110,7 +105,6 @@ impl Echo {
     }
 
     /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams.
-    #[cfg(target_os = "linux")]
     fn serve(&mut self) {
         let mut errors_in_a_row = 0;
         loop {
@@ -129,40 +123,11 @@ impl Echo {
             };
             errors_in_a_row = 0;
             for i in 0..n {
-                if let (len, Some(from)) = self.batch.datagram(i) {
-                    self.count(len, from);
+                if let Some(meta) = self.batch.meta(i) {
+                    self.count(meta.len, meta.from);
                 }
             }
             self.summary.send_failed += self.batch.echo(&self.socket, n) as u64;
-        }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn serve(&mut self) {
-        let mut errors_in_a_row = 0;
-        loop {
-            let (len, from) = match self.socket.recv_from(&mut self.buf) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    // ICMP errors and the like are reported once and cleared; the socket stays
-                    // usable. Give up on this wake-up only if errors persist.
-                    self.summary.recv_errors += 1;
-                    errors_in_a_row += 1;
-                    if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            errors_in_a_row = 0;
-            self.count(len, from);
-            let echo = &self.buf[..len];
-            match self.socket.send_to(echo, from) {
-                Ok(sent) => debug_assert!(sent <= len, "echo larger than the datagram"),
-                Err(_) => self.summary.send_failed += 1,
-            }
         }
     }
 }

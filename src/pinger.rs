@@ -15,7 +15,7 @@ use crate::outage::OutageTracker;
 use crate::stats::{Jitter, Latency};
 use crate::summary::{Counters, LagSummary, PingSummary, SocketSummary};
 use crate::sys::{
-    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, recv_with_meta,
+    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch,
 };
 use crate::timer::Wheel;
 use crate::wire::{self, ProbeHeader, HEADER_LEN};
@@ -87,7 +87,8 @@ pub struct Pinger<'a> {
     session: u64,
     /// The probe as sent: padding filled once, header rewritten per probe.
     probe: Vec<u8>,
-    recv_buf: Vec<u8>,
+    /// Receive slots, taken out while a batch is processed.
+    batch: Option<Box<MmsgBatch>>,
     table: InFlight,
     timeouts: Wheel<u64>,
     counters: Counters,
@@ -144,7 +145,7 @@ impl<'a> Pinger<'a> {
             local,
             session,
             probe,
-            recv_buf: vec![0u8; net::RECV_BUF],
+            batch: Some(Box::new(MmsgBatch::new())),
             table: InFlight::new(inflight_max.saturating_mul(2).min(4096), table_max),
             timeouts: Wheel::new(),
             counters: Counters::default(),
@@ -315,48 +316,47 @@ impl<'a> Pinger<'a> {
     }
 
     /// When a datagram arrived, ns since the epoch: the kernel's receive timestamp where there is
-    /// one, so that time spent queued in the socket is not counted. The kernel's clock is
-    /// CLOCK_REALTIME; it is never subtracted from a monotonic time directly. Instead the queueing
-    /// delay (realtime now minus kernel time) is taken off the monotonic now, with the monotonic
-    /// read bracketed by two realtime reads: a preemption between the reads would otherwise pass
-    /// for queueing delay.
-    fn arrival_ns(&self, kernel_rx: Option<Duration>) -> u64 {
-        let realtime = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-        };
-        if let Some(kernel_rx) = kernel_rx {
-            for _ in 0..3 {
-                let before = realtime();
-                let mono = Instant::now();
-                let after = realtime();
-                match kernel_arrival(self.ns(mono), before, after, kernel_rx) {
-                    Paired::Arrival(ns) => return ns,
-                    Paired::Retry => continue,
-                    Paired::Unusable => break,
+    /// one, so that time spent queued in the socket (or in a batch) is not counted.
+    fn arrival_ns(&self, clock: &ClockPair, kernel_rx: Option<Duration>) -> u64 {
+        let mono_ns = self.ns(clock.mono);
+        match (clock.real, kernel_rx) {
+            (Some((before, after)), Some(kernel_rx)) => {
+                match kernel_arrival(mono_ns, before, after, kernel_rx) {
+                    Paired::Arrival(ns) => ns,
+                    Paired::Retry | Paired::Unusable => mono_ns,
                 }
             }
+            _ => mono_ns,
         }
-        self.ns(Instant::now())
     }
 
     fn receive(&mut self) -> Result<(), Error> {
+        let mut batch = self.batch.take().expect("receive slots present");
+        let result = self.receive_batches(&mut batch);
+        self.batch = Some(batch);
+        result
+    }
+
+    fn receive_batches(&mut self, batch: &mut MmsgBatch) -> Result<(), Error> {
         loop {
-            match recv_with_meta(&self.socket, &mut self.recv_buf) {
-                Ok(meta) => {
-                    if let Some(drops) = meta.drops {
-                        // A running total since the socket was opened.
-                        self.counters.local_drops = self.counters.local_drops.max(drops.into());
-                    }
-                    let at_ns = self.arrival_ns(meta.kernel_rx);
-                    self.on_datagram(meta.len, meta.from, at_ns);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            let n = match batch.receive(&self.socket) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A pending ICMP error reported on receive; the error queue names the probe.
-                Err(e) if net::is_unreachable(&e) => {}
+                Err(e) if net::is_unreachable(&e) => continue,
                 Err(e) => return Err(Error::io("receive on", self.local, e)),
+            };
+            // One clock pairing serves the whole batch: each datagram's own kernel stamp places it.
+            let clock = ClockPair::read();
+            for i in 0..n {
+                let Some(meta) = batch.meta(i) else { continue };
+                if let Some(drops) = meta.drops {
+                    // A running total since the socket was opened.
+                    self.counters.local_drops = self.counters.local_drops.max(drops.into());
+                }
+                let at_ns = self.arrival_ns(&clock, meta.kernel_rx);
+                self.on_datagram(batch.payload(i), meta.from, at_ns);
             }
         }
     }
@@ -376,13 +376,13 @@ impl<'a> Pinger<'a> {
         }
     }
 
-    fn on_datagram(&mut self, len: usize, from: SocketAddr, now_ns: u64) {
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr, now_ns: u64) {
+        let len = data.len();
         if from != self.cfg.target {
             self.counters.foreign += 1;
             self.emit(ProbeEvent::Foreign { from, len });
             return;
         }
-        let data = &self.recv_buf[..len];
         let header = match ProbeHeader::decode(data) {
             Ok(h) => h,
             Err(_) => return self.mismatched(None, len, "not a sonde probe"),
@@ -670,6 +670,39 @@ impl Role for Pinger<'_> {
 
     fn is_done(&self) -> bool {
         self.phase == Phase::Done
+    }
+}
+
+/// A monotonic read bracketed by two realtime reads (`real`: `None` when no tight bracket could
+/// be had, the wall clock having stepped or the thread been preempted each time).
+struct ClockPair {
+    mono: Instant,
+    real: Option<(Duration, Duration)>,
+}
+
+impl ClockPair {
+    fn read() -> Self {
+        let realtime = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+        };
+        let mut mono = Instant::now();
+        for _ in 0..3 {
+            let before = realtime();
+            mono = Instant::now();
+            let after = realtime();
+            if after
+                .checked_sub(before)
+                .is_some_and(|spread| spread <= CLOCK_PAIR_SPREAD)
+            {
+                return Self {
+                    mono,
+                    real: Some((before, after)),
+                };
+            }
+        }
+        Self { mono, real: None }
     }
 }
 

@@ -6,11 +6,9 @@ use mio::net::UdpSocket;
 use std::io;
 use std::time::Duration;
 
-#[cfg(target_os = "linux")]
-pub use imp::EchoBatch;
 pub use imp::{
-    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, recv_with_meta,
-    request_buffers, set_timer_slack, PreciseTimer,
+    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, request_buffers,
+    set_timer_slack, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -157,39 +155,13 @@ mod imp {
         }
     }
 
-    /// Receives one datagram with its kernel metadata (`recvmsg`).
-    pub fn recv_with_meta(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<RecvMeta> {
-        // Safety: zeroed sockaddr_storage and msghdr are valid "empty" values.
-        let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut control = [0u64; 16];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        let len = socket.try_io(|| {
-            // Safety: msg points at name, iov (over buf) and control, all live and sized as
-            // declared for the duration of the call.
-            let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        })?;
-        let from = socket_addr(&name)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown address family"))?;
+    /// The receive timestamp and drop count among a received message's control messages.
+    fn control_messages(msg: &libc::msghdr) -> (Option<Duration>, Option<u32>) {
         let (mut kernel_rx, mut drops) = (None, None);
-        // Safety: msg was filled by a successful recvmsg; the CMSG_* macros stay within
-        // msg_controllen, and payloads are read unaligned.
+        // Safety: msg was filled by a successful receive; the CMSG_* macros stay within
+        // msg_controllen (0 when there is no control buffer), and payloads are read unaligned.
         unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            let mut cmsg = libc::CMSG_FIRSTHDR(msg);
             while !cmsg.is_null() {
                 let c = &*cmsg;
                 if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
@@ -200,15 +172,10 @@ mod imp {
                         libc::CMSG_DATA(cmsg).cast::<u32>(),
                     ));
                 }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+                cmsg = libc::CMSG_NXTHDR(msg, cmsg);
             }
         }
-        Ok(RecvMeta {
-            len,
-            from,
-            kernel_rx,
-            drops,
-        })
+        (kernel_rx, drops)
     }
 
     /// Reads every queued ICMP error, handing `f` the error and the start of the datagram that
@@ -287,36 +254,41 @@ mod imp {
         None
     }
 
-    /// Datagrams moved per `recvmmsg`/`sendmmsg` call by the echo.
+    /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
     const BATCH: usize = 32;
     const SLOT: usize = 65_536;
+    /// Control space per slot: a timestamp and a drop counter, with headers (64 bytes).
+    const CONTROL_WORDS: usize = 8;
 
-    /// Echo in batches: `recvmmsg` fills up to [`BATCH`] slots (data and sender addresses), and
-    /// `sendmmsg` sends each slot's bytes back to its sender from the same memory, so an echo is
-    /// never larger than what arrived. Two system calls per batch instead of two per datagram.
-    pub struct EchoBatch {
+    /// Datagrams in batches: `recvmmsg` fills up to [`BATCH`] slots (data, sender, kernel
+    /// metadata), and for an echo `sendmmsg` sends each slot's bytes back to its sender from the
+    /// same memory, so an echo is never larger than what arrived. Two system calls per batch
+    /// instead of two per datagram.
+    pub struct MmsgBatch {
         data: Vec<u8>,
         names: Vec<libc::sockaddr_storage>,
+        control: Vec<[u64; CONTROL_WORDS]>,
         iovecs: Vec<libc::iovec>,
         headers: Vec<libc::mmsghdr>,
     }
 
     // Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
     // buffers, and are rebuilt before every system call.
-    unsafe impl Send for EchoBatch {}
+    unsafe impl Send for MmsgBatch {}
 
-    impl Default for EchoBatch {
+    impl Default for MmsgBatch {
         fn default() -> Self {
             Self::new()
         }
     }
 
-    impl EchoBatch {
+    impl MmsgBatch {
         pub fn new() -> Self {
             Self {
                 data: vec![0u8; BATCH * SLOT],
                 // Safety: all-zero is a valid value for these plain C structs.
                 names: vec![unsafe { std::mem::zeroed() }; BATCH],
+                control: vec![[0u64; CONTROL_WORDS]; BATCH],
                 iovecs: vec![unsafe { std::mem::zeroed() }; BATCH],
                 headers: vec![unsafe { std::mem::zeroed() }; BATCH],
             }
@@ -336,8 +308,8 @@ mod imp {
                 h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 h.msg_iov = &mut self.iovecs[i];
                 h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
+                h.msg_control = self.control[i].as_mut_ptr().cast();
+                h.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
                 h.msg_flags = 0;
                 self.headers[i].msg_len = 0;
             }
@@ -372,12 +344,22 @@ mod imp {
             }
         }
 
-        /// Length and sender of received datagram `i`.
-        pub fn datagram(&self, i: usize) -> (usize, Option<std::net::SocketAddr>) {
-            (
-                self.headers[i].msg_len as usize,
-                socket_addr(&self.names[i]),
-            )
+        /// The bytes of received datagram `i`.
+        pub fn payload(&self, i: usize) -> &[u8] {
+            &self.data[i * SLOT..i * SLOT + self.headers[i].msg_len as usize]
+        }
+
+        /// Length, sender and kernel metadata of received datagram `i` (`None` for an address
+        /// family we do not know).
+        pub fn meta(&self, i: usize) -> Option<RecvMeta> {
+            let from = socket_addr(&self.names[i])?;
+            let (kernel_rx, drops) = control_messages(&self.headers[i].msg_hdr);
+            Some(RecvMeta {
+                len: self.headers[i].msg_len as usize,
+                from,
+                kernel_rx,
+                drops,
+            })
         }
 
         /// Sends the first `n` received datagrams back to their senders; returns how many the
@@ -386,7 +368,10 @@ mod imp {
             for i in 0..n {
                 // Each echo is exactly the bytes that arrived in that slot.
                 self.iovecs[i].iov_len = self.headers[i].msg_len as usize;
-                self.headers[i].msg_hdr.msg_iov = &mut self.iovecs[i];
+                let h = &mut self.headers[i].msg_hdr;
+                h.msg_iov = &mut self.iovecs[i];
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
             }
             let mut start = 0;
             let mut refused = 0;
@@ -537,14 +522,58 @@ mod imp {
         (false, false)
     }
 
-    pub fn recv_with_meta(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<RecvMeta> {
-        let (len, from) = socket.recv_from(buf)?;
-        Ok(RecvMeta {
-            len,
-            from,
-            kernel_rx: None,
-            drops: None,
-        })
+    /// Without `recvmmsg`: batches of one datagram.
+    pub struct MmsgBatch {
+        data: Vec<u8>,
+        got: Option<(usize, std::net::SocketAddr)>,
+    }
+
+    impl Default for MmsgBatch {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl MmsgBatch {
+        pub fn new() -> Self {
+            Self {
+                data: vec![0u8; 65_536],
+                got: None,
+            }
+        }
+
+        pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+            match socket.recv_from(&mut self.data) {
+                Ok(got) => {
+                    self.got = Some(got);
+                    Ok(1)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                Err(e) => Err(e),
+            }
+        }
+
+        pub fn payload(&self, _: usize) -> &[u8] {
+            &self.data[..self.got.map_or(0, |g| g.0)]
+        }
+
+        pub fn meta(&self, _: usize) -> Option<RecvMeta> {
+            self.got.map(|(len, from)| RecvMeta {
+                len,
+                from,
+                kernel_rx: None,
+                drops: None,
+            })
+        }
+
+        pub fn echo(&mut self, socket: &UdpSocket, n: usize) -> usize {
+            match self.got {
+                Some((len, from)) if n > 0 => {
+                    usize::from(socket.send_to(&self.data[..len], from).is_err())
+                }
+                _ => 0,
+            }
+        }
     }
 
     /// Without timerfd the loop falls back to epoll's millisecond timeout and spinning.
