@@ -108,6 +108,7 @@ pub struct Pinger<'a> {
     write_blocked: bool,
     ever_sent: bool,
     interrupted: bool,
+    peak_in_flight: usize,
     observer: Option<Observer<'a>>,
     socket_info: SocketSummary,
 }
@@ -163,6 +164,7 @@ impl<'a> Pinger<'a> {
             write_blocked: false,
             ever_sent: false,
             interrupted: false,
+            peak_in_flight: 0,
             observer: None,
             socket_info,
             cfg,
@@ -283,6 +285,7 @@ impl<'a> Pinger<'a> {
                 self.timeouts.insert(deadline, seq);
                 self.counters.sent += 1;
                 self.ever_sent = true;
+                self.peak_in_flight = self.peak_in_flight.max(self.table.in_flight());
                 if matches!(self.cfg.pace, Pace::Rate(_)) {
                     self.lag.record(sent_ns.saturating_sub(intended_ns));
                 }
@@ -497,6 +500,7 @@ impl<'a> Pinger<'a> {
             mode: if rate.is_some() { "rate" } else { "window" },
             rate_pps: rate,
             inflight_max: self.inflight_max,
+            peak_in_flight: self.peak_in_flight,
             size_bytes: self.cfg.size,
             timeout_ms: self.cfg.timeout.as_secs_f64() * 1e3,
             duration_s: end_ns as f64 / 1e9,
@@ -546,6 +550,7 @@ pub fn combine(pingers: &[&Pinger]) -> PingSummary {
     for f in &flows[1..] {
         total.rate_pps = total.rate_pps.zip(f.rate_pps).map(|(a, b)| a + b);
         total.inflight_max += f.inflight_max;
+        total.peak_in_flight += f.peak_in_flight;
         total.duration_s = total.duration_s.max(f.duration_s);
         total.interrupted |= f.interrupted;
     }

@@ -102,6 +102,8 @@ pub struct PingSummary {
     pub mode: &'static str,
     pub rate_pps: Option<f64>,
     pub inflight_max: usize,
+    /// The most probes that were outstanding at once.
+    pub peak_in_flight: usize,
     pub size_bytes: usize,
     pub timeout_ms: f64,
     /// From the first send to the last verdict.

@@ -23,6 +23,11 @@ const LEVEL_BITS: u32 = 6;
 const SLOTS: usize = 1 << LEVEL_BITS;
 const NUM_LEVELS: usize = 6;
 
+/// Entries' worth of capacity an emptied slot keeps for reuse. A slot of a higher level can hold
+/// a great many entries once (a level-2 slot spans 4096 ticks); were each to keep that capacity,
+/// memory would grow as the clock sweeps over all 64 slots of the level.
+const SLOT_KEEP: usize = 256;
+
 /// Deadlines further than this many ticks ahead are clamped to it.
 pub const MAX_TICKS: u64 = 1 << (LEVEL_BITS * NUM_LEVELS as u32);
 
@@ -160,7 +165,8 @@ impl<T> Wheel<T> {
                 self.levels[exp.level - 1].push(entry);
             }
         }
-        // Hand the emptied vector back so its capacity is reused.
+        // Hand the emptied vector back so its capacity is reused, within bounds.
+        entries.shrink_to(SLOT_KEEP);
         self.levels[exp.level].slots[exp.slot] = entries;
     }
 }
@@ -260,6 +266,40 @@ mod tests {
                 assert_eq!(slot_for(slot as u64 * slot_width(level), level), slot);
             }
         }
+    }
+
+    /// Capacity held by the slots, in entries.
+    fn retained(wheel: &Wheel<u64>) -> usize {
+        wheel
+            .levels
+            .iter()
+            .flat_map(|l| l.slots.iter())
+            .map(Vec::capacity)
+            .sum()
+    }
+
+    #[test]
+    fn memory_does_not_grow_with_elapsed_time() {
+        // A pinger's pattern: 20 timers a tick, each due 10 000 ticks later, for a long time.
+        let mut wheel = Wheel::new();
+        let mut high_water = 0;
+        for tick in 0..400_000u64 {
+            for i in 0..20 {
+                wheel.insert(tick + 10_000, tick * 20 + i);
+            }
+            while wheel.poll(tick).is_some() {}
+            if tick == 100_000 {
+                high_water = retained(&wheel);
+            }
+        }
+        assert!(wheel.len() <= 20 * 10_001);
+        // Only what is pending, plus a bounded reserve per slot: no growth after warm-up.
+        assert!(
+            retained(&wheel) <= high_water + 64 * 6 * SLOT_KEEP,
+            "{} vs {high_water}",
+            retained(&wheel)
+        );
+        assert!(retained(&wheel) <= 3 * 20 * 10_000 + 64 * 6 * SLOT_KEEP);
     }
 
     fn drain(wheel: &mut Wheel<u64>, now: u64) -> Vec<u64> {

@@ -30,6 +30,10 @@ fn ping_sonde_echo_closed_loop() {
         assert_eq!(u(&s, key), 0, "{key}");
     }
     assert_eq!(s["mode"], "window");
+    assert!(
+        (1..=16).contains(&u(&s, "peak_in_flight")),
+        "the window caps it: {s}"
+    );
     let rtt = &s["rtt"];
     assert_eq!(u(rtt, "count"), 2000);
     assert!(f(rtt, "min_us") > 0.0);
