@@ -9,6 +9,7 @@ use crate::net::Buffers;
 use crate::pinger::Pinger;
 use crate::relay::{Relay, RelayConfig};
 use crate::report;
+use crate::wire::Wire;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -121,6 +122,9 @@ pub struct SocketArgs {
     /// Never sleep: spin on non-blocking polls for the lowest, steadiest latency (costs a core)
     #[arg(long)]
     pub busy_poll: bool,
+    /// Probe format: sonde's own, or sockperf's (to measure, or serve, sockperf's peer)
+    #[arg(long, value_name = "FORMAT", default_value = "sonde", value_parser = parse_wire)]
+    pub wire: Wire,
 }
 
 impl SocketArgs {
@@ -223,6 +227,14 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 10s, 250ms, 1m30s)"))
+}
+
+fn parse_wire(s: &str) -> Result<Wire, String> {
+    match s {
+        "sonde" => Ok(Wire::Sonde),
+        "sockperf" => Ok(Wire::Sockperf),
+        _ => Err("expected sonde or sockperf".into()),
+    }
 }
 
 /// A byte count: `262144`, `512K`, `4M` (binary multiples).
@@ -341,6 +353,7 @@ impl ProbeArgs {
             inflight: self.inflight,
             timeout: self.timeout,
             buffers: self.socket.buffers(),
+            wire: self.socket.wire,
         }
     }
 
@@ -429,7 +442,13 @@ fn run(cli: Cli) -> Result<(), Error> {
             let n = args.probe.flows.map_or(cores, usize::from);
             let flows = (0..n)
                 .map(|_| {
-                    let echo = Echo::bind(ip)?;
+                    // The socket flags are the pinger's; the in-process echo keeps the defaults
+                    // and speaks the same wire format.
+                    let echo = Echo::with_config(&EchoConfig {
+                        bind: ip,
+                        wire: args.probe.socket.wire,
+                        ..EchoConfig::default()
+                    })?;
                     let cfg = args.probe.config(echo.local_addr(), true);
                     cfg.validate()?;
                     Ok(Flow {
@@ -449,6 +468,7 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
         bind: args.bind,
         buffers: args.socket.buffers(),
         reuse_port: threads > 1,
+        wire: args.socket.wire,
     };
     let first = Echo::with_config(&cfg)?;
     // The others share the address the first one got (its real port when 0 was asked for).

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::net::Buffers;
-use crate::wire::HEADER_LEN;
+use crate::wire::Wire;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub struct PingConfig {
     pub timeout: Duration,
     /// Socket buffers to ask for.
     pub buffers: Buffers,
+    /// The probe format.
+    pub wire: Wire,
 }
 
 impl PingConfig {
@@ -68,6 +70,7 @@ impl PingConfig {
             inflight: None,
             timeout: Duration::from_secs(1),
             buffers: Buffers::default(),
+            wire: Wire::Sonde,
         }
     }
 
@@ -87,11 +90,12 @@ impl PingConfig {
     /// Checks every value, naming the flag of the first bad one.
     pub fn validate(&self) -> Result<(), Error> {
         let max = max_payload(&self.target);
-        if self.size < HEADER_LEN {
+        let header = self.wire.header_len();
+        if self.size < header {
             return Err(Error::config(
                 "--size",
                 format!(
-                    "{} bytes is below the {HEADER_LEN}-byte probe header",
+                    "{} bytes is below the {header}-byte probe header",
                     self.size
                 ),
             ));
@@ -163,6 +167,8 @@ pub struct EchoConfig {
     pub buffers: Buffers,
     /// Share the address with other echo sockets (`SO_REUSEPORT`), one per thread.
     pub reuse_port: bool,
+    /// Plain echo, or sockperf's server behaviour.
+    pub wire: Wire,
 }
 
 impl Default for EchoConfig {
@@ -171,6 +177,7 @@ impl Default for EchoConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 9999)),
             buffers: Buffers::default(),
             reuse_port: false,
+            wire: Wire::Sonde,
         }
     }
 }
@@ -198,7 +205,7 @@ mod tests {
     #[test]
     fn size_bounds_depend_on_family() {
         let mut c = cfg();
-        c.size = HEADER_LEN - 1;
+        c.size = crate::wire::HEADER_LEN - 1;
         assert_eq!(flag_of(&c), "--size");
         c.size = MAX_UDP_PAYLOAD_V4;
         c.validate().unwrap();

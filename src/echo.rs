@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::net;
 use crate::summary::EchoSummary;
 use crate::sys::MmsgBatch;
+use crate::wire::{sockperf, Wire};
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
@@ -36,11 +37,13 @@ pub fn merge(parts: &[EchoSummary]) -> EchoSummary {
         total.peers_limit += p.peers_limit;
         total.send_failed += p.send_failed;
         total.recv_errors += p.recv_errors;
+        total.not_answered += p.not_answered;
     }
     total
 }
 
 pub struct Echo {
+    wire: Wire,
     socket: UdpSocket,
     local: SocketAddr,
     batch: MmsgBatch,
@@ -67,6 +70,7 @@ impl Echo {
         };
         let (rcvbuf_bytes, sndbuf_bytes) = crate::sys::granted_buffers(&socket).unwrap_or((0, 0));
         Ok(Self {
+            wire: cfg.wire,
             socket,
             local,
             batch: MmsgBatch::new(),
@@ -127,7 +131,19 @@ impl Echo {
                     self.count(meta.len, meta.from);
                 }
             }
-            self.summary.send_failed += self.batch.echo(&self.socket, n) as u64;
+            self.summary.send_failed += match self.wire {
+                Wire::Sonde => self.batch.echo(&self.socket, n),
+                Wire::Sockperf => {
+                    let mut silent = 0;
+                    let refused = self.batch.reply_with(&self.socket, n, |datagram| {
+                        let reply = sockperf::server_reply(datagram);
+                        silent += usize::from(reply.is_none());
+                        reply
+                    });
+                    self.summary.not_answered += silent as u64;
+                    refused
+                }
+            } as u64;
         }
     }
 }

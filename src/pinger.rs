@@ -18,7 +18,7 @@ use crate::sys::{
     drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch,
 };
 use crate::timer::Wheel;
-use crate::wire::{self, ProbeHeader, HEADER_LEN};
+use crate::wire::{self, sockperf, ProbeHeader, Wire};
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
@@ -138,7 +138,7 @@ impl<'a> Pinger<'a> {
         let table_max = span.max(inflight_max).saturating_mul(2).min(MAX_TABLE);
         let session = random_session();
         let mut probe = vec![0u8; cfg.size];
-        wire::fill_padding(&mut probe, session);
+        wire::fill_padding_after(&mut probe, cfg.wire.header_len(), session);
         Ok(Self {
             inflight_max,
             timeout_ns,
@@ -259,12 +259,20 @@ impl<'a> Pinger<'a> {
     fn send_one(&mut self, intended_ns: u64) -> Result<(), Error> {
         let seq = self.table.next_seq();
         let sent_ns = self.ns(Instant::now());
-        ProbeHeader {
-            session: self.session,
-            seq,
-            send_ns: sent_ns,
+        match self.cfg.wire {
+            Wire::Sonde => ProbeHeader {
+                session: self.session,
+                seq,
+                send_ns: sent_ns,
+            }
+            .encode(&mut self.probe),
+            Wire::Sockperf => sockperf::Header {
+                seq,
+                flags: sockperf::FLAG_CLIENT | sockperf::FLAG_PONG_REQUEST,
+                length: self.probe.len() as u32,
+            }
+            .encode(&mut self.probe),
         }
-        .encode(&mut self.probe);
         let mut refused = false;
         let result = loop {
             match self.socket.send_to(&self.probe, self.cfg.target) {
@@ -386,16 +394,30 @@ impl<'a> Pinger<'a> {
             self.emit(ProbeEvent::Foreign { from, len });
             return;
         }
-        let header = match ProbeHeader::decode(data) {
-            Ok(h) => h,
-            Err(_) => return self.mismatched(None, len, "not a sonde probe"),
+        // The sequence number, and the send time the reply carries where the format has one.
+        let (seq, stamp) = match self.cfg.wire {
+            Wire::Sonde => {
+                let header = match ProbeHeader::decode(data) {
+                    Ok(h) => h,
+                    Err(_) => return self.mismatched(None, len, "not a sonde probe"),
+                };
+                if header.session != self.session {
+                    self.counters.foreign += 1;
+                    self.emit(ProbeEvent::Foreign { from, len });
+                    return;
+                }
+                (header.seq, Some(header.send_ns))
+            }
+            Wire::Sockperf => match sockperf::Header::decode(data) {
+                Some(h)
+                    if h.flags & sockperf::FLAG_CLIENT == 0
+                        && h.flags & sockperf::FLAG_PONG_REQUEST != 0 =>
+                {
+                    (h.seq, None)
+                }
+                _ => return self.mismatched(None, len, "not a sockperf reply"),
+            },
         };
-        if header.session != self.session {
-            self.counters.foreign += 1;
-            self.emit(ProbeEvent::Foreign { from, len });
-            return;
-        }
-        let seq = header.seq;
         let Some(slot) = self.table.get(seq).copied() else {
             return match self.table.on_reply(seq, now_ns, self.timeout_ns) {
                 Verdict::Stale => self.counters.stale += 1,
@@ -403,9 +425,10 @@ impl<'a> Pinger<'a> {
             };
         };
         if slot.state != ProbeState::NotSent {
+            let header_len = self.cfg.wire.header_len();
             let faithful = len == self.probe.len()
-                && header.send_ns == slot.sent_ns
-                && data[HEADER_LEN..] == self.probe[HEADER_LEN..];
+                && stamp.is_none_or(|sent| sent == slot.sent_ns)
+                && data[header_len..] == self.probe[header_len..];
             if !faithful {
                 let reason = if len < self.probe.len() {
                     "truncated"

@@ -204,7 +204,7 @@ pub fn echo_text(s: &EchoSummary) -> String {
     format!(
         "--- sonde echo on {} ---\n{} datagrams ({} bytes) echoed to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n",
         s.bind,
-        s.datagrams - s.send_failed,
+        s.datagrams - s.send_failed - s.not_answered,
         s.bytes,
         peers,
         s.duration_ms as f64 / 1e3,

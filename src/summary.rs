@@ -146,6 +146,9 @@ pub struct EchoSummary {
     pub send_failed: u64,
     /// Errors from receive calls (ICMP errors reported on the socket, for instance).
     pub recv_errors: u64,
+    /// With `--wire sockperf`: datagrams a sockperf server would not answer (no pong request,
+    /// warm-up, not from a client, too short).
+    pub not_answered: u64,
     pub rcvbuf_bytes: usize,
     pub sndbuf_bytes: usize,
 }

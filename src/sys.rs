@@ -270,6 +270,8 @@ mod imp {
         control: Vec<[u64; CONTROL_WORDS]>,
         iovecs: Vec<libc::iovec>,
         headers: Vec<libc::mmsghdr>,
+        /// The replies of a batch, compacted for `sendmmsg`.
+        outgoing: Vec<libc::mmsghdr>,
     }
 
     // Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
@@ -291,6 +293,7 @@ mod imp {
                 control: vec![[0u64; CONTROL_WORDS]; BATCH],
                 iovecs: vec![unsafe { std::mem::zeroed() }; BATCH],
                 headers: vec![unsafe { std::mem::zeroed() }; BATCH],
+                outgoing: vec![unsafe { std::mem::zeroed() }; BATCH],
             }
         }
 
@@ -365,26 +368,43 @@ mod imp {
         /// Sends the first `n` received datagrams back to their senders; returns how many the
         /// kernel refused (each is skipped, never retried in a loop).
         pub fn echo(&mut self, socket: &UdpSocket, n: usize) -> usize {
+            self.reply_with(socket, n, |datagram| Some(datagram.len()))
+        }
+
+        /// Replies to the first `n` received datagrams, each to its sender: `decide` may rewrite
+        /// a datagram in place and returns how many of its bytes to send back (capped at what
+        /// arrived), or `None` for no reply. Returns how many replies the kernel refused.
+        pub fn reply_with(
+            &mut self,
+            socket: &UdpSocket,
+            n: usize,
+            mut decide: impl FnMut(&mut [u8]) -> Option<usize>,
+        ) -> usize {
+            let mut k = 0;
             for i in 0..n {
-                // Each echo is exactly the bytes that arrived in that slot.
-                self.iovecs[i].iov_len = self.headers[i].msg_len as usize;
-                let h = &mut self.headers[i].msg_hdr;
-                h.msg_iov = &mut self.iovecs[i];
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
+                let arrived = self.headers[i].msg_len as usize;
+                let slot = &mut self.data[i * SLOT..i * SLOT + arrived];
+                let Some(len) = decide(slot) else { continue };
+                self.iovecs[i].iov_len = len.min(arrived);
+                let mut out = self.headers[i];
+                out.msg_hdr.msg_iov = &mut self.iovecs[i];
+                out.msg_hdr.msg_control = std::ptr::null_mut();
+                out.msg_hdr.msg_controllen = 0;
+                self.outgoing[k] = out;
+                k += 1;
             }
             let mut start = 0;
             let mut refused = 0;
-            while start < n {
-                // Safety: the headers from `start` describe received slots of this struct's
-                // buffers, with the lengths and addresses the kernel gave them.
-                let headers = unsafe { self.headers.as_mut_ptr().add(start) };
+            while start < k {
+                // Safety: outgoing[start..k] describe received slots of this struct's buffers,
+                // with lengths no larger than what arrived and the senders' addresses.
+                let headers = unsafe { self.outgoing.as_mut_ptr().add(start) };
                 let sent = socket.try_io(|| {
                     let r = unsafe {
                         libc::sendmmsg(
                             socket.as_raw_fd(),
                             headers,
-                            (n - start) as libc::c_uint,
+                            (k - start) as libc::c_uint,
                             libc::MSG_DONTWAIT,
                         )
                     };
@@ -400,7 +420,7 @@ mod imp {
                         refused += 1;
                         start += 1;
                     }
-                    Ok(k) => start += k,
+                    Ok(sent) => start += sent,
                 }
             }
             refused
