@@ -15,7 +15,8 @@ use crate::outage::OutageTracker;
 use crate::stats::{Jitter, Latency};
 use crate::summary::{Counters, LagSummary, PingSummary, SocketSummary};
 use crate::sys::{
-    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch,
+    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, socket_drops,
+    MmsgBatch,
 };
 use crate::timer::Wheel;
 use crate::wire::{self, sockperf, ProbeHeader, Wire};
@@ -516,6 +517,10 @@ impl<'a> Pinger<'a> {
             p99_us: l.p99_us,
             max_us: l.max_us,
         });
+        let mut counters = self.counters.clone();
+        if let Some(drops) = socket_drops(&self.socket) {
+            counters.local_drops = counters.local_drops.max(drops.into());
+        }
         PingSummary {
             target: self.cfg.target.to_string(),
             local: self.local.to_string(),
@@ -528,8 +533,8 @@ impl<'a> Pinger<'a> {
             timeout_ms: self.cfg.timeout.as_secs_f64() * 1e3,
             duration_s: end_ns as f64 / 1e9,
             interrupted: self.interrupted,
-            counters: self.counters.clone(),
-            loss_pct: self.counters.loss_pct(),
+            loss_pct: counters.loss_pct(),
+            counters,
             rtt: self.rtt.summary(),
             jitter_us: self.jitter.us(),
             rtt_from_intended: rate.and(self.rtt_from_intended.summary()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub use imp::{
     drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, request_buffers,
-    set_timer_slack, MmsgBatch, PreciseTimer,
+    set_timer_slack, socket_drops, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -113,6 +113,28 @@ mod imp {
             get_int_option(socket, libc::SO_RCVBUF)? as usize,
             get_int_option(socket, libc::SO_SNDBUF)? as usize,
         ))
+    }
+
+    /// Datagrams the socket has dropped for want of receive-buffer space, read from the kernel
+    /// (`SO_MEMINFO`): unlike the `SO_RXQ_OVFL` control message, which rides on the next datagram
+    /// received, it also counts drops after the last one.
+    pub fn socket_drops(socket: &UdpSocket) -> Option<u32> {
+        // SK_MEMINFO_VARS is 9 (DROPS is the last); newer kernels may add more.
+        let mut info = [0u32; 16];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // Safety: the fd is live; info and len are valid for writes of the sizes given, and the
+        // kernel writes at most len bytes.
+        let ret = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let drops = libc::SK_MEMINFO_DROPS as usize;
+        (ret == 0 && len as usize > drops * 4).then(|| info[drops])
     }
 
     /// Turns on kernel receive timestamps and the receive-queue drop counter; says which the
@@ -540,6 +562,10 @@ mod imp {
 
     pub fn enable_rx_metadata(_: &UdpSocket) -> (bool, bool) {
         (false, false)
+    }
+
+    pub fn socket_drops(_: &UdpSocket) -> Option<u32> {
+        None
     }
 
     /// Without `recvmmsg`: batches of one datagram.

@@ -185,11 +185,7 @@ impl Netns {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "ip netns add failed under CI (needs root)"
-            );
-            eprintln!("skipping: cannot create a network namespace (not root?)");
+            skip("cannot create a network namespace (not root?)");
             return None;
         }
         Some(Self(name))

@@ -23,11 +23,7 @@ impl Lab {
             return None;
         }
         if !is_root() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the lab tests need root under CI"
-            );
-            eprintln!("skipping: the lab needs root");
+            skip("the lab needs root");
             return None;
         }
         let lab = Lab {

@@ -15,22 +15,25 @@ pub fn peer_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
 }
 
-/// Whether a third-party peer is installed. Missing: skip with a reason on a user's machine,
-/// fail under CI (`.ci/run` installs every peer, so a skip there would hide a bug).
+/// A missing prerequisite: on a user's machine, print why the test is skipped; under CI, fail
+/// (`.ci/run` provides every prerequisite, so a skip there would hide a bug). Returns `false`.
+pub fn skip(reason: &str) -> bool {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{reason}: required when CI=true (.ci/run provides it)"
+    );
+    eprintln!("skipping: {reason}");
+    false
+}
+
+/// Whether a third-party peer is installed (see [`skip`] when it is not).
 pub fn have_peer(program: &str) -> bool {
-    let found = Command::new("sh")
+    Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is required when CI=true: .ci/run installs it"
-        );
-        eprintln!("skipping: {program} is not installed");
-    }
-    found
+        .is_ok_and(|s| s.success())
+        || skip(&format!("{program} is not installed"))
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing running.
