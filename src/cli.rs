@@ -125,6 +125,10 @@ pub struct SocketArgs {
     /// Probe format: sonde's own, or sockperf's (to measure, or serve, sockperf's peer)
     #[arg(long, value_name = "FORMAT", default_value = "sonde", value_parser = parse_wire)]
     pub wire: Wire,
+    /// Where receive times come from: the kernel (excludes time queued in the socket) or user
+    /// space (after the receive call returns, as most tools measure)
+    #[arg(long, value_name = "SOURCE", default_value = "kernel", value_parser = ["kernel", "user"])]
+    pub timestamps: String,
 }
 
 impl SocketArgs {
@@ -354,6 +358,7 @@ impl ProbeArgs {
             timeout: self.timeout,
             buffers: self.socket.buffers(),
             wire: self.socket.wire,
+            kernel_timestamps: self.socket.timestamps == "kernel",
         }
     }
 

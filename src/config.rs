@@ -55,6 +55,8 @@ pub struct PingConfig {
     pub buffers: Buffers,
     /// The probe format.
     pub wire: Wire,
+    /// Take receive times from the kernel (`SO_TIMESTAMPNS`) rather than after the receive call.
+    pub kernel_timestamps: bool,
 }
 
 impl PingConfig {
@@ -71,6 +73,7 @@ impl PingConfig {
             timeout: Duration::from_secs(1),
             buffers: Buffers::default(),
             wire: Wire::Sonde,
+            kernel_timestamps: true,
         }
     }
 

@@ -122,7 +122,7 @@ impl<'a> Pinger<'a> {
         let (socket, local) = net::bind_with(bind, cfg.buffers)?;
         // Best effort: without it a stopped server looks like silence rather than a refusal.
         let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
-        let (timestamps, _) = enable_rx_metadata(&socket);
+        let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);
         let (rcvbuf_bytes, sndbuf_bytes) = granted_buffers(&socket).unwrap_or((0, 0));
         let socket_info = SocketSummary {
             rcvbuf_bytes,

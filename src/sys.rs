@@ -137,11 +137,11 @@ mod imp {
         (ret == 0 && len as usize > drops * 4).then(|| info[drops])
     }
 
-    /// Turns on kernel receive timestamps and the receive-queue drop counter; says which the
-    /// kernel accepted.
-    pub fn enable_rx_metadata(socket: &UdpSocket) -> (bool, bool) {
+    /// Turns on the receive-queue drop counter, and kernel receive timestamps if `timestamps`;
+    /// says which the kernel accepted.
+    pub fn enable_rx_metadata(socket: &UdpSocket, timestamps: bool) -> (bool, bool) {
         (
-            set_int_option(socket, libc::SO_TIMESTAMPNS, 1).is_ok(),
+            timestamps && set_int_option(socket, libc::SO_TIMESTAMPNS, 1).is_ok(),
             set_int_option(socket, libc::SO_RXQ_OVFL, 1).is_ok(),
         )
     }
@@ -560,7 +560,7 @@ mod imp {
         ))
     }
 
-    pub fn enable_rx_metadata(_: &UdpSocket) -> (bool, bool) {
+    pub fn enable_rx_metadata(_: &UdpSocket, _: bool) -> (bool, bool) {
         (false, false)
     }
 

@@ -120,6 +120,7 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["loopback", "--sndbuf", "lots"], "--sndbuf"),
         (&["echo", "--rcvbuf", "5G"], "--rcvbuf"),
         (&["echo", "--threads", "0"], "--threads"),
+        (&["loopback", "--timestamps", "gps"], "--timestamps"),
         (&["echo", "--cpus", "x"], "--cpus"),
         (&["loopback", "--cpus", "4096"], "--cpus"),
         (&["ping", "127.0.0.1:9", "--flows", "0"], "--flows"),

@@ -137,8 +137,19 @@ fn help_and_shellcheck() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let bench = Command::new("bash")
+        .arg(peer_script("scripts/bench-peers.sh"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(bench.status.success());
+    assert!(String::from_utf8_lossy(&bench.stdout).contains("--quick"));
     if have_peer("shellcheck") {
-        let scripts = [script(), peer_script(".ci/run").display().to_string()];
+        let scripts = [
+            script(),
+            peer_script("scripts/bench-peers.sh").display().to_string(),
+            peer_script(".ci/run").display().to_string(),
+        ];
         let out = Command::new("shellcheck").args(&scripts).output().unwrap();
         assert!(out.status.success(), "shellcheck: {}", text(&out));
     }

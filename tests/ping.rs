@@ -423,6 +423,9 @@ fn summary_reports_granted_buffers_and_kernel_timestamps() {
     assert_eq!(u(socket, "sndbuf_bytes"), 2 * 1024 * 1024, "{socket}");
     assert_eq!(socket["rx_timestamps"], "kernel");
     assert_eq!(u(&s, "local_drops"), 0);
+    let s = run_json(&["loopback", "--count", "100", "--timestamps", "user"]);
+    assert_eq!(s["socket"]["rx_timestamps"], "user space");
+    assert_eq!(u(&s, "received"), u(&s, "sent"));
 }
 
 #[test]

@@ -1,0 +1,164 @@
+//! The bare-syscall reference for `scripts/bench-peers.sh`: UDP over loopback with no engine, no
+//! timer wheel, no classification — what the machine can do, for sonde to be measured against.
+//! (`../shared/tools/udplimit.c` is a C cross-check of the same figures.)
+//!
+//! ```text
+//! bare echo PORT [busy]                     recvmmsg/sendmmsg echo, batches of 64, until killed
+//! bare ping ADDR SECS WINDOW SIZE [busy]    keep WINDOW datagrams in flight for SECS seconds;
+//!                                           prints {"round_trips_per_s", "p50_us", ...} as JSON
+//! ```
+//! Loopback only: `ping` refuses any other address.
+
+use hdrhistogram::Histogram;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+const BATCH: usize = 64;
+const SLOT: usize = 2048;
+
+fn usage() -> ! {
+    eprintln!("usage: bare echo PORT [busy] | bare ping ADDR SECS WINDOW SIZE [busy]");
+    std::process::exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let busy = args.last().is_some_and(|a| a == "busy");
+    match args.first().map(String::as_str) {
+        Some("echo") if args.len() >= 2 => echo(args[1].parse().unwrap_or_else(|_| usage()), busy),
+        Some("ping") if args.len() >= 5 => {
+            let addr: SocketAddr = args[1].parse().unwrap_or_else(|_| usage());
+            if !addr.ip().is_loopback() {
+                eprintln!("bare: loopback addresses only");
+                std::process::exit(2);
+            }
+            let secs: f64 = args[2].parse().unwrap_or_else(|_| usage());
+            let window: usize = args[3].parse().unwrap_or_else(|_| usage());
+            let size: usize = args[4].parse().unwrap_or_else(|_| usage());
+            ping(addr, secs, window.max(1), size.clamp(16, SLOT), busy);
+        }
+        _ => usage(),
+    }
+}
+
+/// One batch of receive slots for recvmmsg, reused for the sendmmsg of the echoes.
+struct Slots {
+    data: Vec<[u8; SLOT]>,
+    names: Vec<libc::sockaddr_storage>,
+    iov: Vec<libc::iovec>,
+    hdr: Vec<libc::mmsghdr>,
+}
+
+impl Slots {
+    fn new() -> Self {
+        Self {
+            data: vec![[0u8; SLOT]; BATCH],
+            // Safety: all-zero is a valid value for these plain C structs.
+            names: vec![unsafe { std::mem::zeroed() }; BATCH],
+            iov: vec![unsafe { std::mem::zeroed() }; BATCH],
+            hdr: vec![unsafe { std::mem::zeroed() }; BATCH],
+        }
+    }
+
+    fn arm(&mut self, receive: bool, lens: Option<usize>) {
+        for i in 0..BATCH {
+            let len = match lens {
+                Some(_) => self.hdr[i].msg_len as usize,
+                None => SLOT,
+            };
+            self.iov[i] = libc::iovec {
+                iov_base: self.data[i].as_mut_ptr().cast(),
+                iov_len: len,
+            };
+            let h = &mut self.hdr[i].msg_hdr;
+            h.msg_iov = &mut self.iov[i];
+            h.msg_iovlen = 1;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            if receive {
+                h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            }
+        }
+    }
+
+    fn recv(&mut self, fd: i32, busy: bool) -> usize {
+        self.arm(true, None);
+        let flags = if busy {
+            libc::MSG_DONTWAIT
+        } else {
+            libc::MSG_WAITFORONE
+        };
+        // Safety: the headers point into this struct's buffers, live for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdr.as_mut_ptr(),
+                BATCH as u32,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        n.max(0) as usize
+    }
+
+    fn echo(&mut self, fd: i32, n: usize) {
+        self.arm(false, Some(n));
+        // Safety: as in `recv`, with the lengths and addresses the kernel filled in.
+        unsafe { libc::sendmmsg(fd, self.hdr.as_mut_ptr(), n as u32, 0) };
+    }
+}
+
+fn echo(port: u16, busy: bool) {
+    let socket = UdpSocket::bind(("127.0.0.1", port)).expect("bind");
+    let fd = socket.as_raw_fd();
+    let mut slots = Slots::new();
+    loop {
+        let n = slots.recv(fd, busy);
+        if n > 0 {
+            slots.echo(fd, n);
+        }
+    }
+}
+
+fn ping(addr: SocketAddr, secs: f64, window: usize, size: usize, busy: bool) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.connect(addr).expect("connect");
+    socket.set_nonblocking(busy).expect("nonblocking");
+    socket
+        .set_read_timeout((!busy).then_some(Duration::from_millis(200)))
+        .expect("timeout");
+    let fd = socket.as_raw_fd();
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let mut probe = vec![0u8; size];
+    let send = |probe: &mut Vec<u8>| {
+        let t = start.elapsed().as_nanos() as u64;
+        probe[..8].copy_from_slice(&t.to_ne_bytes());
+        let _ = socket.send(probe);
+    };
+    for _ in 0..window {
+        send(&mut probe);
+    }
+    let mut slots = Slots::new();
+    let mut replies = 0u64;
+    while Instant::now() < end {
+        let n = slots.recv(fd, busy);
+        let now = start.elapsed().as_nanos() as u64;
+        for i in 0..n {
+            let sent = u64::from_ne_bytes(slots.data[i][..8].try_into().expect("8 bytes"));
+            let _ = hist.record(now.saturating_sub(sent).max(1));
+            replies += 1;
+            send(&mut probe);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let q = |x: f64| hist.value_at_quantile(x) as f64 / 1e3;
+    println!(
+        "{{\"round_trips_per_s\": {:.0}, \"p50_us\": {:.3}, \"p99_us\": {:.3}, \"p999_us\": {:.3}}}",
+        replies as f64 / elapsed,
+        q(0.5),
+        q(0.99),
+        q(0.999)
+    );
+}
