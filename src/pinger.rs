@@ -112,6 +112,8 @@ pub struct Pinger<'a> {
     peak_in_flight: usize,
     observer: Option<Observer<'a>>,
     socket_info: SocketSummary,
+    /// The kernel stamps received datagrams (and they need converting to the monotonic clock).
+    kernel_stamps: bool,
 }
 
 impl<'a> Pinger<'a> {
@@ -168,6 +170,7 @@ impl<'a> Pinger<'a> {
             peak_in_flight: 0,
             observer: None,
             socket_info,
+            kernel_stamps: timestamps,
             cfg,
         })
     }
@@ -360,7 +363,7 @@ impl<'a> Pinger<'a> {
                 Err(e) => return Err(Error::io("receive on", self.local, e)),
             };
             // One clock pairing serves the whole batch: each datagram's own kernel stamp places it.
-            let clock = ClockPair::read();
+            let clock = ClockPair::read(self.kernel_stamps);
             for i in 0..n {
                 let Some(meta) = batch.meta(i) else { continue };
                 if let Some(drops) = meta.drops {
@@ -714,13 +717,17 @@ struct ClockPair {
 }
 
 impl ClockPair {
-    fn read() -> Self {
+    /// A monotonic read, bracketed by realtime reads only if `kernel_stamps` need converting.
+    fn read(kernel_stamps: bool) -> Self {
         let realtime = || {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
         };
         let mut mono = Instant::now();
+        if !kernel_stamps {
+            return Self { mono, real: None };
+        }
         for _ in 0..3 {
             let before = realtime();
             mono = Instant::now();
