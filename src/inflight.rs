@@ -105,9 +105,20 @@ impl InFlight {
     /// Makes room for the next probe, growing the ring if the oldest unresolved probe would be
     /// overwritten. `false` when the table is at its maximum: the caller waits for a verdict.
     pub fn make_room(&mut self) -> bool {
-        if self.next - self.tail < self.slots.len() as u64 {
-            return true;
+        self.make_room_for(1)
+    }
+
+    /// Makes room for `n` more probes (see [`InFlight::make_room`]).
+    pub fn make_room_for(&mut self, n: u64) -> bool {
+        while self.next + n - 1 - self.tail >= self.slots.len() as u64 {
+            if !self.grow() {
+                return false;
+            }
         }
+        true
+    }
+
+    fn grow(&mut self) -> bool {
         if self.slots.len() >= self.max_capacity {
             return false;
         }
@@ -351,6 +362,17 @@ mod tests {
         for seq in 1..=8 {
             assert_eq!(t.get(seq).unwrap().seq, seq);
         }
+    }
+
+    #[test]
+    fn room_for_several_counts_them_all() {
+        let mut t = InFlight::new(4, 8);
+        assert!(t.make_room_for(8));
+        for _ in 0..6 {
+            t.push(0, 0, true);
+        }
+        assert!(t.make_room_for(2));
+        assert!(!t.make_room_for(3), "only 8 slots in all");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::stats::{Jitter, Latency};
 use crate::summary::{Counters, LagSummary, PingSummary, SocketSummary};
 use crate::sys::{
     drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, socket_drops,
-    MmsgBatch,
+    MmsgBatch, SendBatch,
 };
 use crate::timer::Wheel;
 use crate::wire::{self, sockperf, ProbeHeader, Wire};
@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 const TICK_NS: u64 = 100_000;
 /// Most probes sent in one go before the loop looks at its sockets again.
 const MAX_BURST: u32 = 256;
+/// Probes per `sendmmsg`.
+const SEND_BATCH: usize = 32;
 /// Closed-loop mode sizes its sequence table as if probes could go out this fast.
 const WINDOW_RATE_BOUND: f64 = 1_000_000.0;
 /// Widest bracket of two realtime reads around a monotonic read that is trusted for converting
@@ -90,6 +92,9 @@ pub struct Pinger<'a> {
     probe: Vec<u8>,
     /// Receive slots, taken out while a batch is processed.
     batch: Option<Box<MmsgBatch>>,
+    /// Send slots, and the intended send times of the probes collected in them.
+    send_batch: Option<Box<SendBatch>>,
+    intended: Vec<u64>,
     table: InFlight,
     timeouts: Wheel<u64>,
     counters: Counters,
@@ -150,6 +155,8 @@ impl<'a> Pinger<'a> {
             session,
             probe,
             batch: Some(Box::new(MmsgBatch::new())),
+            send_batch: Some(Box::new(SendBatch::new(SEND_BATCH, cfg.size, cfg.target))),
+            intended: Vec::with_capacity(SEND_BATCH),
             table: InFlight::new(inflight_max.saturating_mul(2).min(4096), table_max),
             timeouts: Wheel::new(),
             counters: Counters::default(),
@@ -228,98 +235,171 @@ impl<'a> Pinger<'a> {
                 .is_some_and(|d| intended_ns >= d.as_nanos() as u64)
     }
 
-    /// Sends what the schedule says is due; returns when to come back.
+    /// Sends what the schedule says is due, in batches of one `sendmmsg`; returns when to come
+    /// back.
     fn send_due(&mut self, now: Instant) -> Result<Wake, Error> {
         let now_ns = self.ns(now);
+        let mut batch = self.send_batch.take().expect("send slots present");
+        let mut intended = std::mem::take(&mut self.intended);
+        let mut wake = Wake::exactly(now);
+        let mut result = Ok(());
         for _ in 0..MAX_BURST {
-            let index = self.table.next_seq();
+            let index = self.table.next_seq() + intended.len() as u64;
             let intended_ns = self.intended_ns(index, now_ns);
-            if self.limit_reached(index, intended_ns) {
+            let stop = if self.limit_reached(index, intended_ns) {
                 self.phase = Phase::Draining;
                 self.send_end_ns = Some(intended_ns.min(now_ns));
-                return Ok(Wake::IDLE);
-            }
-            if intended_ns > now_ns {
-                return Ok(Wake::exactly(
+                Some(Wake::IDLE)
+            } else if intended_ns > now_ns {
+                Some(Wake::exactly(
                     self.epoch + Duration::from_nanos(intended_ns),
-                ));
-            }
-            if self.write_blocked {
+                ))
+            } else if self.write_blocked {
                 // WRITABLE will wake us; check again soon in case the edge was missed.
-                return Ok(Wake::around(now + Duration::from_millis(1)));
-            }
-            if self.table.in_flight() >= self.inflight_max || !self.table.make_room() {
+                Some(Wake::around(now + Duration::from_millis(1)))
+            } else if self.table.in_flight() + intended.len() >= self.inflight_max
+                || !self.table.make_room_for(intended.len() as u64 + 1)
+            {
                 // A reply or a timeout frees room; in closed-loop mode mind the duration too.
-                return Ok(match (self.cfg.pace, self.cfg.duration) {
+                Some(match (self.cfg.pace, self.cfg.duration) {
                     (Pace::Window, Some(d)) => Wake::around(self.epoch + d),
                     _ => Wake::IDLE,
-                });
+                })
+            } else {
+                None
+            };
+            if let Some(stop) = stop {
+                wake = stop;
+                break;
             }
-            self.send_one(intended_ns)?;
+            batch
+                .push()
+                .expect("batch has room")
+                .copy_from_slice(&self.probe);
+            intended.push(intended_ns);
+            if intended.len() == batch.capacity() {
+                result = self.flush(&mut batch, &mut intended);
+                if result.is_err() || self.write_blocked {
+                    break;
+                }
+            }
         }
-        Ok(Wake::exactly(now))
+        if result.is_ok() {
+            result = self.flush(&mut batch, &mut intended);
+        }
+        self.send_batch = Some(batch);
+        self.intended = intended;
+        result.map(|()| wake)
     }
 
-    fn send_one(&mut self, intended_ns: u64) -> Result<(), Error> {
-        let seq = self.table.next_seq();
+    /// Stamps and sends the collected probes, then books each outcome in sequence order. A probe
+    /// refused because of an earlier ICMP error is retried once; a full buffer stops the burst,
+    /// and the probes after it are not sent (their sequence numbers are not used up).
+    fn flush(&mut self, batch: &mut SendBatch, intended: &mut Vec<u64>) -> Result<(), Error> {
+        let k = intended.len();
+        if k == 0 {
+            return Ok(());
+        }
+        let first = self.table.next_seq();
         let sent_ns = self.ns(Instant::now());
+        for j in 0..k {
+            self.encode(batch.slot_mut(j), first + j as u64, sent_ns);
+        }
+        let mut j = 0;
+        while j < k {
+            let mut refused = false;
+            let outcome = match batch.send(&self.socket, j) {
+                Ok(n) if n > 0 => {
+                    for (t, &intended_ns) in intended.iter().enumerate().skip(j).take(n) {
+                        self.record_sent(first + t as u64, sent_ns, intended_ns);
+                    }
+                    j += n;
+                    continue;
+                }
+                Ok(_) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An ICMP error for an earlier probe surfaces on this send; once reported it is
+                // cleared, so one retry sends this probe.
+                Err(e) if net::is_unreachable(&e) && self.ever_sent => {
+                    refused = true;
+                    self.socket
+                        .send_to(batch.slot(j), self.cfg.target)
+                        .map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => self.record_sent(first + j as u64, sent_ns, intended[j]),
+                Err(e) if !self.ever_sent && !net::is_local_congestion(&e) => {
+                    // The very first probe could not leave: the address or route is wrong.
+                    intended.clear();
+                    batch.clear();
+                    return Err(Error::io("send to", self.cfg.target, e));
+                }
+                Err(e) => {
+                    self.record_failed(first + j as u64, sent_ns, intended[j], &e, refused);
+                    if self.write_blocked {
+                        break;
+                    }
+                }
+            }
+            j += 1;
+        }
+        intended.clear();
+        batch.clear();
+        Ok(())
+    }
+
+    fn encode(&self, buf: &mut [u8], seq: u64, sent_ns: u64) {
         match self.cfg.wire {
             Wire::Sonde => ProbeHeader {
                 session: self.session,
                 seq,
                 send_ns: sent_ns,
             }
-            .encode(&mut self.probe),
+            .encode(buf),
             Wire::Sockperf => sockperf::Header {
                 seq,
                 flags: sockperf::FLAG_CLIENT | sockperf::FLAG_PONG_REQUEST,
-                length: self.probe.len() as u32,
+                length: buf.len() as u32,
             }
-            .encode(&mut self.probe),
+            .encode(buf),
         }
-        let mut refused = false;
-        let result = loop {
-            match self.socket.send_to(&self.probe, self.cfg.target) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // An ICMP error for an earlier probe surfaces on this send; once reported it is
-                // cleared, so one retry sends this probe.
-                Err(e) if net::is_unreachable(&e) && self.ever_sent && !refused => {
-                    refused = true;
-                }
-                other => break other,
-            }
-        };
-        match result {
-            Ok(_) => {
-                // A refusal met on the way is also on the error queue, which names its probe.
-                self.table.push(sent_ns, intended_ns, true);
-                let deadline = (sent_ns + self.timeout_ns).div_ceil(TICK_NS);
-                self.timeouts.insert(deadline, seq);
-                self.counters.sent += 1;
-                self.ever_sent = true;
-                self.peak_in_flight = self.peak_in_flight.max(self.table.in_flight());
-                if matches!(self.cfg.pace, Pace::Rate(_)) {
-                    self.lag.record(sent_ns.saturating_sub(intended_ns));
-                }
-            }
-            Err(e) if !self.ever_sent && !net::is_local_congestion(&e) => {
-                // The very first probe could not leave: the address or route is wrong.
-                return Err(Error::io("send to", self.cfg.target, e));
-            }
-            Err(e) => {
-                self.table.push(sent_ns, intended_ns, false);
-                if refused || net::is_unreachable(&e) {
-                    self.table.mark_unreachable(seq);
-                }
-                self.write_blocked = e.kind() == io::ErrorKind::WouldBlock;
-                self.counters.not_sent += 1;
-                self.emit(ProbeEvent::NotSent {
-                    seq,
-                    error: e.to_string(),
-                });
-            }
+    }
+
+    fn record_sent(&mut self, seq: u64, sent_ns: u64, intended_ns: u64) {
+        // A refusal met on the way is also on the error queue, which names its probe.
+        let pushed = self.table.push(sent_ns, intended_ns, true);
+        debug_assert_eq!(pushed, seq);
+        let deadline = (sent_ns + self.timeout_ns).div_ceil(TICK_NS);
+        self.timeouts.insert(deadline, seq);
+        self.counters.sent += 1;
+        self.ever_sent = true;
+        self.peak_in_flight = self.peak_in_flight.max(self.table.in_flight());
+        if matches!(self.cfg.pace, Pace::Rate(_)) {
+            self.lag.record(sent_ns.saturating_sub(intended_ns));
         }
-        Ok(())
+    }
+
+    fn record_failed(
+        &mut self,
+        seq: u64,
+        sent_ns: u64,
+        intended_ns: u64,
+        e: &io::Error,
+        refused: bool,
+    ) {
+        let pushed = self.table.push(sent_ns, intended_ns, false);
+        debug_assert_eq!(pushed, seq);
+        if refused || net::is_unreachable(e) {
+            self.table.mark_unreachable(seq);
+        }
+        self.write_blocked = e.kind() == io::ErrorKind::WouldBlock;
+        self.counters.not_sent += 1;
+        self.emit(ProbeEvent::NotSent {
+            seq,
+            error: e.to_string(),
+        });
     }
 
     /// An ICMP error was reported; `seq` is the probe it names, when known.

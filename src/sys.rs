@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub use imp::{
     drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, request_buffers,
-    set_timer_slack, socket_drops, MmsgBatch, PreciseTimer,
+    set_timer_slack, socket_drops, MmsgBatch, PreciseTimer, SendBatch,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -449,6 +449,105 @@ mod imp {
         }
     }
 
+    /// Datagrams to one destination, sent with one `sendmmsg`: each slot its own bytes.
+    pub struct SendBatch {
+        data: Vec<u8>,
+        size: usize,
+        len: usize,
+        target: libc::sockaddr_storage,
+        target_len: libc::socklen_t,
+        iovecs: Vec<libc::iovec>,
+        headers: Vec<libc::mmsghdr>,
+    }
+
+    // Safety: as for MmsgBatch: pointers into own buffers, rebuilt before each call.
+    unsafe impl Send for SendBatch {}
+
+    impl SendBatch {
+        /// Room for `capacity` datagrams of `size` bytes to `target`.
+        pub fn new(capacity: usize, size: usize, target: std::net::SocketAddr) -> Self {
+            let target = socket2::SockAddr::from(target);
+            // Safety: all-zero is a valid sockaddr_storage; the copy is bounded by its size.
+            let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let target_len = target.len();
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    target.as_ptr().cast::<u8>(),
+                    (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                    target_len as usize,
+                );
+            }
+            Self {
+                data: vec![0u8; capacity * size],
+                size,
+                len: 0,
+                target: storage,
+                target_len,
+                // Safety: all-zero is a valid value for these plain C structs.
+                iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
+                headers: vec![unsafe { std::mem::zeroed() }; capacity],
+            }
+        }
+
+        pub fn capacity(&self) -> usize {
+            self.iovecs.len()
+        }
+
+        pub fn clear(&mut self) {
+            self.len = 0;
+        }
+
+        /// The next slot, to be filled; `None` when the batch is full.
+        pub fn push(&mut self) -> Option<&mut [u8]> {
+            if self.len == self.capacity() {
+                return None;
+            }
+            let i = self.len;
+            self.len += 1;
+            Some(&mut self.data[i * self.size..(i + 1) * self.size])
+        }
+
+        pub fn slot(&self, i: usize) -> &[u8] {
+            &self.data[i * self.size..(i + 1) * self.size]
+        }
+
+        pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+            &mut self.data[i * self.size..(i + 1) * self.size]
+        }
+
+        /// Sends slots `from..len` with `sendmmsg`: how many left (`Ok(0)` never happens for a
+        /// non-empty range), or the error of the first that could not.
+        pub fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
+            for i in from..self.len {
+                self.iovecs[i] = libc::iovec {
+                    // Safety: slot i lies within data.
+                    iov_base: unsafe { self.data.as_mut_ptr().add(i * self.size) }.cast(),
+                    iov_len: self.size,
+                };
+                let h = &mut self.headers[i].msg_hdr;
+                h.msg_name = (&mut self.target as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = self.target_len;
+                h.msg_iov = &mut self.iovecs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+                h.msg_flags = 0;
+            }
+            // Safety: headers[from..len] describe slots of this struct's buffers and its target
+            // address, all live for the call.
+            let headers = unsafe { self.headers.as_mut_ptr().add(from) };
+            let count = (self.len - from) as libc::c_uint;
+            socket.try_io(|| {
+                let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), headers, count, 0) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            })
+        }
+    }
+
     /// Lowers this thread's timer slack so that sleeps end when asked (the default slack is
     /// 50 µs, as long as a loopback round trip).
     pub fn set_timer_slack(slack: Duration) {
@@ -566,6 +665,50 @@ mod imp {
 
     pub fn socket_drops(_: &UdpSocket) -> Option<u32> {
         None
+    }
+
+    /// Without `sendmmsg`: one `send_to` per slot.
+    pub struct SendBatch {
+        data: Vec<u8>,
+        size: usize,
+        len: usize,
+        capacity: usize,
+        target: std::net::SocketAddr,
+    }
+
+    impl SendBatch {
+        pub fn new(capacity: usize, size: usize, target: std::net::SocketAddr) -> Self {
+            Self {
+                data: vec![0u8; capacity * size],
+                size,
+                len: 0,
+                capacity,
+                target,
+            }
+        }
+        pub fn capacity(&self) -> usize {
+            self.capacity
+        }
+        pub fn clear(&mut self) {
+            self.len = 0;
+        }
+        pub fn push(&mut self) -> Option<&mut [u8]> {
+            if self.len == self.capacity {
+                return None;
+            }
+            let i = self.len;
+            self.len += 1;
+            Some(&mut self.data[i * self.size..(i + 1) * self.size])
+        }
+        pub fn slot(&self, i: usize) -> &[u8] {
+            &self.data[i * self.size..(i + 1) * self.size]
+        }
+        pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+            &mut self.data[i * self.size..(i + 1) * self.size]
+        }
+        pub fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
+            socket.send_to(self.slot(from), self.target).map(|_| 1)
+        }
     }
 
     /// Without `recvmmsg`: batches of one datagram.
