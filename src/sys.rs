@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub use imp::{
     drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, request_buffers,
-    set_timer_slack, socket_drops, MmsgBatch, PreciseTimer, SendBatch,
+    set_timer_slack, socket_drops, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -28,6 +28,61 @@ pub struct RecvMeta {
 pub struct IcmpError {
     /// The errno it maps to (`ECONNREFUSED` for port unreachable, `EHOSTUNREACH`, ...).
     pub errno: i32,
+}
+
+/// Datagrams to one destination, filled slot by slot and sent in one call (`sendmmsg` on
+/// Linux, one `send_to` at a time elsewhere). Each slot holds its own bytes.
+pub struct SendBatch {
+    data: Vec<u8>,
+    size: usize,
+    len: usize,
+    capacity: usize,
+    sender: imp::Sender,
+}
+
+impl SendBatch {
+    /// Room for `capacity` datagrams of `size` bytes to `target`.
+    pub fn new(capacity: usize, size: usize, target: std::net::SocketAddr) -> Self {
+        Self {
+            data: vec![0u8; capacity * size],
+            size,
+            len: 0,
+            capacity,
+            sender: imp::Sender::new(capacity, target),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The next slot, to be filled; `None` when the batch is full.
+    pub fn push(&mut self) -> Option<&mut [u8]> {
+        if self.len == self.capacity {
+            return None;
+        }
+        self.len += 1;
+        Some(self.slot_mut(self.len - 1))
+    }
+
+    pub fn slot(&self, i: usize) -> &[u8] {
+        &self.data[i * self.size..(i + 1) * self.size]
+    }
+
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.data[i * self.size..(i + 1) * self.size]
+    }
+
+    /// Sends slots `from..` (those pushed): how many left, or the error of the first that could
+    /// not.
+    pub fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
+        self.sender
+            .send(socket, &mut self.data, self.size, from, self.len)
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -449,23 +504,20 @@ mod imp {
         }
     }
 
-    /// Datagrams to one destination, sent with one `sendmmsg`: each slot its own bytes.
-    pub struct SendBatch {
-        data: Vec<u8>,
-        size: usize,
-        len: usize,
+    /// Sends slots of a [`SendBatch`](super::SendBatch) to one destination with `sendmmsg`.
+    pub struct Sender {
         target: libc::sockaddr_storage,
         target_len: libc::socklen_t,
         iovecs: Vec<libc::iovec>,
         headers: Vec<libc::mmsghdr>,
     }
 
-    // Safety: as for MmsgBatch: pointers into own buffers, rebuilt before each call.
-    unsafe impl Send for SendBatch {}
+    // Safety: the pointers in iovecs/headers are rebuilt before every call from the buffer and
+    // target passed to it; none outlives the call.
+    unsafe impl Send for Sender {}
 
-    impl SendBatch {
-        /// Room for `capacity` datagrams of `size` bytes to `target`.
-        pub fn new(capacity: usize, size: usize, target: std::net::SocketAddr) -> Self {
+    impl Sender {
+        pub fn new(capacity: usize, target: std::net::SocketAddr) -> Self {
             let target = socket2::SockAddr::from(target);
             // Safety: all-zero is a valid sockaddr_storage; the copy is bounded by its size.
             let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -478,9 +530,6 @@ mod imp {
                 );
             }
             Self {
-                data: vec![0u8; capacity * size],
-                size,
-                len: 0,
                 target: storage,
                 target_len,
                 // Safety: all-zero is a valid value for these plain C structs.
@@ -489,40 +538,20 @@ mod imp {
             }
         }
 
-        pub fn capacity(&self) -> usize {
-            self.iovecs.len()
-        }
-
-        pub fn clear(&mut self) {
-            self.len = 0;
-        }
-
-        /// The next slot, to be filled; `None` when the batch is full.
-        pub fn push(&mut self) -> Option<&mut [u8]> {
-            if self.len == self.capacity() {
-                return None;
-            }
-            let i = self.len;
-            self.len += 1;
-            Some(&mut self.data[i * self.size..(i + 1) * self.size])
-        }
-
-        pub fn slot(&self, i: usize) -> &[u8] {
-            &self.data[i * self.size..(i + 1) * self.size]
-        }
-
-        pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
-            &mut self.data[i * self.size..(i + 1) * self.size]
-        }
-
-        /// Sends slots `from..len` with `sendmmsg`: how many left (`Ok(0)` never happens for a
-        /// non-empty range), or the error of the first that could not.
-        pub fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
-            for i in from..self.len {
+        /// Sends slots `from..len` of `data` (slots of `size` bytes): how many left, or the
+        /// error of the first that could not.
+        pub fn send(
+            &mut self,
+            socket: &UdpSocket,
+            data: &mut [u8],
+            size: usize,
+            from: usize,
+            len: usize,
+        ) -> io::Result<usize> {
+            for i in from..len {
                 self.iovecs[i] = libc::iovec {
-                    // Safety: slot i lies within data.
-                    iov_base: unsafe { self.data.as_mut_ptr().add(i * self.size) }.cast(),
-                    iov_len: self.size,
+                    iov_base: data[i * size..(i + 1) * size].as_mut_ptr().cast(),
+                    iov_len: size,
                 };
                 let h = &mut self.headers[i].msg_hdr;
                 h.msg_name = (&mut self.target as *mut libc::sockaddr_storage).cast();
@@ -533,10 +562,10 @@ mod imp {
                 h.msg_controllen = 0;
                 h.msg_flags = 0;
             }
-            // Safety: headers[from..len] describe slots of this struct's buffers and its target
+            // Safety: headers[from..len] describe slots of `data` and this struct's target
             // address, all live for the call.
             let headers = unsafe { self.headers.as_mut_ptr().add(from) };
-            let count = (self.len - from) as libc::c_uint;
+            let count = (len - from) as libc::c_uint;
             socket.try_io(|| {
                 let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), headers, count, 0) };
                 if n < 0 {
@@ -667,47 +696,27 @@ mod imp {
         None
     }
 
-    /// Without `sendmmsg`: one `send_to` per slot.
-    pub struct SendBatch {
-        data: Vec<u8>,
-        size: usize,
-        len: usize,
-        capacity: usize,
+    /// Without `sendmmsg`: one `send_to` per call.
+    pub struct Sender {
         target: std::net::SocketAddr,
     }
 
-    impl SendBatch {
-        pub fn new(capacity: usize, size: usize, target: std::net::SocketAddr) -> Self {
-            Self {
-                data: vec![0u8; capacity * size],
-                size,
-                len: 0,
-                capacity,
-                target,
-            }
+    impl Sender {
+        pub fn new(_capacity: usize, target: std::net::SocketAddr) -> Self {
+            Self { target }
         }
-        pub fn capacity(&self) -> usize {
-            self.capacity
-        }
-        pub fn clear(&mut self) {
-            self.len = 0;
-        }
-        pub fn push(&mut self) -> Option<&mut [u8]> {
-            if self.len == self.capacity {
-                return None;
-            }
-            let i = self.len;
-            self.len += 1;
-            Some(&mut self.data[i * self.size..(i + 1) * self.size])
-        }
-        pub fn slot(&self, i: usize) -> &[u8] {
-            &self.data[i * self.size..(i + 1) * self.size]
-        }
-        pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
-            &mut self.data[i * self.size..(i + 1) * self.size]
-        }
-        pub fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
-            socket.send_to(self.slot(from), self.target).map(|_| 1)
+
+        pub fn send(
+            &mut self,
+            socket: &UdpSocket,
+            data: &mut [u8],
+            size: usize,
+            from: usize,
+            _len: usize,
+        ) -> io::Result<usize> {
+            socket
+                .send_to(&data[from * size..(from + 1) * size], self.target)
+                .map(|_| 1)
         }
     }
 
