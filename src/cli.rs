@@ -496,18 +496,6 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
         "sonde echo: listening on {}{scope}{workers}; Ctrl-C prints the counters and stops\n",
         cfg.bind
     );
-    if threads == 1 && args.cpus.is_none() {
-        let quiet = args.quiet || args.json;
-        let mut echo = echoes.pop().expect("one echo");
-        return serve(
-            &mut echo,
-            (!quiet).then_some(banner),
-            args.json,
-            args.socket.busy_poll,
-            Echo::summary,
-            report::echo_text,
-        );
-    }
     let placement = crate::threads::placement(threads, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
     let busy_poll = args.socket.busy_poll;
     let quiet = args.quiet || args.json;
@@ -551,13 +539,11 @@ fn serve<R: Role, S: serde::Serialize>(
     role: &mut R,
     banner: Option<String>,
     json: bool,
-    busy_poll: bool,
     summarize: impl Fn(&R) -> S,
     text: impl Fn(&S) -> String,
 ) -> Result<(), Error> {
     let mut engine = Engine::new()?;
     engine.stop_on_signals()?;
-    engine.busy_poll(busy_poll);
     if let Some(banner) = banner {
         out(&banner);
     }
@@ -593,12 +579,7 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<(), Error> {
         }
     }
     let banner = (!args.quiet && !args.json).then(|| header(&flows, loopback));
-    // One flow runs where the OS puts it unless told; several are spread over the cores.
-    let placement = if n > 1 || args.cpus.is_some() {
-        crate::threads::placement(n, args.cpus.as_ref().map(|c| c.0.as_slice()))?
-    } else {
-        vec![None]
-    };
+    let placement = crate::threads::placement(n, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
     let busy_poll = args.socket.busy_poll;
     let results = crate::threads::run_pinned(
         flows,
@@ -689,7 +670,6 @@ fn impair(args: ImpairArgs) -> Result<(), Error> {
         &mut relay,
         (!quiet).then_some(banner),
         args.json,
-        false,
         Relay::summary,
         report::relay_text,
     )

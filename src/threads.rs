@@ -8,8 +8,9 @@
 use crate::error::Error;
 use std::sync::Barrier;
 
-/// Which core each of `n` threads runs on: `cpus` in turn if given, else the machine's cores in
-/// turn. `None` where the platform does not say which cores there are.
+/// Which core each of `n` threads runs on: `cpus` in turn if given; else one thread runs where
+/// the OS puts it, and several are spread over the machine's cores in turn. `None` where the
+/// platform does not say which cores there are.
 pub fn placement(n: usize, cpus: Option<&[usize]>) -> Result<Vec<Option<usize>>, Error> {
     let available: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -26,7 +27,7 @@ pub fn placement(n: usize, cpus: Option<&[usize]>) -> Result<Vec<Option<usize>>,
             }
             Ok((0..n).map(|i| Some(list[i % list.len()])).collect())
         }
-        None if available.is_empty() => Ok(vec![None; n]),
+        None if available.is_empty() || n == 1 => Ok(vec![None; n]),
         None => Ok((0..n)
             .map(|i| Some(available[i % available.len()]))
             .collect()),
@@ -110,6 +111,11 @@ mod tests {
     fn placement_cycles_through_cpus() {
         let p = placement(3, Some(&[0])).unwrap();
         assert_eq!(p, vec![Some(0), Some(0), Some(0)]);
+        assert_eq!(
+            placement(1, None).unwrap(),
+            vec![None],
+            "one thread is not pinned unasked"
+        );
         assert!(placement(1, Some(&[100_000])).is_err());
     }
 
