@@ -1,5 +1,8 @@
 //! The command line: clap definitions, and the glue from arguments to roles and reports.
 
+// The doc comments below are clap's help texts: `[::1]:9999` and `[default: ...]` are literal.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use crate::config::{EchoConfig, Pace, PingConfig};
 use crate::echo::Echo;
 use crate::engine::{Engine, Role};
@@ -33,6 +36,47 @@ pub enum Command {
     Loopback(LoopbackArgs),
     /// Relay datagrams between a client and a server, impairing them like netem, in userspace
     Impair(ImpairArgs),
+    /// Combine HdrHistogram interval logs (--export-hlog, from any runs or hosts) into one summary
+    Merge(MergeArgs),
+    /// Chart saved results (CSV exports, interval logs, JSON summaries or streams, .hgrm files)
+    /// as SVG; several inputs are compared on one chart
+    Plot(PlotArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. sonde man > sonde.1
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Interval logs written by --export-hlog (or any HdrHistogram V2 interval log); - for stdin
+    #[arg(value_name = "LOG", required = true)]
+    pub logs: Vec<String>,
+    /// Write the merged distribution in .hgrm format to FILE; - for stdout [repeatable]
+    #[arg(long, value_name = "FILE")]
+    pub export_hgrm: Vec<String>,
+    /// Print the merged summary as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Files sonde wrote: --export-csv, --export-hlog, --json/--export-json, --format jsonl, .hgrm
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<String>,
+    /// The SVG to write; - for stdout
+    #[arg(short, long, value_name = "FILE.svg")]
+    pub output: String,
+    /// Chart title
+    #[arg(long, default_value = "sonde")]
+    pub title: String,
+    /// Legend names for the inputs, in order [default: the file names]
+    #[arg(long, value_name = "NAME")]
+    pub label: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -201,9 +245,47 @@ pub struct ProbeArgs {
     /// Only the final summary
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print the summary as one JSON object on stdout (and nothing else there)
-    #[arg(long)]
+    /// Print the summary as one JSON object on stdout (and nothing else there): --format json
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// What stdout gets: text, json (the summary as one object) or jsonl (one object per
+    /// interval, then the summary: {"event": "interval"|"summary", "data": ...})
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+    /// Report every interval: one line (or JSON object) with its sent, received, loss, p50, p99
+    /// and max [jsonl, hlog: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub interval: Option<Duration>,
+    /// Write the summary as JSON (the schema of --json) to FILE; - for stdout [repeatable]
+    #[arg(long, value_name = "FILE")]
+    pub export_json: Vec<String>,
+    /// Stream one CSV row per probe to FILE: flow, seq, scheduled and actual send, RTT, status
+    #[arg(long, value_name = "FILE")]
+    pub export_csv: Vec<String>,
+    /// Write the RTT percentile distribution in HdrHistogram's .hgrm text format to FILE
+    #[arg(long, value_name = "FILE")]
+    pub export_hgrm: Vec<String>,
+    /// Write an HdrHistogram interval log (compressed V2, one histogram per interval) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub export_hlog: Vec<String>,
+    /// Draw RTT over time (losses and outages marked) and the percentile distribution to an SVG
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<String>,
+    /// Exit with status 3 if the loss is above PCT (e.g. 0.1%)
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub fail_loss: Option<f64>,
+    /// Exit with status 3 if the median RTT is above DURATION (or nothing was received)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub fail_p50: Option<Duration>,
+    /// Exit with status 3 if the 99th percentile RTT is above DURATION (or nothing was received)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub fail_p99: Option<Duration>,
+    /// Exit with status 3 if the 99.9th percentile RTT is above DURATION (or nothing was received)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub fail_p999: Option<Duration>,
+    /// No progress bar (there is none anyway unless stderr is a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
     /// Independent flows, each with its own socket, port and poll loop, pinned to a core; --rate,
     /// --count and --inflight apply to each [ping: 1; loopback: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -227,6 +309,23 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("{expected} ({e})"))?
         .next()
         .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        Err("must be at least 1ms".into())
+    } else {
+        Ok(d)
+    }
+}
+
+/// What stdout gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Jsonl,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -364,17 +463,51 @@ impl ProbeArgs {
 
     /// Per-probe lines: asked for, or few enough to read (a short count or a slow rate).
     fn per_probe_lines(&self, cfg: &PingConfig) -> bool {
-        if self.quiet || self.json {
+        if self.quiet || self.format() != Format::Text {
             return false;
         }
         let few = cfg.count.is_some_and(|n| n <= 100);
         let slow = matches!(cfg.pace, Pace::Rate(r) if r <= 20.0);
         self.verbose || few || slow
     }
+
+    fn format(&self) -> Format {
+        match (self.json, self.format) {
+            (true, _) => Format::Json,
+            (false, format) => format.unwrap_or(Format::Text),
+        }
+    }
+
+    /// How often flows report: as asked, or as the outputs that need intervals want it (a plot
+    /// about 100 points over a run of known length, otherwise every second).
+    fn period(&self, cfg: &PingConfig) -> Option<Duration> {
+        if self.interval.is_some() {
+            return self.interval;
+        }
+        let needed = self.format() == Format::Jsonl || !self.export_hlog.is_empty();
+        if self.plot.is_some() && !needed {
+            let length = cfg.duration.or_else(|| match (cfg.count, cfg.pace) {
+                (Some(n), Pace::Rate(rate)) => Some(Duration::from_secs_f64(n as f64 / rate)),
+                _ => None,
+            });
+            let period = length.map_or(Duration::from_secs(1), |l| l / 100);
+            return Some(period.clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        }
+        needed.then_some(Duration::from_secs(1))
+    }
+
+    fn thresholds(&self) -> crate::threshold::Thresholds {
+        crate::threshold::Thresholds {
+            loss_pct: self.fail_loss.map(|f| f * 100.0),
+            p50: self.fail_p50,
+            p99: self.fail_p99,
+            p999: self.fail_p999,
+        }
+    }
 }
 
 /// Writes to stdout, ignoring a closed pipe (`sonde ... | head` must not panic).
-fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
@@ -387,7 +520,7 @@ pub fn main() -> i32 {
         Err(e) => return usage_error(e),
     };
     match run(cli) {
-        Ok(()) => 0,
+        Ok(status) => status,
         Err(e) => {
             eprintln!("sonde: error: {e}");
             e.exit_code()
@@ -421,9 +554,9 @@ fn usage_error(e: clap::Error) -> i32 {
     2
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn run(cli: Cli) -> Result<i32, Error> {
     match cli.command {
-        Command::Echo(args) => echo(args),
+        Command::Echo(args) => echo(args).map(|()| 0),
         Command::Ping(args) => {
             let mut cfg = args.probe.config(args.target, false);
             cfg.bind = args.bind;
@@ -438,7 +571,48 @@ fn run(cli: Cli) -> Result<(), Error> {
                 .collect::<Result<Vec<_>, Error>>()?;
             ping(&args.probe, flows)
         }
-        Command::Impair(args) => impair(args),
+        Command::Impair(args) => impair(args).map(|()| 0),
+        Command::Merge(args) => {
+            let (summary, total) = crate::merge::merge(&args.logs)?;
+            out(&if args.json {
+                report::json(&summary) + "\n"
+            } else {
+                report::merge_text(&summary)
+            });
+            let hgrm = crate::export::hgrm::render(total.histogram());
+            crate::export::write_all("--export-hgrm", &args.export_hgrm, &hgrm)?;
+            Ok(0)
+        }
+        Command::Plot(args) => {
+            if args.label.len() > args.inputs.len() {
+                return Err(Error::config("--label", "more labels than inputs"));
+            }
+            let mut runs = Vec::new();
+            for (i, path) in args.inputs.iter().enumerate() {
+                let mut run = crate::plot::Run::load(path)?;
+                if let Some(label) = args.label.get(i) {
+                    run.label = label.clone();
+                }
+                runs.push(run);
+            }
+            crate::plot::render("--output", &args.output, &args.title, &runs)?;
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "sonde", &mut script);
+            out(&String::from_utf8_lossy(&script));
+            Ok(0)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .map_err(|e| Error::Setup("render the manual page", e))?;
+            out(&String::from_utf8_lossy(&page));
+            Ok(0)
+        }
         Command::Loopback(args) => {
             let ip: SocketAddr = if args.ipv6 { "[::1]:0" } else { "127.0.0.1:0" }
                 .parse()
@@ -563,33 +737,92 @@ struct Flow {
     echo: Option<Echo>,
 }
 
-fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<(), Error> {
+fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
+    use crate::export::{self, csv, hgrm, hlog};
+    use crate::follow::{self, FinishGuard, Length, Message, Outputs, Progress};
+    use std::sync::{atomic::AtomicU64, mpsc, Arc};
+
     let n = flows.len();
     let loopback = flows[0].echo.is_some();
-    let per_probe = args.per_probe_lines(flows[0].pinger.config()) && (n == 1 || args.verbose);
+    let format = args.format();
+    let cfg = flows[0].pinger.config().clone();
+    let per_probe = args.per_probe_lines(&cfg) && (n == 1 || args.verbose);
+    // Every file is opened before any traffic: a bad path fails fast, with nothing lost.
+    let csvs = args
+        .export_csv
+        .iter()
+        .map(|path| Ok(csv::SharedCsv::new(export::create("--export-csv", path)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let hlog = match args.export_hlog.is_empty() {
+        true => None,
+        false => Some(hlog::Writer::create(
+            &args.export_hlog,
+            std::time::SystemTime::now(),
+        )?),
+    };
+    let period = args.period(&cfg);
+    let (tx, rx) = mpsc::channel();
+    let mut progress_counters = Vec::new();
     for (i, flow) in flows.iter_mut().enumerate() {
-        if per_probe {
+        if per_probe || !csvs.is_empty() {
             let prefix = if n > 1 {
                 format!("flow {i}: ")
             } else {
                 String::new()
             };
-            flow.pinger
-                .observe(move |event| out(&format!("{prefix}{}\n", report::probe_line(event))));
+            let mut rows: Vec<_> = csvs
+                .iter()
+                .map(|c| csv::ProbeRows::new(i, c.clone()))
+                .collect();
+            flow.pinger.observe(move |event| {
+                if per_probe {
+                    out(&format!("{prefix}{}\n", report::probe_line(event)));
+                }
+                rows.iter_mut().for_each(|r| r.record(event));
+            });
         }
+        if let Some(period) = period {
+            let tx = tx.clone();
+            flow.pinger.report_intervals(period, move |report| {
+                let _ = tx.send(Message::Interval(i, Box::new(report)));
+            });
+        }
+        let counter = Arc::new(AtomicU64::new(0));
+        flow.pinger.count_progress(counter.clone());
+        progress_counters.push(counter);
     }
-    let banner = (!args.quiet && !args.json).then(|| header(&flows, loopback));
+    let show_progress = !args.quiet && !args.no_progress && !per_probe;
+    let length = match (cfg.count, cfg.duration) {
+        (Some(count), _) => Some(Length::Probes(count * n as u64, progress_counters)),
+        (None, Some(d)) => Some(Length::Time(d)),
+        (None, None) => None,
+    };
+    let outputs = Outputs {
+        lines: args.interval.is_some() && format == Format::Text,
+        jsonl: format == Format::Jsonl,
+        hlog,
+        progress: length
+            .filter(|_| show_progress)
+            .and_then(Progress::on_terminal),
+    };
+    let banner = (!args.quiet && format == Format::Text).then(|| header(&flows, loopback));
     let placement = crate::threads::placement(n, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
     let busy_poll = args.socket.busy_poll;
+    let mut followed = None;
     let results = crate::threads::run_pinned(
-        flows,
+        flows.into_iter().enumerate().collect(),
         &placement,
         || {
             if let Some(banner) = banner {
                 out(&banner);
             }
+            followed = Some(follow::follow(rx, n, outputs));
         },
-        |mut flow, barrier| {
+        |(i, mut flow): (usize, Flow), barrier| {
+            let _finished = FinishGuard {
+                flow: i,
+                tx: tx.clone(),
+            };
             let engine = loop_for_thread(busy_poll);
             barrier.wait();
             let result = engine.and_then(|mut e| {
@@ -599,15 +832,26 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<(), Error> {
                 }
                 .map(|_| ())
             });
+            flow.pinger.stop_observing();
             (flow, result)
         },
     );
     let (flows, outcomes): (Vec<Flow>, Vec<Result<(), Error>>) = results.into_iter().unzip();
-    let summary = crate::pinger::combine(&flows.iter().map(|f| &f.pinger).collect::<Vec<_>>());
-    if summary.counters.sent + summary.counters.not_sent > 0 {
-        if args.json {
-            out(&(report::json(&summary) + "\n"));
-        } else {
+    for csv in &csvs {
+        csv.finish()
+            .map_err(|e| Error::file("--export-csv", "write", "the CSV export", e))?;
+    }
+    let intervals = followed.expect("the following thread ran")?;
+    outcomes.into_iter().try_for_each(|r| r)?;
+    let pingers: Vec<&Pinger> = flows.iter().map(|f| &f.pinger).collect();
+    let summary = crate::pinger::combine(&pingers);
+    if summary.counters.sent + summary.counters.not_sent == 0 {
+        return Ok(0);
+    }
+    match format {
+        Format::Json => out(&(report::json(&summary) + "\n")),
+        Format::Jsonl => out(&(report::json_event("summary", &summary) + "\n")),
+        Format::Text => {
             out(&report::ping_text(&summary));
             if loopback {
                 let echoes: Vec<_> = flows
@@ -622,7 +866,42 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<(), Error> {
             }
         }
     }
-    outcomes.into_iter().try_for_each(|r| r)
+    export::write_all(
+        "--export-json",
+        &args.export_json,
+        &(report::json(&summary) + "\n"),
+    )?;
+    let rtt = crate::pinger::merged_rtt(&pingers);
+    if !args.export_hgrm.is_empty() {
+        export::write_all(
+            "--export-hgrm",
+            &args.export_hgrm,
+            &hgrm::render(rtt.histogram()),
+        )?;
+    }
+    if let Some(path) = &args.plot {
+        let run = crate::plot::Run::live(&summary, &intervals, rtt.histogram());
+        let title = format!(
+            "sonde {}: {} probes of {} bytes, {}",
+            summary.target,
+            summary.counters.sent,
+            summary.size_bytes,
+            match summary.rate_pps {
+                Some(rate) => format!("{rate}/s"),
+                None => format!("window {}", summary.inflight_max),
+            }
+        );
+        crate::plot::render("--plot", path, &title, &[run])?;
+    }
+    let crossed = args.thresholds().crossed(&summary);
+    for line in &crossed {
+        eprintln!("sonde: threshold crossed: {line}");
+    }
+    Ok(if crossed.is_empty() {
+        0
+    } else {
+        crate::threshold::EXIT_CROSSED
+    })
 }
 
 fn impair(args: ImpairArgs) -> Result<(), Error> {

@@ -8,14 +8,32 @@
 use crate::error::Error;
 use crate::sys::{set_timer_slack, PreciseTimer};
 use mio::event::Event;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tokens reserved for each role: role `i` owns `i * TOKENS_PER_ROLE ..`.
 pub const TOKENS_PER_ROLE: usize = 16;
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 const TIMER_TOKEN: Token = Token(usize::MAX - 1);
+const STOP_TOKEN: Token = Token(usize::MAX - 2);
+
+/// Asks an engine on another thread to stop, as Ctrl-C would (a second call: at once).
+#[derive(Clone)]
+pub struct StopHandle {
+    waker: Arc<Waker>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        // A failed wake leaves the request to be seen at the loop's next turn.
+        let _ = self.waker.wake();
+    }
+}
 /// Deadlines closer than this are spun for rather than slept on: a wake-up from sleep costs
 /// about as much here.
 const SPIN_BELOW: Duration = Duration::from_micros(20);
@@ -94,6 +112,7 @@ pub struct Engine {
     events: Events,
     timer: Option<PreciseTimer>,
     signals: Option<StopSignals>,
+    stop_requests: Option<Arc<AtomicUsize>>,
     busy_poll: bool,
 }
 
@@ -111,6 +130,7 @@ impl Engine {
             events: Events::with_capacity(256),
             timer,
             signals: None,
+            stop_requests: None,
             busy_poll: false,
         })
     }
@@ -125,6 +145,20 @@ impl Engine {
             .map_err(|e| Error::Setup("register signal pipe", e))?;
         self.signals = Some(signals);
         Ok(())
+    }
+
+    /// A handle that stops this engine's roles from another thread.
+    pub fn stop_handle(&mut self) -> Result<StopHandle, Error> {
+        let waker = Waker::new(self.poll.registry(), STOP_TOKEN)
+            .map_err(|e| Error::Setup("create stop waker", e))?;
+        let requests = self
+            .stop_requests
+            .get_or_insert_with(Default::default)
+            .clone();
+        Ok(StopHandle {
+            waker: Arc::new(waker),
+            requests,
+        })
     }
 
     /// Never sleeps: polls with a zero timeout, spinning a core for the lowest and steadiest
@@ -172,6 +206,11 @@ impl Engine {
                     SIGNAL_TOKEN => {
                         if let Some(signals) = self.signals.as_mut() {
                             stop_requests += signals.take();
+                        }
+                    }
+                    STOP_TOKEN => {
+                        if let Some(requests) = &self.stop_requests {
+                            stop_requests += requests.swap(0, Ordering::SeqCst);
                         }
                     }
                     TIMER_TOKEN => {

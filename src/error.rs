@@ -15,6 +15,14 @@ pub enum Error {
         addr: SocketAddr,
         err: io::Error,
     },
+    /// A file named by a flag could not be opened (exit status 2) or written (exit status 1).
+    #[error("{flag}: {op} {path}: {err}")]
+    File {
+        flag: &'static str,
+        op: &'static str,
+        path: String,
+        err: io::Error,
+    },
     /// Setting up the event loop failed: exit status 1.
     #[error("{0}: {1}")]
     Setup(&'static str, io::Error),
@@ -32,11 +40,21 @@ impl Error {
         Error::Io { op, addr, err }
     }
 
+    pub fn file(flag: &'static str, op: &'static str, path: &str, err: io::Error) -> Self {
+        Error::File {
+            flag,
+            op,
+            path: path.to_string(),
+            err,
+        }
+    }
+
     /// The process exit status for this error: 2 for bad input, 1 for runtime faults.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config { .. } => 2,
-            Error::Io { .. } | Error::Setup(..) => 1,
+            Error::File { op, .. } if *op != "write" => 2,
+            Error::Io { .. } | Error::Setup(..) | Error::File { .. } => 1,
         }
     }
 }

@@ -5,6 +5,9 @@
 //! timeouts in a [`timer::Wheel`], tells late, duplicate, reordered, mismatched and foreign
 //! replies apart from loss, and records round trips in an HDR histogram.
 //!
+//! [`run`] runs whole measurements from Rust code and returns their summaries; the roles and the
+//! loop below are the parts they are made of:
+//!
 //! ```
 //! use sonde::{config::PingConfig, echo::Echo, engine::Engine, pinger::Pinger};
 //!
@@ -28,17 +31,24 @@ pub mod config;
 pub mod echo;
 pub mod engine;
 pub mod error;
+pub mod export;
+pub mod follow;
 pub mod impairment;
 pub mod inflight;
+pub mod interval;
 pub mod loss_pattern;
+pub mod merge;
 pub mod net;
 pub mod outage;
 pub mod pinger;
+pub mod plot;
 pub mod relay;
 pub mod report;
+pub mod run;
 pub mod stats;
 pub mod summary;
 pub mod sys;
 pub mod threads;
+pub mod threshold;
 pub mod timer;
 pub mod wire;

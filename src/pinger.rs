@@ -9,6 +9,7 @@ use crate::config::{Pace, PingConfig};
 use crate::engine::{Role, Wake};
 use crate::error::Error;
 use crate::inflight::{InFlight, ProbeState, Verdict};
+use crate::interval::{IntervalClock, IntervalReport};
 use crate::loss_pattern::LossPattern;
 use crate::net;
 use crate::outage::OutageTracker;
@@ -25,6 +26,8 @@ use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Timer-wheel resolution for probe timeouts.
@@ -47,14 +50,27 @@ pub enum ProbeEvent {
     /// A faithful echo of probe `seq`.
     Reply {
         seq: u64,
+        /// When the probe was due and when it left, ns since the run started.
+        intended_ns: u64,
+        sent_ns: u64,
         rtt_ns: u64,
         len: usize,
         kind: ReplyKind,
     },
     /// No reply by the timeout. `unreachable`: an ICMP error came back for it.
-    Lost { seq: u64, unreachable: bool },
+    Lost {
+        seq: u64,
+        intended_ns: u64,
+        sent_ns: u64,
+        unreachable: bool,
+    },
     /// The send failed locally.
-    NotSent { seq: u64, error: String },
+    NotSent {
+        seq: u64,
+        intended_ns: u64,
+        sent_ns: u64,
+        error: String,
+    },
     /// From the target, but not an echo of a probe we sent.
     Mismatched {
         seq: Option<u64>,
@@ -80,6 +96,7 @@ enum Phase {
 }
 
 type Observer<'a> = Box<dyn FnMut(&ProbeEvent) + Send + 'a>;
+type IntervalSink<'a> = Box<dyn FnMut(IntervalReport) + Send + 'a>;
 
 pub struct Pinger<'a> {
     cfg: PingConfig,
@@ -116,6 +133,11 @@ pub struct Pinger<'a> {
     interrupted: bool,
     peak_in_flight: usize,
     observer: Option<Observer<'a>>,
+    /// Periodic reports, when asked for, and timeouts fired (for their loss counts).
+    intervals: Option<(IntervalClock, IntervalSink<'a>)>,
+    timeouts_fired: u64,
+    /// Probes handled so far (sent or failed), for a progress display on another thread.
+    progress: Option<Arc<AtomicU64>>,
     socket_info: SocketSummary,
     /// The kernel stamps received datagrams (and they need converting to the monotonic clock).
     kernel_stamps: bool,
@@ -176,6 +198,9 @@ impl<'a> Pinger<'a> {
             interrupted: false,
             peak_in_flight: 0,
             observer: None,
+            intervals: None,
+            timeouts_fired: 0,
+            progress: None,
             socket_info,
             kernel_stamps: timestamps,
             cfg,
@@ -185,6 +210,28 @@ impl<'a> Pinger<'a> {
     /// Calls `f` for every probe event as it happens.
     pub fn observe(&mut self, f: impl FnMut(&ProbeEvent) + Send + 'a) {
         self.observer = Some(Box::new(f));
+    }
+
+    /// Ends observation: drops the observer (flushing whatever it writes to).
+    pub fn stop_observing(&mut self) {
+        self.observer = None;
+        self.intervals = None;
+    }
+
+    /// Hands `sink` a report every `period` from the first send, and one for the last, partial
+    /// period when the run ends.
+    pub fn report_intervals(
+        &mut self,
+        period: Duration,
+        sink: impl FnMut(IntervalReport) + Send + 'a,
+    ) {
+        let clock = IntervalClock::new(period.as_nanos().min(u64::MAX.into()) as u64);
+        self.intervals = Some((clock, Box::new(sink)));
+    }
+
+    /// Keeps `counter` up to date with the number of probes handled (sent or failed).
+    pub fn count_progress(&mut self, counter: Arc<AtomicU64>) {
+        self.progress = Some(counter);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -347,6 +394,12 @@ impl<'a> Pinger<'a> {
         }
         intended.clear();
         batch.clear();
+        if let Some(progress) = &self.progress {
+            progress.store(
+                self.counters.sent + self.counters.not_sent,
+                Ordering::Relaxed,
+            );
+        }
         Ok(())
     }
 
@@ -396,10 +449,14 @@ impl<'a> Pinger<'a> {
         }
         self.write_blocked = e.kind() == io::ErrorKind::WouldBlock;
         self.counters.not_sent += 1;
-        self.emit(ProbeEvent::NotSent {
-            seq,
-            error: e.to_string(),
-        });
+        if self.observer.is_some() {
+            self.emit(ProbeEvent::NotSent {
+                seq,
+                intended_ns,
+                sent_ns,
+                error: e.to_string(),
+            });
+        }
     }
 
     /// An ICMP error was reported; `seq` is the probe it names, when known.
@@ -529,6 +586,9 @@ impl<'a> Pinger<'a> {
                 self.counters.reordered += u64::from(reordered);
                 self.rtt.record(rtt_ns);
                 self.jitter.record(rtt_ns);
+                if let Some((clock, _)) = self.intervals.as_mut() {
+                    clock.record_rtt(rtt_ns);
+                }
                 if matches!(self.cfg.pace, Pace::Rate(_)) {
                     self.rtt_from_intended
                         .record(now_ns.saturating_sub(slot.intended_ns));
@@ -554,6 +614,8 @@ impl<'a> Pinger<'a> {
         };
         self.emit(ProbeEvent::Reply {
             seq,
+            intended_ns: slot.intended_ns,
+            sent_ns: slot.sent_ns,
             rtt_ns,
             len,
             kind,
@@ -570,8 +632,11 @@ impl<'a> Pinger<'a> {
         while let Some(seq) = self.timeouts.poll(now_ns / TICK_NS) {
             if let Some(slot) = self.table.on_timeout(seq) {
                 self.counters.lost += 1;
+                self.timeouts_fired += 1;
                 self.emit(ProbeEvent::Lost {
                     seq,
+                    intended_ns: slot.intended_ns,
+                    sent_ns: slot.sent_ns,
                     unreachable: slot.unreachable,
                 });
             }
@@ -586,6 +651,22 @@ impl<'a> Pinger<'a> {
         self.phase = Phase::Done;
         self.end_ns = Some(now_ns);
         self.send_end_ns.get_or_insert(now_ns);
+        self.close_intervals(now_ns, true);
+    }
+
+    /// Reports every period that has ended by `now_ns`; at the end of the run, the last partial
+    /// one too.
+    fn close_intervals(&mut self, now_ns: u64, end: bool) {
+        let Some((clock, sink)) = self.intervals.as_mut() else {
+            return;
+        };
+        while clock.boundary_ns() <= now_ns {
+            let boundary = clock.boundary_ns();
+            sink(clock.close(boundary, &self.counters, self.timeouts_fired));
+        }
+        if end && now_ns > clock.start_ns() {
+            sink(clock.close(now_ns, &self.counters, self.timeouts_fired));
+        }
     }
 
     /// Everything measured so far (complete once the engine has finished the run).
@@ -715,6 +796,15 @@ pub fn combine(pingers: &[&Pinger]) -> PingSummary {
     total
 }
 
+/// The round-trip times of several flows in one distribution.
+pub fn merged_rtt(pingers: &[&Pinger]) -> Latency {
+    let mut rtt = Latency::new();
+    for p in pingers {
+        rtt.merge(&p.rtt);
+    }
+    rtt
+}
+
 impl Role for Pinger<'_> {
     fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
         registry.register(
@@ -747,6 +837,7 @@ impl Role for Pinger<'_> {
         }
         let now_ns = self.ns(now);
         self.expire(now_ns);
+        self.close_intervals(now_ns, false);
         let send_wake = if self.phase == Phase::Sending {
             self.send_due(now)?
         } else {
@@ -764,7 +855,13 @@ impl Role for Pinger<'_> {
                 .map(|tick| self.epoch + Duration::from_nanos(tick * TICK_NS)),
             exactly: None,
         };
-        Ok(send_wake.min(timeout_wake))
+        let interval_wake = match &self.intervals {
+            Some((clock, _)) => {
+                Wake::around(self.epoch + Duration::from_nanos(clock.boundary_ns()))
+            }
+            None => Wake::IDLE,
+        };
+        Ok(send_wake.min(timeout_wake).min(interval_wake))
     }
 
     fn stop(&mut self, now: Instant, hard: bool) {

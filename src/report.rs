@@ -6,7 +6,7 @@
 use crate::pinger::{ProbeEvent, ReplyKind};
 use crate::relay::{DirectionStats, RelaySummary};
 use crate::stats::LatencySummary;
-use crate::summary::{EchoSummary, PingSummary};
+use crate::summary::{EchoSummary, IntervalSummary, PingSummary};
 use std::fmt::Write;
 
 fn ms(us: f64) -> String {
@@ -25,6 +25,7 @@ pub fn probe_line(event: &ProbeEvent) -> String {
             rtt_ns,
             len,
             kind,
+            ..
         } => {
             let rtt = ns_ms(*rtt_ns);
             match kind {
@@ -41,12 +42,14 @@ pub fn probe_line(event: &ProbeEvent) -> String {
         ProbeEvent::Lost {
             seq,
             unreachable: false,
+            ..
         } => format!("seq={seq} LOST (no reply by the timeout)"),
         ProbeEvent::Lost {
             seq,
             unreachable: true,
+            ..
         } => format!("seq={seq} LOST (destination unreachable)"),
-        ProbeEvent::NotSent { seq, error } => format!("seq={seq} NOT SENT ({error})"),
+        ProbeEvent::NotSent { seq, error, .. } => format!("seq={seq} NOT SENT ({error})"),
         ProbeEvent::Mismatched { seq, len, reason } => match seq {
             Some(seq) => format!("seq={seq} MISMATCHED len={len} ({reason})"),
             None => format!("MISMATCHED len={len} ({reason})"),
@@ -194,6 +197,31 @@ pub fn ping_text(s: &PingSummary) -> String {
     out
 }
 
+/// What `sonde merge` found, as text.
+pub fn merge_text(s: &crate::merge::MergeSummary) -> String {
+    let mut out = format!(
+        "--- sonde merge: {} logs, {} intervals ---\n",
+        s.logs.len(),
+        s.intervals
+    );
+    match &s.rtt {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "{} round trips\nrtt min/mean/max/stddev = {}/{}/{}/{} ms\nrtt p50/p90/p99/p99.9   = {} ms\n(from the histograms: 3 significant digits)",
+                r.count,
+                ms(r.min_us),
+                ms(r.mean_us),
+                ms(r.max_us),
+                ms(r.stddev_us),
+                quartet(r)
+            );
+        }
+        None => out.push_str("no round trips in these logs\n"),
+    }
+    out
+}
+
 /// The counters of an echo server, as text.
 pub fn echo_text(s: &EchoSummary) -> String {
     let peers = if s.peers >= s.peers_limit {
@@ -230,6 +258,39 @@ pub fn relay_text(s: &RelaySummary) -> String {
         line("down", &s.downstream_spec, &s.downstream),
         s.foreign
     )
+}
+
+/// One interval as a line, like iperf's: its span, counts, loss and RTTs.
+pub fn interval_line(i: &IntervalSummary) -> String {
+    let c = &i.counters;
+    let rtt = match &i.rtt {
+        Some(r) => format!(
+            "rtt p50 {} p99 {} max {} ms",
+            ms(r.p50_us),
+            ms(r.p99_us),
+            ms(r.max_us)
+        ),
+        None => "rtt -".to_string(),
+    };
+    let mut extra = String::new();
+    for (name, value) in [
+        ("late", c.late),
+        ("dup", c.duplicates),
+        ("not sent", c.not_sent),
+    ] {
+        if value > 0 {
+            let _ = write!(extra, ", {value} {name}");
+        }
+    }
+    format!(
+        "[{:7.2}-{:7.2} s] {:>9} sent {:>9} received {:>7.3}% loss ({} lost{extra})  {rtt}",
+        i.start_s, i.end_s, c.sent, c.received, i.loss_pct, c.lost
+    )
+}
+
+/// One object of the JSON stream: `{"event": ..., "data": ...}`, as iperf3's `--json-stream`.
+pub fn json_event<T: serde::Serialize>(event: &str, data: &T) -> String {
+    json(&serde_json::json!({ "event": event, "data": data }))
 }
 
 /// A summary as one line of JSON.

@@ -4,7 +4,7 @@
 //! [`Latency::merge`].
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Highest value the histograms hold: one hour in nanoseconds (timeouts are capped below it).
 pub const MAX_NS: u64 = 3_600_000_000_000;
@@ -83,6 +83,26 @@ impl Latency {
         self.out_of_range += other.out_of_range;
     }
 
+    /// A distribution known only by its histogram (read back from a log): min, max, mean and
+    /// standard deviation come from the histogram too, to its precision. Fails when a value is
+    /// above [`MAX_NS`].
+    pub fn from_histogram(source: &Histogram<u64>) -> Result<Self, String> {
+        let mut latency = Latency::new();
+        latency
+            .histogram
+            .add(source)
+            .map_err(|e| format!("values out of range ({e:?})"))?;
+        let h = &latency.histogram;
+        latency.count = h.len();
+        if latency.count > 0 {
+            latency.mean = h.mean();
+            latency.m2 = h.stdev().powi(2) * latency.count as f64;
+            latency.min = h.min();
+            latency.max = h.max();
+        }
+        Ok(latency)
+    }
+
     /// The summary, or `None` when nothing was recorded.
     pub fn summary(&self) -> Option<LatencySummary> {
         if self.count == 0 {
@@ -117,7 +137,7 @@ impl Latency {
 
 /// What a [`Latency`] reports. Percentiles come from the histogram (3 significant digits); min,
 /// max, mean and standard deviation are exact.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub count: u64,
     pub min_us: f64,

@@ -6,10 +6,10 @@
 use crate::loss_pattern::LossBursts;
 use crate::outage::Outage;
 use crate::stats::LatencySummary;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Per-probe and per-datagram counts of a pinger. See the README for what each one means.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Probes that left the socket.
     pub sent: u64,
@@ -58,6 +58,26 @@ impl Counters {
         self.unreachable += o.unreachable;
         self.in_flight += o.in_flight;
         self.local_drops += o.local_drops;
+    }
+
+    /// What was counted since `earlier` was taken (each counter only grows, but `lost`, which
+    /// a late reply takes back: that one saturates at 0).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            sent: self.sent - earlier.sent,
+            received: self.received - earlier.received,
+            lost: self.lost.saturating_sub(earlier.lost),
+            late: self.late - earlier.late,
+            duplicates: self.duplicates - earlier.duplicates,
+            reordered: self.reordered - earlier.reordered,
+            mismatched: self.mismatched - earlier.mismatched,
+            foreign: self.foreign - earlier.foreign,
+            not_sent: self.not_sent - earlier.not_sent,
+            stale: self.stale - earlier.stale,
+            unreachable: self.unreachable - earlier.unreachable,
+            in_flight: self.in_flight.saturating_sub(earlier.in_flight),
+            local_drops: self.local_drops.saturating_sub(earlier.local_drops),
+        }
     }
 
     /// Percentage of sent probes not answered within their timeout (lost and late).
@@ -129,6 +149,37 @@ pub struct PingSummary {
     /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<PingSummary>,
+}
+
+/// What one interval of a run measured (all flows together), as interval lines, the JSON
+/// stream and plots show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    pub index: u64,
+    /// Since the run started.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Events of the interval: probes sent in it, replies received in it, and so on; `lost`
+    /// counts timeouts that fired in it.
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Share of the probes settled in the interval (received or timed out) that timed out.
+    pub loss_pct: f64,
+    /// Round-trip times of the replies received in the interval.
+    pub rtt: Option<LatencySummary>,
+}
+
+impl IntervalSummary {
+    pub fn of(report: &crate::interval::IntervalReport) -> Self {
+        Self {
+            index: report.index,
+            start_s: report.start_ns as f64 / 1e9,
+            end_s: report.end_ns as f64 / 1e9,
+            counters: report.counters.clone(),
+            loss_pct: report.loss_pct(),
+            rtt: report.rtt.summary(),
+        }
+    }
 }
 
 /// Everything an echo server counted.

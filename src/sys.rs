@@ -337,7 +337,7 @@ mod imp {
     /// Control space per slot: a timestamp and a drop counter, with headers (64 bytes).
     const CONTROL_WORDS: usize = 8;
 
-    /// Datagrams in batches: `recvmmsg` fills up to [`BATCH`] slots (data, sender, kernel
+    /// Datagrams in batches: `recvmmsg` fills up to `BATCH` slots (data, sender, kernel
     /// metadata), and for an echo `sendmmsg` sends each slot's bytes back to its sender from the
     /// same memory, so an echo is never larger than what arrived. Two system calls per batch
     /// instead of two per datagram.

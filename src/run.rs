@@ -1,0 +1,103 @@
+//! Running sonde from Rust code: a ping, a loopback run, or an echo server on its own thread,
+//! each returning the same summary types the command line prints.
+//!
+//! ```
+//! use sonde::config::{EchoConfig, Pace, PingConfig};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), sonde::error::Error> {
+//! let server = sonde::run::EchoServer::start(EchoConfig {
+//!     bind: "127.0.0.1:0".parse().unwrap(),
+//!     ..EchoConfig::default()
+//! })?;
+//! let mut cfg = PingConfig::new(server.local_addr());
+//! cfg.count = Some(500);
+//! cfg.pace = Pace::Rate(10_000.0);
+//! cfg.timeout = Duration::from_millis(500);
+//! let summary = sonde::run::ping(cfg)?;
+//! let echoed = server.stop()?;
+//! assert_eq!(summary.counters.sent, 500);
+//! assert_eq!(echoed.datagrams, summary.counters.sent);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::config::{EchoConfig, PingConfig};
+use crate::echo::Echo;
+use crate::engine::{Engine, StopHandle};
+use crate::error::Error;
+use crate::pinger::Pinger;
+use crate::summary::{EchoSummary, PingSummary};
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+/// Pings `cfg.target` on this thread until the count or duration is used up; returns the
+/// summary. Without a count or a duration it runs until Ctrl-C or SIGTERM.
+pub fn ping(cfg: PingConfig) -> Result<PingSummary, Error> {
+    let mut pinger = Pinger::new(cfg)?;
+    let mut engine = Engine::new()?;
+    if pinger.config().count.is_none() && pinger.config().duration.is_none() {
+        engine.stop_on_signals()?;
+    }
+    engine.run(&mut [&mut pinger])?;
+    Ok(pinger.summary())
+}
+
+/// An echo server and a pinger aimed at it, in one loop on this thread (what `sonde loopback`
+/// runs per flow). `cfg.target` only chooses the address family and IP: the port is the echo's.
+pub fn loopback(mut cfg: PingConfig) -> Result<(PingSummary, EchoSummary), Error> {
+    let mut echo = Echo::with_config(&EchoConfig {
+        bind: SocketAddr::new(cfg.target.ip(), 0),
+        wire: cfg.wire,
+        ..EchoConfig::default()
+    })?;
+    cfg.target = echo.local_addr();
+    let mut pinger = Pinger::new(cfg)?;
+    Engine::new()?.run(&mut [&mut echo, &mut pinger])?;
+    Ok((pinger.summary(), echo.summary()))
+}
+
+/// An echo server running on its own thread until [`EchoServer::stop`].
+pub struct EchoServer {
+    local: SocketAddr,
+    stop: StopHandle,
+    thread: JoinHandle<Result<EchoSummary, Error>>,
+}
+
+impl EchoServer {
+    /// Binds and starts serving.
+    pub fn start(cfg: EchoConfig) -> Result<Self, Error> {
+        let mut echo = Echo::with_config(&cfg)?;
+        let local = echo.local_addr();
+        let mut engine = Engine::new()?;
+        let stop = engine.stop_handle()?;
+        let thread = std::thread::Builder::new()
+            .name("sonde-echo".into())
+            .spawn(move || {
+                engine.run(&mut [&mut echo])?;
+                Ok(echo.summary())
+            })
+            .map_err(|e| Error::Setup("spawn the echo thread", e))?;
+        Ok(Self {
+            local,
+            stop,
+            thread,
+        })
+    }
+
+    /// The address it answers on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Stops serving and returns the counters.
+    pub fn stop(self) -> Result<EchoSummary, Error> {
+        self.stop.stop();
+        self.thread.join().unwrap_or_else(|_| {
+            Err(Error::Setup(
+                "join the echo thread",
+                std::io::Error::other("it panicked"),
+            ))
+        })
+    }
+}
