@@ -23,7 +23,7 @@ pub fn merge(paths: &[String]) -> Result<(MergeSummary, Latency), Error> {
     let mut intervals = 0u64;
     for path in paths {
         let bytes = crate::export::read("LOG", path)?;
-        for interval in hlog::read(path, &bytes)? {
+        for interval in hlog::read("LOG", path, &bytes)? {
             let latency = Latency::from_histogram(&interval.histogram)
                 .map_err(|e| Error::config("LOG", format!("{path}: {e}")))?;
             total.merge(&latency);

@@ -148,7 +148,7 @@ fn distribution(h: &Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 fn load_hlog(path: &str, bytes: &[u8]) -> Result<Run, Error> {
-    let logged = hlog::read(path, bytes)?;
+    let logged = hlog::read("INPUT", path, bytes)?;
     let mut total = Latency::new();
     let mut intervals = Vec::new();
     for (index, interval) in logged.iter().enumerate() {

@@ -290,10 +290,160 @@ pub fn interval_line(i: &IntervalSummary) -> String {
 
 /// One object of the JSON stream: `{"event": ..., "data": ...}`, as iperf3's `--json-stream`.
 pub fn json_event<T: serde::Serialize>(event: &str, data: &T) -> String {
-    json(&serde_json::json!({ "event": event, "data": data }))
+    #[derive(serde::Serialize)]
+    struct Event<'a, T> {
+        event: &'a str,
+        data: &'a T,
+    }
+    json(&Event { event, data })
 }
 
 /// A summary as one line of JSON.
 pub fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("summaries serialize")
+}
+
+/// Snapshots of every rendering, from fixed data: a change to what users read is a reviewed
+/// change (`INSTA_UPDATE=always cargo test`, then read the diff of `src/snapshots/`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interval::IntervalReport;
+    use crate::loss_pattern::LossBursts;
+    use crate::outage::Outage;
+    use crate::stats::Latency;
+    use crate::summary::{Counters, LagSummary, SocketSummary};
+
+    /// Scripted round trips: 1000 replies from 20 us to about 1.2 ms.
+    fn scripted_rtt() -> Latency {
+        let mut rtt = Latency::new();
+        for i in 0..1000u64 {
+            rtt.record(20_000 + i * i);
+        }
+        rtt
+    }
+
+    fn summary() -> PingSummary {
+        let rtt = scripted_rtt();
+        let counters = Counters {
+            sent: 1010,
+            received: 1000,
+            lost: 8,
+            late: 2,
+            duplicates: 3,
+            reordered: 5,
+            ..Counters::default()
+        };
+        PingSummary {
+            target: "127.0.0.1:9999".into(),
+            local: "0.0.0.0:40000".into(),
+            session: "00000000000000ff".into(),
+            mode: "rate",
+            rate_pps: Some(1000.0),
+            inflight_max: 1064,
+            peak_in_flight: 3,
+            size_bytes: 64,
+            timeout_ms: 1000.0,
+            duration_s: 1.011,
+            interrupted: false,
+            loss_pct: counters.loss_pct(),
+            counters,
+            rtt: rtt.summary(),
+            jitter_us: Some(12.5),
+            rtt_from_intended: rtt.summary(),
+            schedule_lag: Some(LagSummary {
+                mean_us: 3.0,
+                p99_us: 40.0,
+                max_us: 120.0,
+            }),
+            loss_bursts: LossBursts {
+                count: 2,
+                mean_length: 5.0,
+                max_length: 8,
+                mean_distance: 1.5,
+            },
+            outages: vec![Outage {
+                start_s: 0.5,
+                duration_s: 0.008,
+                lost: 8,
+                not_sent: 0,
+                cause: "silence",
+                ongoing: false,
+            }],
+            socket: SocketSummary {
+                rcvbuf_bytes: 8 << 20,
+                sndbuf_bytes: 8 << 20,
+                rx_timestamps: "kernel",
+            },
+            flows: Vec::new(),
+        }
+    }
+
+    fn interval() -> IntervalSummary {
+        IntervalSummary::of(&IntervalReport {
+            index: 1,
+            start_ns: 1_000_000_000,
+            end_ns: 2_000_000_000,
+            counters: Counters {
+                sent: 1000,
+                received: 990,
+                lost: 10,
+                late: 1,
+                ..Counters::default()
+            },
+            rtt: scripted_rtt(),
+        })
+    }
+
+    #[test]
+    fn ping_summary_text() {
+        insta::assert_snapshot!(ping_text(&summary()));
+    }
+
+    #[test]
+    fn ping_summary_json() {
+        insta::assert_snapshot!(serde_json::to_string_pretty(&summary()).unwrap());
+    }
+
+    #[test]
+    fn interval_line_and_event() {
+        let i = interval();
+        insta::assert_snapshot!(format!(
+            "{}\n{}",
+            interval_line(&i),
+            json_event("interval", &i)
+        ));
+    }
+
+    #[test]
+    fn probe_lines() {
+        let events = [
+            ProbeEvent::Reply {
+                seq: 7,
+                intended_ns: 7_000_000,
+                sent_ns: 7_000_100,
+                rtt_ns: 31_234,
+                len: 64,
+                kind: ReplyKind::Received { reordered: true },
+            },
+            ProbeEvent::Lost {
+                seq: 8,
+                intended_ns: 8_000_000,
+                sent_ns: 8_000_050,
+                unreachable: true,
+            },
+            ProbeEvent::Mismatched {
+                seq: Some(9),
+                len: 40,
+                reason: "truncated",
+            },
+        ];
+        let lines: Vec<String> = events.iter().map(probe_line).collect();
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    #[test]
+    fn hgrm_of_scripted_rtts() {
+        insta::assert_snapshot!(crate::export::hgrm::render(scripted_rtt().histogram()));
+    }
 }

@@ -23,9 +23,9 @@ pub struct LoggedInterval {
     pub histogram: Histogram<u64>,
 }
 
-/// Reads every interval histogram of a log. `path` names the file in errors.
-pub fn read(path: &str, bytes: &[u8]) -> Result<Vec<LoggedInterval>, Error> {
-    let bad = |what: String| Error::config("LOG", format!("{path}: {what}"));
+/// Reads every interval histogram of a log. `flag` and `path` name the argument in errors.
+pub fn read(flag: &'static str, path: &str, bytes: &[u8]) -> Result<Vec<LoggedInterval>, Error> {
+    let bad = |what: String| Error::config(flag, format!("{path}: {what}"));
     let mut deserializer = Deserializer::new();
     let mut intervals = Vec::new();
     for (n, entry) in IntervalLogIterator::new(bytes).enumerate() {
