@@ -9,7 +9,7 @@ use crate::engine::{Engine, Role};
 use crate::error::Error;
 use crate::impairment::{ImpairSpec, LossModel};
 use crate::net::Buffers;
-use crate::pinger::Pinger;
+use crate::pinger::{Pinger, ProbeEvent};
 use crate::relay::{Relay, RelayConfig};
 use crate::report;
 use crate::wire::Wire;
@@ -763,8 +763,12 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
     let period = args.period(&cfg);
     let (tx, rx) = mpsc::channel();
     let mut progress_counters = Vec::new();
+    // For the plot: when lost probes were sent (a bounded sample per flow).
+    let lost_marks: Vec<Arc<std::sync::Mutex<Vec<u64>>>> = (0..n).map(|_| Arc::default()).collect();
+    let plot = args.plot.is_some();
     for (i, flow) in flows.iter_mut().enumerate() {
-        if per_probe || !csvs.is_empty() {
+        if per_probe || !csvs.is_empty() || plot {
+            let marks = lost_marks[i].clone();
             let prefix = if n > 1 {
                 format!("flow {i}: ")
             } else {
@@ -779,6 +783,12 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
                     out(&format!("{prefix}{}\n", report::probe_line(event)));
                 }
                 rows.iter_mut().for_each(|r| r.record(event));
+                if let (true, ProbeEvent::Lost { sent_ns, .. }) = (plot, event) {
+                    let mut marks = marks.lock().unwrap_or_else(|p| p.into_inner());
+                    if marks.len() < crate::plot::MAX_LOSS_MARKS / n {
+                        marks.push(*sent_ns);
+                    }
+                }
             });
         }
         if let Some(period) = period {
@@ -880,7 +890,11 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
         )?;
     }
     if let Some(path) = &args.plot {
-        let run = crate::plot::Run::live(&summary, &intervals, rtt.histogram());
+        let lost: Vec<u64> = lost_marks
+            .iter()
+            .flat_map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect();
+        let run = crate::plot::Run::live(&summary, &intervals, &lost, rtt.histogram());
         let title = format!(
             "sonde {}: {} probes of {} bytes, {}",
             summary.target,

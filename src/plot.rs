@@ -19,7 +19,7 @@ const MAX_POINTS: usize = 20_000;
 /// Time buckets for a CSV too long to draw point by point.
 const BUCKETS: usize = 1_000;
 /// Most loss markers drawn per run (the rest are in the same places, or too dense to see).
-const MAX_LOSS_MARKS: usize = 5_000;
+pub const MAX_LOSS_MARKS: usize = 5_000;
 /// The distribution axis reaches this many nines at most (99.9999%).
 const MAX_NINES: f64 = 6.0;
 
@@ -54,8 +54,10 @@ pub struct Run {
     pub spans: Vec<Span>,
     /// What the spans' middle line and band are, for the legend.
     pub span_meaning: &'static str,
-    /// When probes were lost (seconds into the run).
+    /// When lost probes were sent (seconds into the run; at most [`MAX_LOSS_MARKS`] of them),
+    /// and how many were lost in all.
     pub lost_at: Vec<f64>,
+    pub lost: u64,
     /// Outages: (start s, duration s).
     pub outages: Vec<(f64, f64)>,
     /// The distribution: (quantile, RTT ms).
@@ -63,13 +65,17 @@ pub struct Run {
 }
 
 impl Run {
-    /// A run just measured: its intervals, outages and whole distribution.
+    /// A run just measured: its intervals, the send times of (some of) its lost probes, its
+    /// outages and whole distribution.
     pub fn live(
         summary: &PingSummary,
         intervals: &[IntervalSummary],
+        lost_sent_ns: &[u64],
         rtt: &Histogram<u64>,
     ) -> Self {
         let mut run = Self::from_intervals(intervals);
+        run.lost_at = lost_sent_ns.iter().map(|&ns| ns as f64 / 1e9).collect();
+        run.lost = summary.counters.lost;
         run.label = summary.target.clone();
         run.outages = summary
             .outages
@@ -95,8 +101,11 @@ impl Run {
                     high_ms: r.p99_us / 1e3,
                 });
             }
+            // An interval counts the timeouts that fired in it: mark them there (a run with
+            // per-probe records marks each probe at its send time instead).
             if i.counters.lost > 0 {
                 run.lost_at.push((i.start_s + i.end_s) / 2.0);
+                run.lost += i.counters.lost;
             }
         }
         run
@@ -255,8 +264,11 @@ fn load_csv(path: &str) -> Result<Run, Error> {
                     run.points.push((t, ms));
                 }
             }
-            (_, "lost" | "unreachable") if run.lost_at.len() < MAX_LOSS_MARKS => {
-                run.lost_at.push(t)
+            (_, "lost" | "unreachable") => {
+                run.lost += 1;
+                if run.lost_at.len() < MAX_LOSS_MARKS {
+                    run.lost_at.push(t);
+                }
             }
             _ => {}
         }
@@ -381,18 +393,34 @@ where
                 .label(format!("{}: RTT per probe", run.label))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 3, color.filled()));
         }
-        if !run.spans.is_empty() {
+        // Bands only for a single run: several overlap into mud.
+        if runs.len() == 1 {
             chart.draw_series(run.spans.iter().map(|s| {
                 Rectangle::new(
                     [(s.start_s, s.low_ms), (s.end_s, s.high_ms)],
                     color.mix(0.25).filled(),
                 )
             }))?;
+        }
+        if !run.spans.is_empty() {
+            // One line per stretch without gaps: an interval with no replies breaks it.
+            let mut stretches: Vec<Vec<(f64, f64)>> = Vec::new();
+            let mut last_end = f64::NEG_INFINITY;
+            for span in &run.spans {
+                if span.start_s - last_end > (span.end_s - span.start_s) * 0.5 {
+                    stretches.push(Vec::new());
+                }
+                last_end = span.end_s;
+                if let Some(stretch) = stretches.last_mut() {
+                    stretch.push(((span.start_s + span.end_s) / 2.0, span.mid_ms));
+                }
+            }
+            for stretch in stretches.iter().skip(1) {
+                chart.draw_series(LineSeries::new(stretch.clone(), color.stroke_width(2)))?;
+            }
             chart
                 .draw_series(LineSeries::new(
-                    run.spans
-                        .iter()
-                        .map(|s| ((s.start_s + s.end_s) / 2.0, s.mid_ms)),
+                    stretches.first().cloned().unwrap_or_default(),
                     color.stroke_width(2),
                 ))?
                 .label(format!("{}: RTT {}", run.label, run.span_meaning))
@@ -408,13 +436,13 @@ where
                         .take(MAX_LOSS_MARKS)
                         .map(|&t| TriangleMarker::new((t, top * 0.97), 4, LOSS.filled())),
                 )?
-                .label(format!("{}: lost ({})", run.label, run.lost_at.len()))
+                .label(format!("{}: lost ({})", run.label, run.lost))
                 .legend(|(x, y)| TriangleMarker::new((x + 8, y), 4, LOSS.filled()));
         }
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
@@ -428,11 +456,18 @@ fn draw_distribution<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
+    // As far as the data reaches: the last tick below 100%, rounded up; 100% sits at the edge.
     let right = runs
         .iter()
-        .flat_map(|r| r.distribution.iter().map(|p| nines(p.0)))
+        .flat_map(|r| {
+            r.distribution
+                .iter()
+                .filter(|p| p.0 < 1.0)
+                .map(|p| nines(p.0))
+        })
         .fold(2.0f64, f64::max)
-        .ceil();
+        .ceil()
+        .min(MAX_NINES);
     let top = runs
         .iter()
         .flat_map(|r| r.distribution.iter().map(|p| p.1))
@@ -458,7 +493,7 @@ where
         let points: Vec<(f64, f64)> = run
             .distribution
             .iter()
-            .map(|&(q, v)| (nines(q), v))
+            .map(|&(q, v)| (nines(q).min(right), v))
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?

@@ -54,9 +54,9 @@ impl Thresholds {
                     "{flag} {limit:?}: no replies to measure {name} from"
                 )),
                 Some(us) if us > limit_us => out.push(format!(
-                    "rtt {name} {:.3} ms > {flag} {:.3} ms",
+                    "rtt {name} {:.3} ms > {flag} {}",
                     us / 1e3,
-                    limit_us / 1e3
+                    humantime::format_duration(limit)
                 )),
                 Some(_) => {}
             }
