@@ -12,6 +12,7 @@ use crate::net::Buffers;
 use crate::pinger::{Pinger, ProbeEvent};
 use crate::relay::{Relay, RelayConfig};
 use crate::report;
+use crate::summary::EchoSummary;
 use crate::wire::Wire;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -150,8 +151,50 @@ pub struct EchoArgs {
     /// Cores to pin threads to, in turn (e.g. 0,1 or 2-5) [default: every core in turn]
     #[arg(long, value_name = "LIST", value_parser = crate::threads::parse_cpus)]
     pub cpus: Option<crate::threads::CpuList>,
+    /// Answer only sources in this network (e.g. 198.18.0.0/15, ::1, 127.0.0.1) [repeatable;
+    /// default: every source]
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub allow: Vec<ipnet::IpNet>,
+    /// Datagrams per second answered per source IP, or off [default: off on a loopback address,
+    /// 10000 otherwise]
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit)]
+    pub limit_per_source: Option<Option<f64>>,
+    /// Datagrams per second answered in all, or off [default: off on a loopback address, 100000
+    /// otherwise]
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit)]
+    pub limit_total: Option<Option<f64>>,
+    /// Answer only probes signed with the key in FILE (sonde ping --key-file with the same file)
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<String>,
+    /// Print the counters (echoed, refused by reason) every DURATION, as well as at the end
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub stats_interval: Option<Duration>,
     #[command(flatten)]
     pub socket: SocketArgs,
+}
+
+/// Default limits of a reflector reachable from the network (`sonde echo` bound to anything but
+/// loopback), in datagrams per second.
+pub const DEFAULT_LIMIT_PER_SOURCE: f64 = 10_000.0;
+pub const DEFAULT_LIMIT_TOTAL: f64 = 100_000.0;
+
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| {
+            "expected an address or network, e.g. 198.18.0.0/15, 127.0.0.1 or ::1/128".into()
+        })
+}
+
+/// `off`, or a rate in datagrams per second.
+fn parse_limit(s: &str) -> Result<Option<f64>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    parse_rate(s)
+        .map(Some)
+        .map_err(|_| "expected datagrams per second (e.g. 10000) or off".into())
 }
 
 /// Socket and loop options shared by every role that measures or serves.
@@ -286,6 +329,10 @@ pub struct ProbeArgs {
     /// No progress bar (there is none anyway unless stderr is a terminal)
     #[arg(long)]
     pub no_progress: bool,
+    /// Sign probes with the key in FILE and accept only signed replies (the echo needs the same
+    /// --key-file); at least 16 bytes, one trailing newline ignored
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<String>,
     /// Independent flows, each with its own socket, port and poll loop, pinned to a core; --rate,
     /// --count and --inflight apply to each [ping: 1; loopback: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -458,6 +505,7 @@ impl ProbeArgs {
             buffers: self.socket.buffers(),
             wire: self.socket.wire,
             kernel_timestamps: self.socket.timestamps == "kernel",
+            key: None,
         }
     }
 
@@ -494,6 +542,13 @@ impl ProbeArgs {
             return Some(period.clamp(Duration::from_millis(10), Duration::from_secs(1)));
         }
         needed.then_some(Duration::from_secs(1))
+    }
+
+    fn key(&self) -> Result<Option<crate::auth::Key>, Error> {
+        self.key_file
+            .as_deref()
+            .map(crate::auth::Key::load)
+            .transpose()
     }
 
     fn thresholds(&self) -> crate::threshold::Thresholds {
@@ -560,6 +615,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
         Command::Ping(args) => {
             let mut cfg = args.probe.config(args.target, false);
             cfg.bind = args.bind;
+            cfg.key = args.probe.key()?;
             cfg.validate()?;
             let flows = (0..args.probe.flows.unwrap_or(1))
                 .map(|_| {
@@ -619,16 +675,22 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 .expect("literal address");
             let cores = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
             let n = args.probe.flows.map_or(cores, usize::from);
+            let key = args.probe.key()?;
             let flows = (0..n)
                 .map(|_| {
                     // The socket flags are the pinger's; the in-process echo keeps the defaults
-                    // and speaks the same wire format.
+                    // and speaks the same wire format (and checks the same key).
                     let echo = Echo::with_config(&EchoConfig {
                         bind: ip,
                         wire: args.probe.socket.wire,
+                        policy: crate::guard::Policy {
+                            key: key.clone(),
+                            ..Default::default()
+                        },
                         ..EchoConfig::default()
                     })?;
-                    let cfg = args.probe.config(echo.local_addr(), true);
+                    let mut cfg = args.probe.config(echo.local_addr(), true);
+                    cfg.key = key.clone();
                     cfg.validate()?;
                     Ok(Flow {
                         pinger: Pinger::new(cfg)?,
@@ -643,11 +705,38 @@ fn run(cli: Cli) -> Result<i32, Error> {
 
 fn echo(args: EchoArgs) -> Result<(), Error> {
     let threads = usize::from(args.threads);
+    let key = args
+        .key_file
+        .as_deref()
+        .map(crate::auth::Key::load)
+        .transpose()?;
+    if key.is_some() && args.socket.wire != Wire::Sonde {
+        return Err(Error::config(
+            "--key-file",
+            "authentication needs sonde's probe format (not --wire sockperf)",
+        ));
+    }
+    // Reachable from the network: limits on unless lifted. On loopback only this host's own
+    // processes can reach it, and the machine is measuring itself.
+    let exposed = !args.bind.ip().is_loopback();
+    let limit = |asked: Option<Option<f64>>, default: f64| match asked {
+        Some(limit) => limit,
+        None => exposed.then_some(default),
+    };
+    let per_source = limit(args.limit_per_source, DEFAULT_LIMIT_PER_SOURCE);
+    // SO_REUSEPORT keeps a source address on one thread; the total is shared out.
+    let total = limit(args.limit_total, DEFAULT_LIMIT_TOTAL).map(|t| t / threads as f64);
     let mut cfg = EchoConfig {
         bind: args.bind,
         buffers: args.socket.buffers(),
         reuse_port: threads > 1,
         wire: args.socket.wire,
+        policy: crate::guard::Policy {
+            allow: args.allow.clone(),
+            per_source: per_source.map(crate::guard::Limit::per_second),
+            total: total.map(crate::guard::Limit::per_second),
+            key,
+        },
     };
     let first = Echo::with_config(&cfg)?;
     // The others share the address the first one got (its real port when 0 was asked for).
@@ -656,32 +745,34 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
     for _ in 1..threads {
         echoes.push(Echo::with_config(&cfg)?);
     }
-    let scope = if cfg.bind.ip().is_unspecified() {
-        " (all interfaces)"
-    } else {
-        ""
-    };
-    let workers = if threads > 1 {
-        format!(", {threads} threads")
-    } else {
-        String::new()
-    };
-    let banner = format!(
-        "sonde echo: listening on {}{scope}{workers}; Ctrl-C prints the counters and stops\n",
-        cfg.bind
-    );
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<(u64, EchoSummary)>)>();
+    if let Some(period) = args.stats_interval {
+        for (i, echo) in echoes.iter_mut().enumerate() {
+            let tx = tx.clone();
+            echo.report_stats(period, move |index, summary| {
+                let _ = tx.send((i, Some((index, summary))));
+            });
+        }
+    }
+    let banner = echo_banner(&echoes[0], cfg.bind, threads, exposed);
     let placement = crate::threads::placement(threads, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
     let busy_poll = args.socket.busy_poll;
     let quiet = args.quiet || args.json;
+    let json = args.json;
     let results = crate::threads::run_pinned(
-        echoes,
+        echoes.into_iter().enumerate().collect(),
         &placement,
         || {
             if !quiet {
                 out(&banner);
             }
+            print_echo_stats(rx, threads, json);
         },
-        |mut echo, barrier| {
+        |(i, mut echo): (usize, Echo), barrier| {
+            // Sent even if this thread fails: the stats printer waits for every thread.
+            let _finished = OnDrop(|| {
+                let _ = tx.send((i, None));
+            });
             let engine = loop_for_thread(busy_poll);
             barrier.wait();
             let result = engine.and_then(|mut e| e.run(&mut [&mut echo]).map(|_| ()));
@@ -696,6 +787,87 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
         report::echo_text(&total)
     });
     results.into_iter().try_for_each(|(_, r)| r)
+}
+
+/// Runs a closure when dropped (on unwinding too).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+fn echo_banner(echo: &Echo, bind: SocketAddr, threads: usize, exposed: bool) -> String {
+    let scope = if bind.ip().is_unspecified() {
+        " (all interfaces)"
+    } else {
+        ""
+    };
+    let workers = if threads > 1 {
+        format!(", {threads} threads")
+    } else {
+        String::new()
+    };
+    let mut banner = format!(
+        "sonde echo: listening on {bind}{scope}{workers}; Ctrl-C prints the counters and stops\n"
+    );
+    let p = echo.policy_summary();
+    let rate = |limit: Option<f64>| limit.map_or("no limit".to_string(), |r| format!("{r}/s"));
+    let sources = if p.allow.is_empty() {
+        "every source".to_string()
+    } else {
+        p.allow.join(", ")
+    };
+    let total = p.total_limit_pps.map(|t| t * threads as f64);
+    banner += &format!(
+        "sonde echo: {}answering {sources}; per source {}, in all {}{}\n",
+        if exposed {
+            "not loopback: reachable from the network; "
+        } else {
+            ""
+        },
+        rate(p.per_source_limit_pps),
+        rate(total),
+        if p.authenticated {
+            "; signed probes only"
+        } else {
+            ""
+        }
+    );
+    banner
+}
+
+/// Prints `--stats-interval` reports: report `k` once every running thread has sent its own.
+/// Returns when every thread has finished.
+fn print_echo_stats(
+    rx: std::sync::mpsc::Receiver<(usize, Option<(u64, EchoSummary)>)>,
+    threads: usize,
+    json: bool,
+) {
+    let mut running = vec![true; threads];
+    let mut pending: std::collections::BTreeMap<u64, Vec<EchoSummary>> = Default::default();
+    while running.iter().any(|&r| r) {
+        let Ok((thread, message)) = rx.recv() else {
+            return;
+        };
+        match message {
+            Some((index, summary)) => pending.entry(index).or_default().push(summary),
+            None => running[thread] = false,
+        }
+        let live = running.iter().filter(|&&r| r).count();
+        while let Some(entry) = pending.first_entry() {
+            if entry.get().len() < live.max(1) && live > 0 {
+                break;
+            }
+            let total = crate::echo::merge(&entry.remove());
+            out(&if json {
+                report::json_event("stats", &total) + "\n"
+            } else {
+                report::echo_stats_line(&total) + "\n"
+            });
+        }
+    }
 }
 
 /// A poll loop for one measurement thread: stops on Ctrl-C/SIGTERM like every other thread.

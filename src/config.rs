@@ -57,6 +57,8 @@ pub struct PingConfig {
     pub wire: Wire,
     /// Take receive times from the kernel (`SO_TIMESTAMPNS`) rather than after the receive call.
     pub kernel_timestamps: bool,
+    /// Sign probes and accept only signed replies (`--key-file`).
+    pub key: Option<crate::auth::Key>,
 }
 
 impl PingConfig {
@@ -74,6 +76,7 @@ impl PingConfig {
             buffers: Buffers::default(),
             wire: Wire::Sonde,
             kernel_timestamps: true,
+            key: None,
         }
     }
 
@@ -90,16 +93,32 @@ impl PingConfig {
         }
     }
 
+    /// Bytes before the padding: the probe header, and the authentication tag with a key.
+    pub fn header_len(&self) -> usize {
+        self.wire.header_len() + self.key.as_ref().map_or(0, |_| crate::auth::TAG_LEN)
+    }
+
     /// Checks every value, naming the flag of the first bad one.
     pub fn validate(&self) -> Result<(), Error> {
         let max = max_payload(&self.target);
-        let header = self.wire.header_len();
+        if self.key.is_some() && self.wire != Wire::Sonde {
+            return Err(Error::config(
+                "--key-file",
+                "authentication needs sonde's probe format (not --wire sockperf)",
+            ));
+        }
+        let header = self.header_len();
         if self.size < header {
             return Err(Error::config(
                 "--size",
                 format!(
-                    "{} bytes is below the {header}-byte probe header",
-                    self.size
+                    "{} bytes is below the {header}-byte probe header{}",
+                    self.size,
+                    if self.key.is_some() {
+                        " and authentication tag"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -172,6 +191,8 @@ pub struct EchoConfig {
     pub reuse_port: bool,
     /// Plain echo, or sockperf's server behaviour.
     pub wire: Wire,
+    /// What is answered: allow list, rate limits, authentication.
+    pub policy: crate::guard::Policy,
 }
 
 impl Default for EchoConfig {
@@ -181,6 +202,7 @@ impl Default for EchoConfig {
             buffers: Buffers::default(),
             reuse_port: false,
             wire: Wire::Sonde,
+            policy: crate::guard::Policy::default(),
         }
     }
 }

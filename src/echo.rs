@@ -2,11 +2,13 @@
 //!
 //! It never sends more than it received: each echo is the received slice, sent once. A send the
 //! kernel refuses (full buffer, unreachable sender) is counted and dropped, never retried in a
-//! loop and never fatal: one slow client must not stop the server.
+//! loop and never fatal: one slow client must not stop the server. With a [`crate::guard::Policy`], each
+//! datagram first passes the [`Guard`] (loop protection, allow list, rate limits, authentication).
 
 use crate::config::EchoConfig;
 use crate::engine::{Role, Wake};
 use crate::error::Error;
+use crate::guard::Guard;
 use crate::net;
 use crate::summary::EchoSummary;
 use crate::sys::MmsgBatch;
@@ -17,13 +19,17 @@ use mio::{Interest, Registry, Token};
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Distinct peers remembered for the `peers` count; beyond it the count stops growing, so a
 /// flood of spoofed sources cannot grow memory.
 pub const PEERS_LIMIT: usize = 65_536;
 /// Receive errors tolerated back to back before the loop moves on.
 const MAX_ERRORS_IN_A_ROW: u32 = 16;
+/// Most datagrams one receive call returns (the verdicts of a batch are kept in an array).
+const MAX_BATCH: usize = 64;
+
+type StatsSink = Box<dyn FnMut(u64, EchoSummary) + Send>;
 
 /// Adds up the counters of several echo sockets serving one address (`--threads`). Peers are
 /// summed: `SO_REUSEPORT` keeps each peer on one socket.
@@ -38,6 +44,8 @@ pub fn merge(parts: &[EchoSummary]) -> EchoSummary {
         total.send_failed += p.send_failed;
         total.recv_errors += p.recv_errors;
         total.not_answered += p.not_answered;
+        total.bytes_out += p.bytes_out;
+        total.refused.add(&p.refused);
     }
     total
 }
@@ -49,8 +57,12 @@ pub struct Echo {
     batch: MmsgBatch,
     peers: HashSet<SocketAddr>,
     summary: EchoSummary,
+    /// `None` when every datagram is answered (no policy): the fast path.
+    guard: Option<Guard>,
     started: Instant,
     stopped: bool,
+    /// Periodic counters (`--stats-interval`): period, next report, its index, where it goes.
+    stats: Option<(Duration, Instant, u64, StatsSink)>,
 }
 
 impl Echo {
@@ -69,6 +81,8 @@ impl Echo {
             net::bind_with(cfg.bind, cfg.buffers)?
         };
         let (rcvbuf_bytes, sndbuf_bytes) = crate::sys::granted_buffers(&socket).unwrap_or((0, 0));
+        let guard = Guard::new(local, cfg.policy.clone());
+        let policy = &cfg.policy;
         Ok(Self {
             wire: cfg.wire,
             socket,
@@ -80,11 +94,31 @@ impl Echo {
                 peers_limit: PEERS_LIMIT as u64,
                 rcvbuf_bytes,
                 sndbuf_bytes,
+                allow: policy.allow.iter().map(ToString::to_string).collect(),
+                per_source_limit_pps: policy.per_source.map(|l| l.rate),
+                total_limit_pps: policy.total.map(|l| l.rate),
+                authenticated: policy.key.is_some(),
                 ..EchoSummary::default()
             },
+            guard: (!guard.is_open()).then_some(guard),
             started: Instant::now(),
             stopped: false,
+            stats: None,
         })
+    }
+
+    /// Hands `sink` the counters so far every `period` (with the report's index).
+    pub fn report_stats(
+        &mut self,
+        period: Duration,
+        sink: impl FnMut(u64, EchoSummary) + Send + 'static,
+    ) {
+        self.stats = Some((period, Instant::now() + period, 0, Box::new(sink)));
+    }
+
+    /// The policy in force, for a banner.
+    pub fn policy_summary(&self) -> &EchoSummary {
+        &self.summary
     }
 
     /// The address actually bound (with the real port when 0 was asked for).
@@ -93,9 +127,15 @@ impl Echo {
     }
 
     pub fn summary(&self) -> EchoSummary {
+        debug_assert!(self.summary.bytes_out <= self.summary.bytes);
         EchoSummary {
             duration_ms: self.started.elapsed().as_millis() as u64,
             peers: self.peers.len() as u64,
+            refused: self
+                .guard
+                .as_ref()
+                .map(|g| g.refused.clone())
+                .unwrap_or_default(),
             ..self.summary.clone()
         }
     }
@@ -126,24 +166,36 @@ impl Echo {
                 }
             };
             errors_in_a_row = 0;
-            for i in 0..n {
-                if let Some(meta) = self.batch.meta(i) {
-                    self.count(meta.len, meta.from);
+            debug_assert!(n <= MAX_BATCH);
+            let mut answer = [true; MAX_BATCH];
+            let now = self.guard.is_some().then(Instant::now);
+            for (i, answer) in answer.iter_mut().enumerate().take(n) {
+                let Some(meta) = self.batch.meta(i) else {
+                    *answer = false;
+                    continue;
+                };
+                self.count(meta.len, meta.from);
+                if let (Some(guard), Some(now)) = (self.guard.as_mut(), now) {
+                    *answer = guard.admit(meta.from, self.batch.payload(i), now);
                 }
             }
-            self.summary.send_failed += match self.wire {
-                Wire::Sonde => self.batch.echo(&self.socket, n),
-                Wire::Sockperf => {
-                    let mut silent = 0;
-                    let refused = self.batch.reply_with(&self.socket, n, |datagram| {
-                        let reply = sockperf::server_reply(datagram);
-                        silent += usize::from(reply.is_none());
-                        reply
-                    });
-                    self.summary.not_answered += silent as u64;
-                    refused
+            let (mut silent, mut bytes_out) = (0u64, 0u64);
+            let wire = self.wire;
+            let refused = self.batch.reply_with(&self.socket, n, |i, datagram| {
+                if !answer[i] {
+                    return None;
                 }
-            } as u64;
+                let reply = match wire {
+                    Wire::Sonde => Some(datagram.len()),
+                    Wire::Sockperf => sockperf::server_reply(datagram),
+                };
+                silent += u64::from(reply.is_none());
+                bytes_out += reply.unwrap_or(0) as u64;
+                reply
+            });
+            self.summary.not_answered += silent;
+            self.summary.send_failed += refused as u64;
+            self.summary.bytes_out += bytes_out;
         }
     }
 }
@@ -160,8 +212,27 @@ impl Role for Echo {
         Ok(())
     }
 
-    fn advance(&mut self, _now: Instant) -> Result<Wake, Error> {
-        Ok(Wake::IDLE)
+    fn advance(&mut self, now: Instant) -> Result<Wake, Error> {
+        let Some((period, next, index, _)) = self.stats.as_ref() else {
+            return Ok(Wake::IDLE);
+        };
+        let (period, mut next, mut index) = (*period, *next, *index);
+        if now >= next {
+            let summary = self.summary();
+            if let Some((_, _, _, sink)) = self.stats.as_mut() {
+                sink(index, summary);
+            }
+            index += 1;
+            next += period;
+            if next <= now {
+                next = now + period;
+            }
+        }
+        if let Some(stats) = self.stats.as_mut() {
+            stats.1 = next;
+            stats.2 = index;
+        }
+        Ok(Wake::around(next))
     }
 
     fn stop(&mut self, _now: Instant, _hard: bool) {

@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod echo;
@@ -33,6 +34,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod follow;
+pub mod guard;
 pub mod impairment;
 pub mod inflight;
 pub mod interval;

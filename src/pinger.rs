@@ -168,7 +168,7 @@ impl<'a> Pinger<'a> {
         let table_max = span.max(inflight_max).saturating_mul(2).min(MAX_TABLE);
         let session = random_session();
         let mut probe = vec![0u8; cfg.size];
-        wire::fill_padding_after(&mut probe, cfg.wire.header_len(), session);
+        wire::fill_padding_after(&mut probe, cfg.header_len(), session);
         Ok(Self {
             inflight_max,
             timeout_ns,
@@ -405,12 +405,17 @@ impl<'a> Pinger<'a> {
 
     fn encode(&self, buf: &mut [u8], seq: u64, sent_ns: u64) {
         match self.cfg.wire {
-            Wire::Sonde => ProbeHeader {
-                session: self.session,
-                seq,
-                send_ns: sent_ns,
+            Wire::Sonde => {
+                ProbeHeader {
+                    session: self.session,
+                    seq,
+                    send_ns: sent_ns,
+                }
+                .encode(buf);
+                if let Some(key) = &self.cfg.key {
+                    key.sign(buf);
+                }
             }
-            .encode(buf),
             Wire::Sockperf => sockperf::Header {
                 seq,
                 flags: sockperf::FLAG_CLIENT | sockperf::FLAG_PONG_REQUEST,
@@ -547,6 +552,9 @@ impl<'a> Pinger<'a> {
                     self.emit(ProbeEvent::Foreign { from, len });
                     return;
                 }
+                if self.cfg.key.as_ref().is_some_and(|key| !key.verify(data)) {
+                    return self.mismatched(Some(header.seq), len, "authentication failed");
+                }
                 (header.seq, Some(header.send_ns))
             }
             Wire::Sockperf => match sockperf::Header::decode(data) {
@@ -566,7 +574,7 @@ impl<'a> Pinger<'a> {
             };
         };
         if slot.state != ProbeState::NotSent {
-            let header_len = self.cfg.wire.header_len();
+            let header_len = self.cfg.header_len();
             let faithful = len == self.probe.len()
                 && stamp.is_none_or(|sent| sent == slot.sent_ns)
                 && data[header_len..] == self.probe[header_len..];

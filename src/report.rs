@@ -222,6 +222,20 @@ pub fn merge_text(s: &crate::merge::MergeSummary) -> String {
     out
 }
 
+/// Datagrams an echo server answered.
+fn echoed(s: &EchoSummary) -> u64 {
+    s.datagrams
+        .saturating_sub(s.send_failed + s.not_answered + s.refused.total())
+}
+
+fn refusals(s: &EchoSummary) -> String {
+    let r = &s.refused;
+    format!(
+        "refused: loop protection {}, not allowed {}, over the source limit {}, over the total limit {}, bad or missing signature {}",
+        r.loop_protection, r.not_allowed, r.source_rate_limited, r.total_rate_limited, r.auth_failed
+    )
+}
+
 /// The counters of an echo server, as text.
 pub fn echo_text(s: &EchoSummary) -> String {
     let peers = if s.peers >= s.peers_limit {
@@ -230,14 +244,28 @@ pub fn echo_text(s: &EchoSummary) -> String {
         s.peers.to_string()
     };
     format!(
-        "--- sonde echo on {} ---\n{} datagrams ({} bytes) echoed to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n",
+        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{}\n",
         s.bind,
-        s.datagrams - s.send_failed - s.not_answered,
+        echoed(s),
+        s.datagrams,
+        s.bytes_out,
         s.bytes,
         peers,
         s.duration_ms as f64 / 1e3,
         s.send_failed,
-        s.recv_errors
+        s.recv_errors,
+        refusals(s)
+    )
+}
+
+/// An echo server's counters so far, as one `--stats-interval` line.
+pub fn echo_stats_line(s: &EchoSummary) -> String {
+    format!(
+        "[{:9.3} s] {} of {} datagrams echoed; {}",
+        s.duration_ms as f64 / 1e3,
+        echoed(s),
+        s.datagrams,
+        refusals(s)
     )
 }
 

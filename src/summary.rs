@@ -183,7 +183,7 @@ impl IntervalSummary {
 }
 
 /// Everything an echo server counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EchoSummary {
     pub bind: String,
     pub duration_ms: u64,
@@ -202,4 +202,14 @@ pub struct EchoSummary {
     pub not_answered: u64,
     pub rcvbuf_bytes: usize,
     pub sndbuf_bytes: usize,
+    /// Bytes sent back: never more than `bytes` (no amplification).
+    pub bytes_out: u64,
+    /// Datagrams not answered, by reason (loop protection, allow list, rate limits, auth).
+    pub refused: crate::guard::Refusals,
+    /// The policy in force: `--allow` networks (empty: all), rate limits (datagrams/s; `null`:
+    /// none) and whether probes must be signed.
+    pub allow: Vec<String>,
+    pub per_source_limit_pps: Option<f64>,
+    pub total_limit_pps: Option<f64>,
+    pub authenticated: bool,
 }

@@ -331,7 +331,7 @@ mod imp {
         None
     }
 
-    /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
+    /// Datagrams moved per `recvmmsg`/`sendmmsg` call (the echo's verdicts assume <= 64).
     const BATCH: usize = 32;
     const SLOT: usize = 65_536;
     /// Control space per slot: a timestamp and a drop counter, with headers (64 bytes).
@@ -445,24 +445,28 @@ mod imp {
         /// Sends the first `n` received datagrams back to their senders; returns how many the
         /// kernel refused (each is skipped, never retried in a loop).
         pub fn echo(&mut self, socket: &UdpSocket, n: usize) -> usize {
-            self.reply_with(socket, n, |datagram| Some(datagram.len()))
+            self.reply_with(socket, n, |_, datagram| Some(datagram.len()))
         }
 
-        /// Replies to the first `n` received datagrams, each to its sender: `decide` may rewrite
-        /// a datagram in place and returns how many of its bytes to send back (capped at what
-        /// arrived), or `None` for no reply. Returns how many replies the kernel refused.
+        /// Replies to the first `n` received datagrams, each to its sender: `decide(i, datagram)`
+        /// may rewrite datagram `i` in place and returns how many of its bytes to send back
+        /// (capped at what arrived), or `None` for no reply. Returns how many replies the kernel
+        /// refused.
         pub fn reply_with(
             &mut self,
             socket: &UdpSocket,
             n: usize,
-            mut decide: impl FnMut(&mut [u8]) -> Option<usize>,
+            mut decide: impl FnMut(usize, &mut [u8]) -> Option<usize>,
         ) -> usize {
             let mut k = 0;
             for i in 0..n {
                 let arrived = self.headers[i].msg_len as usize;
                 let slot = &mut self.data[i * SLOT..i * SLOT + arrived];
-                let Some(len) = decide(slot) else { continue };
-                self.iovecs[i].iov_len = len.min(arrived);
+                let Some(len) = decide(i, slot) else { continue };
+                let len = len.min(arrived);
+                // A reflector never sends more than it received: no amplification, in any mode.
+                assert!(len <= arrived);
+                self.iovecs[i].iov_len = len;
                 let mut out = self.headers[i];
                 out.msg_hdr.msg_iov = &mut self.iovecs[i];
                 out.msg_hdr.msg_control = std::ptr::null_mut();
@@ -765,8 +769,22 @@ mod imp {
         }
 
         pub fn echo(&mut self, socket: &UdpSocket, n: usize) -> usize {
+            self.reply_with(socket, n, |_, datagram| Some(datagram.len()))
+        }
+
+        pub fn reply_with(
+            &mut self,
+            socket: &UdpSocket,
+            n: usize,
+            mut decide: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+        ) -> usize {
             match self.got {
-                Some((len, from)) if n > 0 => {
+                Some((arrived, from)) if n > 0 => {
+                    let Some(len) = decide(0, &mut self.data[..arrived]) else {
+                        return 0;
+                    };
+                    let len = len.min(arrived);
+                    assert!(len <= arrived);
                     usize::from(socket.send_to(&self.data[..len], from).is_err())
                 }
                 _ => 0,

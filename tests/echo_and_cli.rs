@@ -81,7 +81,10 @@ fn echo_prints_counters_on_sigterm_too() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut echo.stdout, &mut rest).unwrap();
     assert!(echo.child.wait().unwrap().success());
-    assert!(rest.contains("10 datagrams (640 bytes) echoed"), "{rest}");
+    assert!(
+        rest.contains("10 of 10 datagrams echoed (640 of 640 bytes)"),
+        "{rest}"
+    );
 }
 
 #[test]
