@@ -157,12 +157,12 @@ pub struct EchoArgs {
     pub allow: Vec<ipnet::IpNet>,
     /// Datagrams per second answered per source IP, or off [default: off on a loopback address,
     /// 10000 otherwise]
-    #[arg(long, value_name = "PPS|off", value_parser = parse_limit)]
-    pub limit_per_source: Option<Option<f64>>,
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub limit_per_source: Option<LimitArg>,
     /// Datagrams per second answered in all, or off [default: off on a loopback address, 100000
     /// otherwise]
-    #[arg(long, value_name = "PPS|off", value_parser = parse_limit)]
-    pub limit_total: Option<Option<f64>>,
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub limit_total: Option<LimitArg>,
     /// Answer only probes signed with the key in FILE (sonde ping --key-file with the same file)
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<String>,
@@ -187,14 +187,18 @@ fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
         })
 }
 
+/// A rate limit as given: datagrams per second, or `None` for off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitArg(pub Option<f64>);
+
 /// `off`, or a rate in datagrams per second.
-fn parse_limit(s: &str) -> Result<Option<f64>, String> {
+fn parse_limit(s: &str) -> Result<LimitArg, String> {
     if s == "off" {
-        return Ok(None);
+        return Ok(LimitArg(None));
     }
     parse_rate(s)
-        .map(Some)
-        .map_err(|_| "expected datagrams per second (e.g. 10000) or off".into())
+        .map(|rate| LimitArg(Some(rate)))
+        .map_err(|_| "expected datagrams per second above 0 (e.g. 10000), or off".into())
 }
 
 /// Socket and loop options shared by every role that measures or serves.
@@ -719,8 +723,8 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
     // Reachable from the network: limits on unless lifted. On loopback only this host's own
     // processes can reach it, and the machine is measuring itself.
     let exposed = !args.bind.ip().is_loopback();
-    let limit = |asked: Option<Option<f64>>, default: f64| match asked {
-        Some(limit) => limit,
+    let limit = |asked: Option<LimitArg>, default: f64| match asked {
+        Some(LimitArg(limit)) => limit,
         None => exposed.then_some(default),
     };
     let per_source = limit(args.limit_per_source, DEFAULT_LIMIT_PER_SOURCE);

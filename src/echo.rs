@@ -57,8 +57,7 @@ pub struct Echo {
     batch: MmsgBatch,
     peers: HashSet<SocketAddr>,
     summary: EchoSummary,
-    /// `None` when every datagram is answered (no policy): the fast path.
-    guard: Option<Guard>,
+    guard: Guard,
     started: Instant,
     stopped: bool,
     /// Periodic counters (`--stats-interval`): period, next report, its index, where it goes.
@@ -100,7 +99,7 @@ impl Echo {
                 authenticated: policy.key.is_some(),
                 ..EchoSummary::default()
             },
-            guard: (!guard.is_open()).then_some(guard),
+            guard,
             started: Instant::now(),
             stopped: false,
             stats: None,
@@ -131,11 +130,7 @@ impl Echo {
         EchoSummary {
             duration_ms: self.started.elapsed().as_millis() as u64,
             peers: self.peers.len() as u64,
-            refused: self
-                .guard
-                .as_ref()
-                .map(|g| g.refused.clone())
-                .unwrap_or_default(),
+            refused: self.guard.refused.clone(),
             ..self.summary.clone()
         }
     }
@@ -168,16 +163,14 @@ impl Echo {
             errors_in_a_row = 0;
             debug_assert!(n <= MAX_BATCH);
             let mut answer = [true; MAX_BATCH];
-            let now = self.guard.is_some().then(Instant::now);
+            let now = Instant::now();
             for (i, answer) in answer.iter_mut().enumerate().take(n) {
                 let Some(meta) = self.batch.meta(i) else {
                     *answer = false;
                     continue;
                 };
                 self.count(meta.len, meta.from);
-                if let (Some(guard), Some(now)) = (self.guard.as_mut(), now) {
-                    *answer = guard.admit(meta.from, self.batch.payload(i), now);
-                }
+                *answer = self.guard.admit(meta.from, self.batch.payload(i), now);
             }
             let (mut silent, mut bytes_out) = (0u64, 0u64);
             let wire = self.wire;

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 /// Source ports of UDP services that answer whatever they receive, or that a reflector must
 /// never answer: a datagram "from" one of them is how two reflectors are made to ping-pong (or a
-/// reflector aimed at a victim's service). 0 is never a real source port.
+/// reflector aimed at a victim's service). 0 is never a real source port. Sorted by port.
 pub const LOOP_PORTS: &[(u16, &str)] = &[
     (0, "no port"),
     (7, "echo"),
@@ -145,12 +145,15 @@ pub struct Guard {
     sources: HashMap<IpAddr, Bucket>,
     total: Option<Bucket>,
     last_sweep: Option<Instant>,
+    /// No policy beyond loop protection: the rest of [`Guard::admit`] is skipped.
+    open: bool,
     pub refused: Refusals,
 }
 
 impl Guard {
     pub fn new(local: SocketAddr, policy: Policy) -> Self {
         Self {
+            open: policy == Policy::default(),
             local,
             policy,
             sources: HashMap::new(),
@@ -160,7 +163,7 @@ impl Guard {
         }
     }
 
-    /// Nothing to check: every datagram is answered (the fast path skips the guard).
+    /// Nothing to check beyond loop protection, which is always on.
     pub fn is_open(&self) -> bool {
         self.policy == Policy::default()
     }
@@ -171,6 +174,9 @@ impl Guard {
         if loop_risk(from, self.local) {
             refused.loop_protection += 1;
             return false;
+        }
+        if self.open {
+            return true;
         }
         let ip = canonical(from.ip());
         if !self.policy.allow.is_empty() && !self.policy.allow.iter().any(|net| net.contains(&ip)) {
@@ -242,8 +248,11 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Whether answering `from` could start a loop or reflect onto a broadcast domain.
 pub fn loop_risk(from: SocketAddr, local: SocketAddr) -> bool {
-    let ourselves = canonical(from.ip()) == canonical(local.ip()) && from.port() == local.port();
-    if ourselves || LOOP_PORTS.iter().any(|&(port, _)| port == from.port()) {
+    let ourselves = from.port() == local.port() && canonical(from.ip()) == canonical(local.ip());
+    let service = LOOP_PORTS
+        .binary_search_by_key(&from.port(), |&(port, _)| port)
+        .is_ok();
+    if ourselves || service {
         return true;
     }
     match canonical(from.ip()) {
@@ -282,6 +291,11 @@ mod tests {
         }
         assert!(!loop_risk(addr("127.0.0.1:40000"), local));
         assert!(!loop_risk(addr("[::1]:40000"), local));
+    }
+
+    #[test]
+    fn loop_ports_are_sorted_for_binary_search() {
+        assert!(LOOP_PORTS.windows(2).all(|w| w[0].0 < w[1].0));
     }
 
     #[test]

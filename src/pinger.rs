@@ -386,6 +386,12 @@ impl<'a> Pinger<'a> {
                 Err(e) => {
                     self.record_failed(first + j as u64, sent_ns, intended[j], &e, refused);
                     if self.write_blocked {
+                        // The probes after this one were not used up: they go out once the
+                        // socket is writable again, even if the schedule just ran out.
+                        if j + 1 < k && self.phase == Phase::Draining {
+                            self.phase = Phase::Sending;
+                            self.send_end_ns = None;
+                        }
                         break;
                     }
                 }
