@@ -34,6 +34,8 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod follow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod impairment;
 pub mod inflight;
