@@ -147,6 +147,17 @@ fn per_source_limits_keep_a_measured_flow_served_under_two_floods() {
         flooded.push(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap());
     }
     let counters = stop_json(&mut echo, "TERM");
+    eprintln!(
+        "floods: {} and {} sent, {} and {} answered; measured flow: {} sent, {:.3}% loss, p99 {} us; echo refused {} over the source limit",
+        u(&flooded[0], "sent"),
+        u(&flooded[1], "sent"),
+        u(&flooded[0], "received"),
+        u(&flooded[1], "received"),
+        u(&measured, "sent"),
+        f(&measured, "loss_pct"),
+        f(&measured["rtt"], "p99_us"),
+        u(&counters["refused"], "source_rate_limited")
+    );
     // The measured flow kept its replies (a few may fall to the kernel's queues on 2 vCPUs).
     assert!(
         f(&measured, "loss_pct") < 1.0,
@@ -487,6 +498,7 @@ fn an_exposed_reflector_is_rate_limited_by_default() {
         &["--rate", "30000", "--count", "30000", "--timeout", "300ms"],
     );
     let received = u(&s, "received");
+    eprintln!("exposed defaults: {received} of {} answered", u(&s, "sent"));
     assert!(
         (9_000..=12_500).contains(&received),
         "received {received} of {}",
