@@ -6,28 +6,32 @@ set -Eeuo pipefail
 
 usage() {
   cat <<'EOF'
-usage: scripts/bench-peers.sh [--secs N] [--size BYTES] [--quick]
+usage: scripts/bench-peers.sh [--secs N] [--size BYTES] [--repeat N] [--quick]
 
-Runs, on 127.0.0.1, each for --secs seconds (default 5) with --size-byte messages (default 64):
+Runs, on 127.0.0.1, each for --secs seconds (default 5) with --size-byte messages (default 64),
+tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reporting medians:
   1. ping-pong, one in flight, blocking: RTT p50/p99/p99.9 (full round trip for every tool)
   2. the same with busy-polling on both sides
   3. pipelined round trips/s, 64 in flight, no rate limit
   4. echo capacity: one client (sonde ping --wire sockperf, 2 flows x 64 in flight) against
      sockperf's server and sonde echo with 1 and 2 threads
   5. highest open-loop rate with < 0.1% loss, searched the same way for sonde and sockperf
+  6. user-space instructions per round trip of each client, 64 in flight (valgrind's callgrind:
+     exact counts, unmoved by load; skipped without valgrind)
 and prints one table, with ratios sonde / peer. Peers: sockperf, python3 (stdlib echo); the
 reference: target/release/examples/bare (cargo build --release --examples). sonde's RTTs here use
 user-space receive times (--timestamps user), as the peers do.
---quick: 2-second runs and a coarse rate search (a smoke test).
+--quick: 2-second runs, one round, a coarser rate search (a smoke test).
 EOF
 }
 
-secs=5 size=64 quick=0
+secs=5 size=64 quick=0 repeat=3
 while (($#)); do
   case "$1" in
   --secs) secs="$2"; shift 2 ;;
   --size) size="$2"; shift 2 ;;
-  --quick) quick=1 secs=2; shift ;;
+  --repeat) repeat="$2"; shift 2 ;;
+  --quick) quick=1 secs=2 repeat=1; shift ;;
   -h | --help) usage; exit 0 ;;
   *) echo "bench-peers.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -61,123 +65,184 @@ ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print("%.2f" 
 # sockperf prints half the RTT unless --full-rtt; its percentiles are in microseconds.
 sockperf_pct() { sed -n "s/.*percentile $1 = *\([0-9.]*\).*/\1/p" | head -n1; }
 
+# The median of its arguments, and "min-max" of them, for figures measured over several rounds.
+median() { python3 -c 'import sys, statistics; print(("%.3f" % statistics.median(map(float, sys.argv[1:]))).rstrip("0").rstrip("."))' "$@"; }
+spread() { python3 -c 'import sys; v = list(map(float, sys.argv[1:])); print("%g-%g" % (min(v), max(v)))' "$@"; }
+
+# The tools take turns, round after round: drift on a shared machine then hits every tool alike,
+# and each figure is the median over the rounds (the range is shown beside throughputs). Idle
+# blocking servers wait for their turn; busy-polling ones spin, so each runs only for its own.
+
 pingpong() { # label, busy (0/1)
-  local label="$1" busy="$2" sflag="" pflag=""
-  ((busy)) && sflag=busy pflag=--busy-poll
-  start "$bare" echo 17101 $sflag
-  local b
-  b=$("$bare" ping "$P:17101" "$secs" 1 "$size" $sflag)
-  stop_all
-  start "$sonde" echo --bind "$P:17102" -q $pflag
-  local s
-  s=$("$sonde" ping "$P:17102" --inflight 1 --duration "${secs}s" --size "$size" --timestamps user --json $pflag)
-  stop_all
-  local s50 s99 s999 b50
-  s50=$(json 'd["rtt"]["p50_us"]' <<<"$s"); s99=$(json 'd["rtt"]["p99_us"]' <<<"$s"); s999=$(json 'd["rtt"]["p999_us"]' <<<"$s")
-  b50=$(json 'd["p50_us"]' <<<"$b")
-  row "$label" "sonde pair" "p50 $s50 / p99 $s99 / p99.9 $s999 µs" "-"
-  row "$label" "bare pair (limit)" "p50 $b50 / p99 $(json 'd["p99_us"]' <<<"$b") / p99.9 $(json 'd["p999_us"]' <<<"$b") µs" "sonde/limit p50 $(ratio "$s50" "$b50")"
-  if have sockperf; then
-    local nb=()
-    ((busy)) && nb=(--nonblocked)
-    start sockperf server -i "$P" -p 17103 "${nb[@]}"
-    local out p50
-    out=$(sockperf ping-pong -i "$P" -p 17103 -m "$size" -t "$secs" --full-rtt "${nb[@]}" 2>&1)
+  local label="$1" busy="$2" sflag="" pflag="" nb=() r
+  ((busy)) && sflag=busy pflag=--busy-poll nb=(--nonblocked)
+  local s50=() s99=() s999=() b50=() b99=() b999=() p50=() p99=() p999=() b s out
+  for ((r = 0; r < repeat; r++)); do
+    start "$bare" echo 17101 $sflag
+    b=$("$bare" ping "$P:17101" "$secs" 1 "$size" $sflag)
     stop_all
-    p50=$(sockperf_pct 50.000 <<<"$out")
-    row "$label" "sockperf pair" "p50 $p50 / p99 $(sockperf_pct 99.000 <<<"$out") / p99.9 $(sockperf_pct 99.900 <<<"$out") µs" "sonde/sockperf p50 $(ratio "$s50" "$p50")"
+    b50+=("$(json 'd["p50_us"]' <<<"$b")") b99+=("$(json 'd["p99_us"]' <<<"$b")") b999+=("$(json 'd["p999_us"]' <<<"$b")")
+    start "$sonde" echo --bind "$P:17102" -q $pflag
+    s=$("$sonde" ping "$P:17102" --inflight 1 --duration "${secs}s" --size "$size" --timestamps user --json $pflag)
+    stop_all
+    s50+=("$(json 'd["rtt"]["p50_us"]' <<<"$s")") s99+=("$(json 'd["rtt"]["p99_us"]' <<<"$s")") s999+=("$(json 'd["rtt"]["p999_us"]' <<<"$s")")
+    if have sockperf; then
+      start sockperf server -i "$P" -p 17103 "${nb[@]}"
+      out=$(sockperf ping-pong -i "$P" -p 17103 -m "$size" -t "$secs" --full-rtt "${nb[@]}" 2>&1)
+      stop_all
+      p50+=("$(sockperf_pct 50.000 <<<"$out")") p99+=("$(sockperf_pct 99.000 <<<"$out")") p999+=("$(sockperf_pct 99.900 <<<"$out")")
+    fi
+  done
+  local sm bm pm
+  sm=$(median "${s50[@]}") bm=$(median "${b50[@]}")
+  row "$label" "sonde pair" "p50 $sm / p99 $(median "${s99[@]}") / p99.9 $(median "${s999[@]}") µs" "-"
+  row "$label" "bare pair (limit)" "p50 $bm / p99 $(median "${b99[@]}") / p99.9 $(median "${b999[@]}") µs" "sonde/limit p50 $(ratio "$sm" "$bm")"
+  if have sockperf; then
+    pm=$(median "${p50[@]}")
+    row "$label" "sockperf pair" "p50 $pm / p99 $(median "${p99[@]}") / p99.9 $(median "${p999[@]}") µs" "sonde/sockperf p50 $(ratio "$sm" "$pm")"
   else
     row "$label" "sockperf pair" "not installed" "-"
   fi
 }
 
 pipelined() {
-  local label="pipelined, 64 in flight"
+  local label="pipelined, 64 in flight" r b=() s=() py=() sp=() out
   start "$bare" echo 17201
-  local b s py=""
-  b=$("$bare" ping "$P:17201" "$secs" 64 "$size")
-  stop_all
   start "$sonde" echo --bind "$P:17202" -q
-  s=$("$sonde" ping "$P:17202" --inflight 64 --duration "${secs}s" --size "$size" --json)
-  stop_all
-  local srate brate
-  srate=$(json 'round(d["received"] / d["duration_s"])' <<<"$s")
-  brate=$(json 'd["round_trips_per_s"]' <<<"$b")
-  row "$label" "sonde pair" "$srate round trips/s" "-"
-  row "$label" "bare mmsg pair (limit)" "$brate round trips/s" "sonde/limit $(ratio "$srate" "$brate")"
   start python3 "$here/scripts/py-echo.py" "$P" 17203
-  py=$("$sonde" ping "$P:17203" --inflight 64 --duration "${secs}s" --size "$size" --json)
+  have sockperf && start sockperf server -i "$P" -p 17204
+  for ((r = 0; r < repeat; r++)); do
+    b+=("$("$bare" ping "$P:17201" "$secs" 64 "$size" | json 'd["round_trips_per_s"]')")
+    s+=("$("$sonde" ping "$P:17202" --inflight 64 --duration "${secs}s" --size "$size" --json | json 'round(d["received"] / d["duration_s"])')")
+    py+=("$("$sonde" ping "$P:17203" --inflight 64 --duration "${secs}s" --size "$size" --json | json 'round(d["received"] / d["duration_s"])')")
+    if have sockperf; then
+      out=$(sockperf ping-pong -i "$P" -p 17204 -m "$size" -t "$secs" -b 64 2>&1)
+      sp+=("$(sed -n 's/.*\[Valid Duration\] RunTime=\([0-9.]*\) sec.*ReceivedMessages=\([0-9]*\).*/\2 \1/p' <<<"$out" |
+        awk '{ printf "%d", $1 / $2 }')")
+    fi
+  done
   stop_all
-  local prate
-  prate=$(json 'round(d["received"] / d["duration_s"])' <<<"$py")
-  row "$label" "stdlib Python echo (sonde client)" "$prate round trips/s" "sonde pair/python $(ratio "$srate" "$prate")"
+  local srate brate prate rate
+  srate=$(median "${s[@]}") brate=$(median "${b[@]}") prate=$(median "${py[@]}")
+  row "$label" "sonde pair" "$srate round trips/s ($(spread "${s[@]}"))" "-"
+  row "$label" "bare mmsg pair (limit)" "$brate round trips/s ($(spread "${b[@]}"))" "sonde/limit $(ratio "$srate" "$brate")"
+  row "$label" "stdlib Python echo (sonde client)" "$prate round trips/s ($(spread "${py[@]}"))" "sonde pair/python $(ratio "$srate" "$prate")"
   if have sockperf; then
-    start sockperf server -i "$P" -p 17204
-    local out rate
-    out=$(sockperf ping-pong -i "$P" -p 17204 -m "$size" -t "$secs" -b 64 2>&1)
-    stop_all
-    rate=$(sed -n 's/.*\[Valid Duration\] RunTime=\([0-9.]*\) sec.*ReceivedMessages=\([0-9]*\).*/\2 \1/p' <<<"$out" |
-      awk '{ printf "%d", $1 / $2 }')
-    row "$label" "sockperf ping-pong -b 64 pair" "${rate:-?} round trips/s" "sonde/sockperf $(ratio "$srate" "${rate:-0}")"
+    rate=$(median "${sp[@]}")
+    row "$label" "sockperf ping-pong -b 64 pair" "$rate round trips/s ($(spread "${sp[@]}"))" "sonde/sockperf $(ratio "$srate" "$rate")"
   fi
 }
 
 capacity() {
-  local label="echo capacity, same client" client
-  client=("$sonde" ping --wire sockperf --flows 2 --inflight 64 --duration "${secs}s" --size "$size" --json)
-  local base=""
-  if have sockperf; then
-    start sockperf server -i "$P" -p 17301
-    base=$("${client[@]:0:2}" "$P:17301" "${client[@]:2}" | json 'round(d["received"] / d["duration_s"])')
-    stop_all
-    row "$label" "sockperf server" "$base datagrams/s" "-"
-  fi
-  local t out
-  for t in 1 2; do
-    start "$sonde" echo --bind "$P:1731$t" --wire sockperf --threads "$t" -q
-    out=$("${client[@]:0:2}" "$P:1731$t" "${client[@]:2}" | json 'round(d["received"] / d["duration_s"])')
-    stop_all
-    row "$label" "sonde echo --threads $t" "$out datagrams/s" "${base:+sonde/sockperf $(ratio "$out" "$base")}"
+  local label="echo capacity, same client" r
+  local client=(--wire sockperf --flows 2 --inflight 64 --duration "${secs}s" --size "$size" --json)
+  local base=() one=() two=()
+  have sockperf && start sockperf server -i "$P" -p 17301
+  start "$sonde" echo --bind "$P:17311" --wire sockperf --threads 1 -q
+  start "$sonde" echo --bind "$P:17312" --wire sockperf --threads 2 -q
+  serve() { "$sonde" ping "$P:$1" "${client[@]}" | json 'round(d["received"] / d["duration_s"])'; }
+  for ((r = 0; r < repeat; r++)); do
+    have sockperf && base+=("$(serve 17301)")
+    one+=("$(serve 17311)")
+    two+=("$(serve 17312)")
   done
+  stop_all
+  local sockperf_rate="" m1 m2
+  if have sockperf; then
+    sockperf_rate=$(median "${base[@]}")
+    row "$label" "sockperf server" "$sockperf_rate datagrams/s ($(spread "${base[@]}"))" "-"
+  fi
+  m1=$(median "${one[@]}") m2=$(median "${two[@]}")
+  row "$label" "sonde echo --threads 1" "$m1 datagrams/s ($(spread "${one[@]}"))" "${sockperf_rate:+sonde/sockperf $(ratio "$m1" "$sockperf_rate")}"
+  row "$label" "sonde echo --threads 2" "$m2 datagrams/s ($(spread "${two[@]}"))" "${sockperf_rate:+sonde/sockperf $(ratio "$m2" "$sockperf_rate")}"
 }
 
-# Highest rate (from a fixed ladder) whose loss stays under 0.1%, every reply counted.
-highest_rate() {
-  local ladder=(10000 25000 50000 75000 100000 150000 200000 300000 400000)
-  ((quick)) && ladder=(10000 50000 100000 200000)
-  local best_s=0 best_p=0 r loss
-  start "$sonde" echo --bind "$P:17401" -q
-  for r in "${ladder[@]}"; do
-    loss=$("$sonde" ping "$P:17401" --rate "$r" --duration "${secs}s" --size "$size" --json | json 'd["loss_pct"]')
-    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 0.1 else 1)' "$loss"; then best_s=$r; else break; fi
+# One open-loop trial per tool at rate $1: succeeds when under 0.1% of the probes go unanswered
+# (every reply counted).
+sonde_clean() {
+  local loss
+  loss=$("$sonde" ping "$P:17401" --rate "$1" --duration "${secs}s" --size "$size" --json | json 'd["loss_pct"]')
+  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 0.1 else 1)' "$loss"
+}
+
+sockperf_clean() {
+  local out sent recv
+  out=$(sockperf under-load -i "$P" -p 17402 -m "$size" -t "$secs" --mps="$1" --reply-every 1 2>&1)
+  sent=$(sed -n 's/.*\[Valid Duration\].*SentMessages=\([0-9]*\).*/\1/p' <<<"$out")
+  recv=$(sed -n 's/.*\[Valid Duration\].*ReceivedMessages=\([0-9]*\).*/\1/p' <<<"$out")
+  [[ -n "$sent" && -n "$recv" ]] &&
+    python3 -c 'import sys; s, r = map(int, sys.argv[1:]); sys.exit(0 if s and (s - r) / s < 0.001 else 1)' "$sent" "$recv"
+}
+
+# The highest clean rate, searched the same way for every tool: double from 10 000/s until a
+# trial loses, then bisect that bracket (4 times: to 1/16 of it; --quick: twice). One trial per
+# rate, so the figure is as noisy as one run.
+search_rate() {
+  local trial=$1 lo=0 hi=10000 max=1280000 mid i steps=4
+  ((quick)) && steps=2
+  while ((hi <= max)) && "$trial" "$hi"; do
+    lo=$hi
+    hi=$((hi * 2))
   done
+  if ((hi <= max)); then
+    for ((i = 0; i < steps; i++)); do
+      mid=$(((lo + hi) / 2))
+      if "$trial" "$mid"; then lo=$mid; else hi=$mid; fi
+    done
+  fi
+  echo "$lo"
+}
+
+highest_rate() {
+  local best_s best_p
+  start "$sonde" echo --bind "$P:17401" -q
+  best_s=$(search_rate sonde_clean)
   stop_all
   row "highest rate, < 0.1% loss" "sonde pair" "$best_s probes/s" "-"
   if have sockperf; then
     start sockperf server -i "$P" -p 17402
-    local out sent recv
-    for r in "${ladder[@]}"; do
-      out=$(sockperf under-load -i "$P" -p 17402 -m "$size" -t "$secs" --mps="$r" --reply-every 1 2>&1)
-      sent=$(sed -n 's/.*\[Valid Duration\].*SentMessages=\([0-9]*\).*/\1/p' <<<"$out")
-      recv=$(sed -n 's/.*\[Valid Duration\].*ReceivedMessages=\([0-9]*\).*/\1/p' <<<"$out")
-      if [[ -n "$sent" && -n "$recv" ]] &&
-        python3 -c 'import sys; s, r = map(int, sys.argv[1:]); sys.exit(0 if s and (s - r) / s < 0.001 else 1)' "$sent" "$recv"; then
-        best_p=$r
-      else
-        break
-      fi
-    done
+    best_p=$(search_rate sockperf_clean)
     stop_all
     row "highest rate, < 0.1% loss" "sockperf under-load pair" "$best_p msg/s" "sonde/sockperf $(ratio "$best_s" "$best_p")"
   fi
 }
 
-echo "bench-peers: ${secs}s runs, ${size}-byte messages, loopback; $(nproc) CPUs; $(uname -r)" >&2
+# Instructions per round trip of each client with 64 in flight: callgrind counts them exactly,
+# whatever else the machine does. sonde's client against the bare echo, sockperf's against its
+# own server.
+cpu_per_round_trip() {
+  local label="instructions per round trip, 64 in flight"
+  if ! have valgrind; then
+    rows+=("| $label | - | valgrind not installed: skipped | - |")
+    return
+  fi
+  local n=50000 out ir per_s per_p recv
+  start "$bare" echo 17403
+  out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+    "$sonde" ping "$P:17403" --inflight 64 --count "$n" --size "$size" -q 2>&1)
+  stop_all
+  ir=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' <<<"$out")
+  per_s=$(python3 -c 'import sys; print(round(int(sys.argv[1]) / int(sys.argv[2])))' "${ir:-0}" "$n")
+  row "$label" "sonde ping client" "$per_s instructions ($ir for $n)" "-"
+  if have sockperf; then
+    start sockperf server -i "$P" -p 17404
+    out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+      sockperf ping-pong -i "$P" -p 17404 -m "$size" -t 2 -b 64 2>&1)
+    stop_all
+    ir=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' <<<"$out")
+    recv=$(sed -n 's/.*\[Valid Duration\].*ReceivedMessages=\([0-9]*\).*/\1/p' <<<"$out")
+    per_p=$(python3 -c 'import sys; a, b = map(int, sys.argv[1:]); print(round(a / b) if b else 0)' "${ir:-0}" "${recv:-0}")
+    row "$label" "sockperf ping-pong -b 64 client" "$per_p instructions ($ir for ${recv:-?})" "sonde/sockperf $(ratio "$per_s" "$per_p")"
+  fi
+}
+
+echo "bench-peers: ${secs}s runs, $repeat rounds, ${size}-byte messages, loopback; $(nproc) CPUs; $(uname -r)" >&2
 pingpong "ping-pong, blocking" 0
 pingpong "ping-pong, busy-poll" 1
 pipelined
 capacity
 highest_rate
+cpu_per_round_trip
 for peer in irtt iperf; do
   have "$peer" || rows+=("| $peer | - | not installed: skipped | - |")
 done
