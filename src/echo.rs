@@ -194,6 +194,10 @@ impl Echo {
             self.summary.not_answered += silent;
             self.summary.send_failed += refused as u64;
             self.summary.bytes_out += bytes_out;
+            if n < self.batch.capacity() {
+                // The queue was empty: a new datagram raises a new event.
+                return;
+            }
         }
     }
 }

@@ -521,6 +521,10 @@ impl<'a> Pinger<'a> {
                 let at_ns = self.arrival_ns(&clock, meta.kernel_rx);
                 self.on_datagram(batch.payload(i), meta.from, at_ns);
             }
+            if n < batch.capacity() {
+                // The queue was empty: a new reply raises a new event (no call to see EAGAIN).
+                return Ok(());
+            }
         }
     }
 

@@ -424,6 +424,13 @@ mod imp {
             }
         }
 
+        /// Datagrams one receive call can return. A call that returned fewer found the queue
+        /// empty: with edge-triggered readiness the next datagram raises a new event, so the
+        /// caller can go back to waiting without another call to see `EAGAIN`.
+        pub fn capacity(&self) -> usize {
+            BATCH
+        }
+
         /// The bytes of received datagram `i`.
         pub fn payload(&self, i: usize) -> &[u8] {
             &self.data[i * SLOT..i * SLOT + self.headers[i].msg_len as usize]
@@ -753,6 +760,10 @@ mod imp {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
                 Err(e) => Err(e),
             }
+        }
+
+        pub fn capacity(&self) -> usize {
+            1
         }
 
         pub fn payload(&self, _: usize) -> &[u8] {
