@@ -16,8 +16,8 @@ tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reportin
   4. echo capacity: one client (sonde ping --wire sockperf, 2 flows x 64 in flight) against
      sockperf's server and sonde echo with 1 and 2 threads
   5. highest open-loop rate with < 0.1% loss, searched the same way for sonde and sockperf
-  6. user-space instructions per round trip of each client, 64 in flight (valgrind's callgrind:
-     exact counts, unmoved by load; skipped without valgrind)
+  6. user-space instructions per round trip of each client, 64 in flight, and per datagram of
+     each server (valgrind's callgrind: exact counts, unmoved by load; skipped without valgrind)
 and prints one table, with ratios sonde / peer. Peers: sockperf, python3 (stdlib echo); the
 reference: target/release/examples/bare (cargo build --release --examples). sonde's RTTs here use
 user-space receive times (--timestamps user), as the peers do.
@@ -236,6 +236,38 @@ cpu_per_round_trip() {
   fi
 }
 
+# Instructions per datagram served, counted by callgrind, so the servers can be compared
+# without the shared client in the way: the difference between serving 60 000 and 10 000
+# datagrams (start-up cancels out), divided by 50 000.
+server_cpu() {
+  local label="server instructions per datagram" log
+  have valgrind || return 0
+  log=$(mktemp)
+  served() { # port, then the server's command line
+    local port=$1 n ir=()
+    shift
+    for n in 10000 60000; do
+      valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" >/dev/null 2>"$log" &
+      local pid=$!
+      sleep 2
+      "$sonde" ping "$P:$port" --wire sockperf --inflight 64 --count "$n" --size "$size" -q >/dev/null
+      kill -INT "$pid"
+      wait "$pid" || true
+      ir+=("$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$log")")
+    done
+    python3 -c 'import sys; a, b = map(int, sys.argv[1:]); print(round((b - a) / 50000))' "${ir[0]:-0}" "${ir[1]:-0}"
+  }
+  local by_sockperf=""
+  if have sockperf; then
+    by_sockperf=$(served 17501 sockperf server -i "$P" -p 17501)
+    row "$label" "sockperf server" "$by_sockperf instructions" "-"
+  fi
+  local by_sonde
+  by_sonde=$(served 17502 "$sonde" echo --bind "$P:17502" --wire sockperf -q)
+  row "$label" "sonde echo" "$by_sonde instructions" "${by_sockperf:+sonde/sockperf $(ratio "$by_sonde" "$by_sockperf")}"
+  rm -f "$log"
+}
+
 echo "bench-peers: ${secs}s runs, $repeat rounds, ${size}-byte messages, loopback; $(nproc) CPUs; $(uname -r)" >&2
 pingpong "ping-pong, blocking" 0
 pingpong "ping-pong, busy-poll" 1
@@ -243,6 +275,7 @@ pipelined
 capacity
 highest_rate
 cpu_per_round_trip
+server_cpu
 for peer in irtt iperf; do
   have "$peer" || rows+=("| $peer | - | not installed: skipped | - |")
 done

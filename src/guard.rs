@@ -147,6 +147,8 @@ pub struct Guard {
     last_sweep: Option<Instant>,
     /// No policy beyond loop protection: the rest of [`Guard::admit`] is skipped.
     open: bool,
+    /// The last sender that passed loop protection.
+    last_safe: Option<SocketAddr>,
     pub refused: Refusals,
 }
 
@@ -154,6 +156,7 @@ impl Guard {
     pub fn new(local: SocketAddr, policy: Policy) -> Self {
         Self {
             open: policy == Policy::default(),
+            last_safe: None,
             local,
             policy,
             sources: HashMap::new(),
@@ -171,9 +174,13 @@ impl Guard {
     /// Whether to answer `data` from `from`, received at `now`; a refusal is counted.
     pub fn admit(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> bool {
         let refused = &mut self.refused;
-        if loop_risk(from, self.local) {
-            refused.loop_protection += 1;
-            return false;
+        // Datagrams come in runs from one sender: check a new sender once.
+        if self.last_safe != Some(from) {
+            if loop_risk(from, self.local) {
+                refused.loop_protection += 1;
+                return false;
+            }
+            self.last_safe = Some(from);
         }
         if self.open {
             return true;
