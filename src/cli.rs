@@ -139,7 +139,7 @@ pub struct EchoArgs {
     /// Address to listen on; a wildcard (0.0.0.0:PORT, [::]:PORT) must be asked for explicitly
     #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:9999", value_parser = parse_addr)]
     pub bind: SocketAddr,
-    /// Print the counters on exit as one JSON object
+    /// Print the counters on exit as one JSON object (the banner goes to stderr)
     #[arg(long)]
     pub json: bool,
     /// Print nothing but the counters on exit
@@ -761,14 +761,16 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
     let banner = echo_banner(&echoes[0], cfg.bind, threads, exposed);
     let placement = crate::threads::placement(threads, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
     let busy_poll = args.socket.busy_poll;
-    let quiet = args.quiet || args.json;
-    let json = args.json;
+    let (quiet, json) = (args.quiet, args.json);
     let results = crate::threads::run_pinned(
         echoes.into_iter().enumerate().collect(),
         &placement,
         || {
-            if !quiet {
-                out(&banner);
+            // With --json stdout holds only JSON: the banner goes to stderr.
+            match (quiet, json) {
+                (true, _) => {}
+                (false, false) => out(&banner),
+                (false, true) => eprint!("{banner}"),
             }
             print_echo_stats(rx, threads, json);
         },

@@ -139,16 +139,22 @@ fn csv_has_one_row_per_probe_streamed_in_order_of_verdicts() {
     }
 }
 
+/// `sonde echo` behind `sonde impair --loss PCT` (each way, seeded); returns (echo, relay).
+fn lossy_echo(pct: &str, seed: &str) -> (Server, Server) {
+    let echo = sonde_echo("127.0.0.1:0");
+    let mut cmd = sonde();
+    cmd.args(["impair", "--listen", "127.0.0.1:0", "--forward", &echo.addr]);
+    cmd.args(["--loss", pct, "--seed", seed]);
+    let relay = spawn_listening(cmd);
+    (echo, relay)
+}
+
 #[test]
 fn csv_marks_losses_and_rows_still_equal_probes() {
     // A relay that drops 20% each way: lost rows appear, and the count still adds up.
     let dir = TempDir::new("csv-loss");
     let csv_path = dir.file("probes.csv");
-    let echo = sonde_echo("127.0.0.1:0");
-    let mut cmd = sonde();
-    cmd.args(["impair", "--listen", "127.0.0.1:0", "--forward", &echo.addr]);
-    cmd.args(["--loss", "20%", "--seed", "3"]);
-    let relay = spawn_listening(cmd);
+    let (_echo, relay) = lossy_echo("20%", "3");
     let s = run_json(&[
         "ping",
         &relay.addr,
@@ -267,11 +273,7 @@ fn a_run_plots_its_timeline_losses_and_distribution() {
     let dir = TempDir::new("plot");
     let svg = dir.file("run.svg");
     let json = dir.file("run.json");
-    let echo = sonde_echo("127.0.0.1:0");
-    let mut cmd = sonde();
-    cmd.args(["impair", "--listen", "127.0.0.1:0", "--forward", &echo.addr]);
-    cmd.args(["--loss", "5%", "--seed", "9"]);
-    let relay = spawn_listening(cmd);
+    let (_echo, relay) = lossy_echo("5%", "9");
     let out = run(&[
         "ping",
         &relay.addr,

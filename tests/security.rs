@@ -6,33 +6,36 @@
 mod common;
 
 use common::*;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `sonde echo --json ARGS` on a free loopback port, once its socket is bound. (With `--json`
-/// stdout holds only the final counters, so readiness is the port being taken.)
+/// `sonde echo --json ARGS` on a loopback port of its choosing; with `--json` the banner (and
+/// the address in it) comes on stderr, and stdout holds only the final counters.
 fn json_echo(args: &[&str]) -> Server {
-    json_echo_on(&format!("127.0.0.1:{}", free_port()), args)
-}
-
-fn json_echo_on(bind: &str, args: &[&str]) -> Server {
     let mut child = sonde()
-        .args(["echo", "--json", "--bind", bind])
+        .args(["echo", "--json", "--bind", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sonde echo");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while UdpSocket::bind(bind).is_ok() {
-        assert!(Instant::now() < deadline, "sonde echo never bound {bind}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut banner = String::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    stderr.read_line(&mut banner).unwrap();
+    // Keep reading, so that the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let addr = banner
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split([';', ' ']).next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     Server {
         child,
-        addr: bind.to_string(),
+        addr,
         stdout,
     }
 }
@@ -233,16 +236,24 @@ fn a_signed_pinger_rejects_unsigned_replies_from_its_target() {
     let addr = server.local_addr().unwrap().to_string();
     let forger = std::thread::spawn(move || {
         server
-            .set_read_timeout(Some(Duration::from_secs(3)))
+            .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 2048];
-        for _ in 0..5 {
+        let mut answered = 0;
+        // Answer the first five sonde probes; anything else (a stray datagram for a port's
+        // previous owner, say) is ignored.
+        while answered < 5 && Instant::now() < deadline {
             let Ok((n, from)) = server.recv_from(&mut buf) else {
-                return;
+                continue;
             };
+            if n < 48 || &buf[..4] != b"SNDE" {
+                continue;
+            }
             // Keep the header (session, sequence number, stamp) but not the tag.
             buf[32..48].fill(0);
             server.send_to(&buf[..n], from).unwrap();
+            answered += 1;
         }
     });
     let dir = std::env::temp_dir().join(format!("sonde-forge-{}", std::process::id()));
@@ -262,8 +273,8 @@ fn a_signed_pinger_rejects_unsigned_replies_from_its_target() {
         &key.to_string_lossy(),
     ]);
     forger.join().unwrap();
-    assert_eq!(u(&s, "received"), 0);
-    assert_eq!(u(&s, "mismatched"), 5);
+    assert_eq!(u(&s, "received"), 0, "{s}");
+    assert_eq!(u(&s, "mismatched"), 5, "{s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
