@@ -18,7 +18,8 @@ tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reportin
   5. highest open-loop rate with < 0.1% loss, searched the same way for sonde and sockperf
   6. user-space instructions per round trip of each client, 64 in flight, and per datagram of
      each server (valgrind's callgrind: exact counts, unmoved by load; skipped without valgrind)
-and prints one table, with ratios sonde / peer. Peers: sockperf, python3 (stdlib echo); the
+  7. irtt's own tests, where installed: RTT p50 at 1 000/s, and the highest clean rate
+and prints one table, with ratios sonde / peer. Peers: sockperf, irtt, python3 (stdlib echo); the
 reference: target/release/examples/bare (cargo build --release --examples). sonde's RTTs here use
 user-space receive times (--timestamps user), as the peers do.
 --quick: 2-second runs, one round, a coarser rate search (a smoke test).
@@ -157,28 +158,30 @@ capacity() {
   row "$label" "sonde echo --threads 2" "$m2 datagrams/s ($(spread "${two[@]}"))" "${sockperf_rate:+sonde/sockperf $(ratio "$m2" "$sockperf_rate")}"
 }
 
-# One open-loop trial per tool at rate $1: succeeds when under 0.1% of the probes go unanswered
-# (every reply counted).
+# One open-loop trial per tool at rate $1: clean when under 0.1% of the probes go unanswered
+# (every reply counted) and at least 99% of what the rate asks for was sent.
 sonde_clean() {
-  local loss
-  loss=$("$sonde" ping "$P:17401" --rate "$1" --duration "${secs}s" --size "$size" --json | json 'd["loss_pct"]')
-  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 0.1 else 1)' "$loss"
+  local want=$(($1 * secs * 99 / 100))
+  "$sonde" ping "$P:17401" --rate "$1" --duration "${secs}s" --size "$size" --json |
+    json 'int(d["sent"] >= '"$want"' and d["loss_pct"] < 0.1)' | grep -qx 1
 }
 
-sockperf_clean() {
-  local out sent recv
+sockperf_clean() { # its counts cover its "valid duration" (warm-up excluded): RunTime seconds
+  local out run sent recv
   out=$(sockperf under-load -i "$P" -p 17402 -m "$size" -t "$secs" --mps="$1" --reply-every 1 2>&1)
+  run=$(sed -n 's/.*\[Valid Duration\] RunTime=\([0-9.]*\) sec.*/\1/p' <<<"$out")
   sent=$(sed -n 's/.*\[Valid Duration\].*SentMessages=\([0-9]*\).*/\1/p' <<<"$out")
   recv=$(sed -n 's/.*\[Valid Duration\].*ReceivedMessages=\([0-9]*\).*/\1/p' <<<"$out")
-  [[ -n "$sent" && -n "$recv" ]] &&
-    python3 -c 'import sys; s, r = map(int, sys.argv[1:]); sys.exit(0 if s and (s - r) / s < 0.001 else 1)' "$sent" "$recv"
+  [[ -n "$run" && -n "$sent" && -n "$recv" ]] &&
+    python3 -c 'import sys; rate, run = map(float, sys.argv[1:3]); s, r = map(int, sys.argv[3:]); sys.exit(0 if s >= 0.99 * rate * run and (s - r) / s < 0.001 else 1)' \
+      "$1" "$run" "$sent" "$recv"
 }
 
-# The highest clean rate, searched the same way for every tool: double from 10 000/s until a
+# The highest clean rate, searched the same way for every tool: double from 1 000/s until a
 # trial loses, then bisect that bracket (4 times: to 1/16 of it; --quick: twice). One trial per
 # rate, so the figure is as noisy as one run.
 search_rate() {
-  local trial=$1 lo=0 hi=10000 max=1280000 mid i steps=4
+  local trial=$1 lo=0 hi=1000 max=1024000 mid i steps=4
   ((quick)) && steps=2
   while ((hi <= max)) && "$trial" "$hi"; do
     lo=$hi
@@ -236,6 +239,53 @@ cpu_per_round_trip() {
   fi
 }
 
+# irtt (Go; its own client and server, the server's minimum interval lifted) expresses two of
+# the tests: RTT at a fixed rate of 1 000/s (its -i 1ms; the closest to a ping-pong it has), and
+# the highest clean rate.
+irtt_trial() { # rate; prints irtt's JSON (its -o - stays silent with -Q: a file it is)
+  local interval_ns out
+  interval_ns=$(python3 -c 'import sys; print(max(1, round(1e9 / float(sys.argv[1]))))' "$1")
+  out=$(mktemp --suffix=.json)
+  irtt client -i "${interval_ns}ns" -d "${secs}s" -l "$size" -Q -o "$out" "$P:17601"
+  cat "$out"
+  rm -f "$out"
+}
+
+# Clean: under 0.1% lost, and at least 99% of the packets the rate asks for actually sent (irtt
+# falls behind its schedule silently at high rates).
+irtt_clean() {
+  local want=$(($1 * secs * 99 / 100))
+  irtt_trial "$1" |
+    json 'int(d["stats"]["packets_sent"] >= '"$want"' and d["stats"]["upstream_loss_percent"] + d["stats"]["downstream_loss_percent"] < 0.1)' |
+    grep -qx 1
+}
+
+irtt_rows() {
+  if ! have irtt; then
+    rows+=("| irtt | - | not installed: skipped | - |")
+    return
+  fi
+  local label="RTT at 1 000/s (irtt's test)" r i=() s=() out
+  start irtt server -b "$P:17601" -i 0 -d 0
+  start "$sonde" echo --bind "$P:17602" -q
+  for ((r = 0; r < repeat; r++)); do
+    out=$(irtt_trial 1000)
+    i+=("$(json 'd["stats"]["rtt"]["median"] / 1000' <<<"$out")")
+    s+=("$("$sonde" ping "$P:17602" --rate 1000 --duration "${secs}s" --size "$size" --timestamps user --json | json 'd["rtt"]["p50_us"]')")
+  done
+  local sm im best_i best_s
+  sm=$(median "${s[@]}") im=$(median "${i[@]}")
+  row "$label" "sonde pair" "p50 $sm µs" "-"
+  row "$label" "irtt pair" "p50 $im µs" "sonde/irtt $(ratio "$sm" "$im")"
+  best_i=$(search_rate irtt_clean)
+  stop_all
+  start "$sonde" echo --bind "$P:17401" -q
+  best_s=$(search_rate sonde_clean)
+  stop_all
+  row "highest rate, < 0.1% loss (irtt's test)" "sonde pair" "$best_s probes/s" "-"
+  row "highest rate, < 0.1% loss (irtt's test)" "irtt pair" "$best_i packets/s" "sonde/irtt $(ratio "$best_s" "$best_i")"
+}
+
 # Instructions per datagram served, counted by callgrind, so the servers can be compared
 # without the shared client in the way: the difference between serving 60 000 and 10 000
 # datagrams (start-up cancels out), divided by 50 000.
@@ -276,9 +326,9 @@ capacity
 highest_rate
 cpu_per_round_trip
 server_cpu
-for peer in irtt iperf; do
-  have "$peer" || rows+=("| $peer | - | not installed: skipped | - |")
-done
+irtt_rows
+# iperf measures one-way throughput and loss, not round trips: it has no test of the same thing.
+rows+=("| iperf, iperf3 | - | one-way throughput, no round trips: no comparable test | - |")
 echo "| test | tool | result | ratio |"
 echo "|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
