@@ -289,7 +289,7 @@ pub struct ProbeArgs {
     /// One line per probe, whatever the rate
     #[arg(short, long)]
     pub verbose: bool,
-    /// Only the final summary
+    /// Only the final summary (no per-probe or interval lines, no progress bar)
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Print the summary as one JSON object on stdout (and nothing else there): --format json
@@ -986,7 +986,7 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
         (None, None) => None,
     };
     let outputs = Outputs {
-        lines: args.interval.is_some() && format == Format::Text,
+        lines: args.interval.is_some() && format == Format::Text && !args.quiet,
         jsonl: format == Format::Jsonl,
         hlog,
         progress: length
