@@ -925,7 +925,18 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
     let format = args.format();
     let cfg = flows[0].pinger.config().clone();
     let per_probe = args.per_probe_lines(&cfg) && (n == 1 || args.verbose);
-    // Every file is opened before any traffic: a bad path fails fast, with nothing lost.
+    // Every file is opened before any traffic: a bad path fails fast, with nothing lost. (The
+    // summary's files are written at the end; creating them now proves they can be.)
+    let at_end = [
+        ("--export-json", &args.export_json[..]),
+        ("--export-hgrm", &args.export_hgrm[..]),
+        ("--plot", args.plot.as_slice()),
+    ];
+    for (flag, paths) in at_end {
+        for path in paths.iter().filter(|p| *p != "-") {
+            export::create(flag, path)?;
+        }
+    }
     let csvs = args
         .export_csv
         .iter()

@@ -432,6 +432,18 @@ fn bad_report_arguments_name_the_flag_and_exit_2() {
             "--export-csv",
         ),
         (
+            vec!["loopback", "--count", "10", "--export-json", &missing_dir],
+            "--export-json",
+        ),
+        (
+            vec!["loopback", "--count", "10", "--plot", &missing_dir],
+            "--plot",
+        ),
+        (
+            vec!["loopback", "--count", "10", "--export-hgrm", &missing_dir],
+            "--export-hgrm",
+        ),
+        (
             vec!["loopback", "--count", "10", "--interval", "0s"],
             "--interval",
         ),
@@ -465,5 +477,7 @@ fn bad_report_arguments_name_the_flag_and_exit_2() {
         );
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+        // Refused before any traffic: no run, no summary.
+        assert!(out.stdout.is_empty(), "{args:?}: ran anyway");
     }
 }
