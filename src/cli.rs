@@ -1040,12 +1040,14 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
         csv.finish()
             .map_err(|e| Error::file("--export-csv", "write", "the CSV export", e))?;
     }
-    let intervals = followed.expect("the following thread ran")?;
-    outcomes.into_iter().try_for_each(|r| r)?;
+    // A fault ends the run, but what was measured until then is still printed and written.
+    let followed = followed.expect("the following thread ran");
+    let intervals = followed.as_deref().unwrap_or_default();
+    let fault = outcomes.into_iter().find_map(Result::err);
     let pingers: Vec<&Pinger> = flows.iter().map(|f| &f.pinger).collect();
     let summary = crate::pinger::combine(&pingers);
     if summary.counters.sent + summary.counters.not_sent == 0 {
-        return Ok(0);
+        return fault.map_or(Ok(0), Err);
     }
     match format {
         Format::Json => out(&(report::json(&summary) + "\n")),
@@ -1083,7 +1085,7 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
             .iter()
             .flat_map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .collect();
-        let run = crate::plot::Run::live(&summary, &intervals, &lost, rtt.histogram());
+        let run = crate::plot::Run::live(&summary, intervals, &lost, rtt.histogram());
         let title = format!(
             "sonde {}: {} probes of {} bytes, {}",
             summary.target,
@@ -1096,6 +1098,10 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
         );
         crate::plot::render("--plot", path, &title, &[run])?;
     }
+    if let Some(fault) = fault {
+        return Err(fault);
+    }
+    followed?;
     let crossed = args.thresholds().crossed(&summary);
     for line in &crossed {
         eprintln!("sonde: threshold crossed: {line}");
