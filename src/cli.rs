@@ -818,7 +818,7 @@ fn echo_banner(echo: &Echo, bind: SocketAddr, threads: usize, exposed: bool) -> 
     let mut banner = format!(
         "sonde echo: listening on {bind}{scope}{workers}; Ctrl-C prints the counters and stops\n"
     );
-    let p = echo.policy_summary();
+    let p = echo.summary();
     let rate = |limit: Option<f64>| limit.map_or("no limit".to_string(), |r| format!("{r}/s"));
     let sources = if p.allow.is_empty() {
         "every source".to_string()
@@ -952,6 +952,10 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
     let period = args.period(&cfg);
     let (tx, rx) = mpsc::channel();
     let mut progress_counters = Vec::new();
+    let show_progress = !args.quiet
+        && !args.no_progress
+        && !per_probe
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
     // For the plot: when lost probes were sent (a bounded sample per flow).
     let lost_marks: Vec<Arc<std::sync::Mutex<Vec<u64>>>> = (0..n).map(|_| Arc::default()).collect();
     let plot = args.plot.is_some();
@@ -986,11 +990,13 @@ fn ping(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
                 let _ = tx.send(Message::Interval(i, Box::new(report)));
             });
         }
-        let counter = Arc::new(AtomicU64::new(0));
-        flow.pinger.count_progress(counter.clone());
-        progress_counters.push(counter);
+        // Only a bar counting probes needs the flows to count for it.
+        if show_progress && cfg.count.is_some() {
+            let counter = Arc::new(AtomicU64::new(0));
+            flow.pinger.count_progress(counter.clone());
+            progress_counters.push(counter);
+        }
     }
-    let show_progress = !args.quiet && !args.no_progress && !per_probe;
     let length = match (cfg.count, cfg.duration) {
         (Some(count), _) => Some(Length::Probes(count * n as u64, progress_counters)),
         (None, Some(d)) => Some(Length::Time(d)),

@@ -117,11 +117,6 @@ impl Echo {
         self.stats = Some((period, Instant::now() + period, 0, Box::new(sink)));
     }
 
-    /// The policy in force, for a banner.
-    pub fn policy_summary(&self) -> &EchoSummary {
-        &self.summary
-    }
-
     /// The address actually bound (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local

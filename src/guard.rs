@@ -166,11 +166,6 @@ impl Guard {
         }
     }
 
-    /// Nothing to check beyond loop protection, which is always on.
-    pub fn is_open(&self) -> bool {
-        self.policy == Policy::default()
-    }
-
     /// Whether to answer `data` from `from`, received at `now`; a refusal is counted.
     pub fn admit(&mut self, from: SocketAddr, data: &[u8], now: Instant) -> bool {
         let refused = &mut self.refused;

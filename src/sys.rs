@@ -449,16 +449,10 @@ mod imp {
             })
         }
 
-        /// Sends the first `n` received datagrams back to their senders; returns how many the
-        /// kernel refused (each is skipped, never retried in a loop).
-        pub fn echo(&mut self, socket: &UdpSocket, n: usize) -> usize {
-            self.reply_with(socket, n, |_, datagram| Some(datagram.len()))
-        }
-
         /// Replies to the first `n` received datagrams, each to its sender: `decide(i, datagram)`
         /// may rewrite datagram `i` in place and returns how many of its bytes to send back
         /// (capped at what arrived), or `None` for no reply. Returns how many replies the kernel
-        /// refused.
+        /// refused (each is skipped, never retried in a loop).
         pub fn reply_with(
             &mut self,
             socket: &UdpSocket,
@@ -777,10 +771,6 @@ mod imp {
                 kernel_rx: None,
                 drops: None,
             })
-        }
-
-        pub fn echo(&mut self, socket: &UdpSocket, n: usize) -> usize {
-            self.reply_with(socket, n, |_, datagram| Some(datagram.len()))
         }
 
         pub fn reply_with(

@@ -56,7 +56,7 @@ fn csv_rows(path: &str) -> (Vec<csv::Row>, Vec<csv::Row>) {
 
 #[test]
 fn interval_lines_and_the_json_stream_add_up_to_the_summary() {
-    let text = stdout_of(&[
+    let run = [
         "loopback",
         "--flows",
         "2",
@@ -66,26 +66,15 @@ fn interval_lines_and_the_json_stream_add_up_to_the_summary() {
         "2000",
         "--interval",
         "500ms",
-    ]);
+    ];
+    let text = stdout_of(&run);
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
     // Three whole intervals, and a short last one while the last replies come in.
     assert!((3..=4).contains(&lines.len()), "{text}");
     assert!(lines[0].starts_with("[   0.00-   0.50 s]"), "{}", lines[0]);
     assert!(lines[2].contains("% loss") && lines[2].contains("rtt p50"));
 
-    let stream = stdout_of(&[
-        "loopback",
-        "--flows",
-        "2",
-        "-d",
-        "1500ms",
-        "--rate",
-        "2000",
-        "--interval",
-        "500ms",
-        "--format",
-        "jsonl",
-    ]);
+    let stream = stdout_of(&[&run[..], &["--format", "jsonl"]].concat());
     let events: Vec<serde_json::Value> = stream
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
