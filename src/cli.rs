@@ -3,7 +3,7 @@
 // The doc comments below are clap's help texts: `[::1]:9999` and `[default: ...]` are literal.
 #![allow(rustdoc::broken_intra_doc_links)]
 
-use crate::config::{EchoConfig, Pace, PingConfig};
+use crate::config::{EchoConfig, Gso, Pace, PingConfig};
 use crate::echo::Echo;
 use crate::engine::{Engine, Role};
 use crate::error::Error;
@@ -220,6 +220,16 @@ pub struct SocketArgs {
     /// space (after the receive call returns, as most tools measure)
     #[arg(long, value_name = "SOURCE", default_value = "kernel", value_parser = ["kernel", "user"])]
     pub timestamps: String,
+    /// Pinger: send a run of probes as one buffer the kernel cuts up (UDP GSO): one trip
+    /// through the stack for the run. auto: toward loopback only (on a real path a qdisc or
+    /// firewall would see, and drop or delay, the run as one packet)
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub gso: String,
+    /// Take datagrams a GSO sender sent together in one buffer (UDP GRO). auto: on for an echo
+    /// (it replies to them together); off for a pinger, where a coalesced buffer dropped for want
+    /// of room would count once in local_drops, however many replies it held
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub gro: String,
 }
 
 impl SocketArgs {
@@ -510,6 +520,12 @@ impl ProbeArgs {
             wire: self.socket.wire,
             kernel_timestamps: self.socket.timestamps == "kernel",
             key: None,
+            gso: match self.socket.gso.as_str() {
+                "on" => Gso::On,
+                "off" => Gso::Off,
+                _ => Gso::Auto,
+            },
+            gro: self.socket.gro == "on",
         }
     }
 
@@ -741,6 +757,7 @@ fn echo(args: EchoArgs) -> Result<(), Error> {
             total: total.map(crate::guard::Limit::per_second),
             key,
         },
+        gro: args.socket.gro != "off",
     };
     let first = Echo::with_config(&cfg)?;
     // The others share the address the first one got (its real port when 0 was asked for).

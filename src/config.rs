@@ -59,6 +59,32 @@ pub struct PingConfig {
     pub kernel_timestamps: bool,
     /// Sign probes and accept only signed replies (`--key-file`).
     pub key: Option<crate::auth::Key>,
+    /// Send runs of probes as one buffer (UDP GSO).
+    pub gso: Gso,
+    /// Take replies an echo sent as one buffer in one buffer (UDP GRO): fewer calls, but the
+    /// kernel counts a coalesced buffer it drops as one drop in `local_drops`.
+    pub gro: bool,
+}
+
+/// When a pinger uses segmentation offload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Gso {
+    /// Toward loopback only: on a real path a qdisc or firewall sees a run of probes as one
+    /// packet, and would drop or delay them together.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl Gso {
+    pub fn applies_to(self, target: SocketAddr) -> bool {
+        match self {
+            Gso::Auto => target.ip().is_loopback(),
+            Gso::On => true,
+            Gso::Off => false,
+        }
+    }
 }
 
 impl PingConfig {
@@ -77,6 +103,8 @@ impl PingConfig {
             wire: Wire::Sonde,
             kernel_timestamps: true,
             key: None,
+            gso: Gso::Auto,
+            gro: false,
         }
     }
 
@@ -193,6 +221,8 @@ pub struct EchoConfig {
     pub wire: Wire,
     /// What is answered: allow list, rate limits, authentication.
     pub policy: crate::guard::Policy,
+    /// Take datagrams a GSO sender sent together in one buffer, and reply the same way (`UDP_GRO`).
+    pub gro: bool,
 }
 
 impl Default for EchoConfig {
@@ -203,6 +233,7 @@ impl Default for EchoConfig {
             reuse_port: false,
             wire: Wire::Sonde,
             policy: crate::guard::Policy::default(),
+            gro: true,
         }
     }
 }

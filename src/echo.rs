@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 pub const PEERS_LIMIT: usize = 65_536;
 /// Receive errors tolerated back to back before the loop moves on.
 const MAX_ERRORS_IN_A_ROW: u32 = 16;
-/// Most datagrams one receive call returns (the verdicts of a batch are kept in an array).
+/// Most slots one receive call fills.
 const MAX_BATCH: usize = 64;
 
 type StatsSink = Box<dyn FnMut(u64, EchoSummary) + Send>;
@@ -45,6 +45,7 @@ pub fn merge(parts: &[EchoSummary]) -> EchoSummary {
         total.recv_errors += p.recv_errors;
         total.not_answered += p.not_answered;
         total.bytes_out += p.bytes_out;
+        total.coalesced += p.coalesced;
         total.refused.add(&p.refused);
     }
     total
@@ -55,6 +56,8 @@ pub struct Echo {
     socket: UdpSocket,
     local: SocketAddr,
     batch: MmsgBatch,
+    /// Whether each datagram of the batch being served gets a reply.
+    answers: Vec<bool>,
     peers: HashSet<SocketAddr>,
     last_peer: Option<SocketAddr>,
     summary: EchoSummary,
@@ -81,6 +84,8 @@ impl Echo {
             net::bind_with(cfg.bind, cfg.buffers)?
         };
         let (rcvbuf_bytes, sndbuf_bytes) = crate::sys::granted_buffers(&socket).unwrap_or((0, 0));
+        // Datagrams a GSO sender sent as one come in as one, and go back as one.
+        let gro = cfg.gro && crate::sys::enable_gro(&socket);
         let guard = Guard::new(local, cfg.policy.clone());
         let policy = &cfg.policy;
         Ok(Self {
@@ -88,6 +93,7 @@ impl Echo {
             socket,
             local,
             batch: MmsgBatch::new(),
+            answers: Vec::new(),
             peers: HashSet::new(),
             last_peer: None,
             summary: EchoSummary {
@@ -99,6 +105,7 @@ impl Echo {
                 per_source_limit_pps: policy.per_source.map(|l| l.rate),
                 total_limit_pps: policy.total.map(|l| l.rate),
                 authenticated: policy.key.is_some(),
+                gro,
                 ..EchoSummary::default()
             },
             guard,
@@ -132,9 +139,7 @@ impl Echo {
         }
     }
 
-    fn count(&mut self, len: usize, from: SocketAddr) {
-        self.summary.datagrams += 1;
-        self.summary.bytes += len as u64;
+    fn note_peer(&mut self, from: SocketAddr) {
         // Datagrams come in runs from one peer: hash only when the sender changes (the set's
         // hashing was a third of the echo's own work per datagram).
         if self.last_peer != Some(from) && self.peers.len() < PEERS_LIMIT {
@@ -162,20 +167,35 @@ impl Echo {
             };
             errors_in_a_row = 0;
             debug_assert!(n <= MAX_BATCH);
-            let mut answer = [true; MAX_BATCH];
+            // Verdicts for every datagram of the batch, in order (a slot may hold several).
+            let mut known = [false; MAX_BATCH];
+            let mut answers = std::mem::take(&mut self.answers);
+            answers.clear();
             let now = Instant::now();
-            for (i, answer) in answer.iter_mut().enumerate().take(n) {
+            for (i, known) in known.iter_mut().enumerate().take(n) {
                 let Some(meta) = self.batch.meta(i) else {
-                    *answer = false;
                     continue;
                 };
-                self.count(meta.len, meta.from);
-                *answer = self.guard.admit(meta.from, self.batch.payload(i), now);
+                *known = true;
+                self.note_peer(meta.from);
+                let before = answers.len();
+                for datagram in meta.datagrams(self.batch.payload(i)) {
+                    self.summary.datagrams += 1;
+                    self.summary.bytes += datagram.len() as u64;
+                    answers.push(self.guard.admit(meta.from, datagram, now));
+                }
+                if meta.segment.is_some() {
+                    self.summary.coalesced += (answers.len() - before) as u64;
+                }
             }
-            let (mut silent, mut bytes_out) = (0u64, 0u64);
+            let (mut silent, mut bytes_out, mut next) = (0u64, 0u64, 0usize);
             let wire = self.wire;
-            let refused = self.batch.reply_with(&self.socket, n, |i, datagram| {
-                if !answer[i] {
+            let refused = self.batch.reply_with(&self.socket, n, |slot, datagram| {
+                if !known[slot] {
+                    return None;
+                }
+                next += 1;
+                if !answers[next - 1] {
                     return None;
                 }
                 let reply = match wire {
@@ -186,6 +206,7 @@ impl Echo {
                 bytes_out += reply.unwrap_or(0) as u64;
                 reply
             });
+            self.answers = answers;
             self.summary.not_answered += silent;
             self.summary.send_failed += refused as u64;
             self.summary.bytes_out += bytes_out;

@@ -16,8 +16,8 @@ use crate::outage::OutageTracker;
 use crate::stats::{Jitter, Latency};
 use crate::summary::{Counters, LagSummary, PingSummary, SocketSummary};
 use crate::sys::{
-    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, socket_drops,
-    MmsgBatch, SendBatch,
+    drain_error_queue, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers,
+    socket_drops, MmsgBatch, SendBatch,
 };
 use crate::timer::Wheel;
 use crate::wire::{self, sockperf, ProbeHeader, Wire};
@@ -153,10 +153,17 @@ impl<'a> Pinger<'a> {
         let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
         let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);
         let (rcvbuf_bytes, sndbuf_bytes) = granted_buffers(&socket).unwrap_or((0, 0));
+        let mut send_batch = Box::new(SendBatch::new(SEND_BATCH, cfg.size, cfg.target));
+        send_batch.set_gso(cfg.gso.applies_to(cfg.target));
+        // Replies coalesced in one buffer share its receive time, as they arrived together.
+        let gro = cfg.gro && enable_gro(&socket);
         let socket_info = SocketSummary {
             rcvbuf_bytes,
             sndbuf_bytes,
             rx_timestamps: if timestamps { "kernel" } else { "user space" },
+            batching: "",
+            gso_refused: None,
+            gro,
         };
         let inflight_max = cfg.inflight();
         let timeout_ns = cfg.timeout.as_nanos() as u64;
@@ -177,7 +184,7 @@ impl<'a> Pinger<'a> {
             session,
             probe,
             batch: Some(Box::new(MmsgBatch::new())),
-            send_batch: Some(Box::new(SendBatch::new(SEND_BATCH, cfg.size, cfg.target))),
+            send_batch: Some(send_batch),
             intended: Vec::with_capacity(SEND_BATCH),
             table: InFlight::new(inflight_max.saturating_mul(2).min(4096), table_max),
             timeouts: Wheel::new(),
@@ -519,7 +526,9 @@ impl<'a> Pinger<'a> {
                     self.counters.local_drops = self.counters.local_drops.max(drops.into());
                 }
                 let at_ns = self.arrival_ns(&clock, meta.kernel_rx);
-                self.on_datagram(batch.payload(i), meta.from, at_ns);
+                for datagram in meta.datagrams(batch.payload(i)) {
+                    self.on_datagram(datagram, meta.from, at_ns);
+                }
             }
             if n < batch.capacity() {
                 // The queue was empty: a new reply raises a new event (no call to see EAGAIN).
@@ -722,12 +731,25 @@ impl<'a> Pinger<'a> {
             rtt_from_intended: rate.and(self.rtt_from_intended.summary()),
             schedule_lag,
             loss_bursts: self.loss_pattern.summary(),
-            socket: self.socket_info.clone(),
+            socket: self.socket_summary(),
             flows: Vec::new(),
             outages: self
                 .outages
                 .clone()
                 .finish(self.send_end_ns.unwrap_or(end_ns)),
+        }
+    }
+
+    fn socket_summary(&self) -> SocketSummary {
+        let batch = self.send_batch.as_deref();
+        SocketSummary {
+            batching: match batch {
+                Some(b) if b.gso() => "gso",
+                _ if cfg!(target_os = "linux") => "sendmmsg",
+                _ => "send_to",
+            },
+            gso_refused: batch.and_then(|b| b.gso_refused()).map(ToString::to_string),
+            ..self.socket_info.clone()
         }
     }
 

@@ -155,15 +155,32 @@ pub fn ping_text(s: &PingSummary) -> String {
     let k = &s.socket;
     let _ = writeln!(
         out,
-        "socket buffers granted: receive {} KiB, send {} KiB; receive times from {}",
+        "socket buffers granted: receive {} KiB, send {} KiB; receive times from {}; sent with {}",
         k.rcvbuf_bytes / 1024,
         k.sndbuf_bytes / 1024,
         if k.rx_timestamps == "kernel" {
             "the kernel (SO_TIMESTAMPNS)"
         } else {
             "user space"
+        },
+        if k.batching == "gso" {
+            "UDP GSO (runs of probes cut up by the kernel)"
+        } else {
+            k.batching
         }
     );
+    if k.gro {
+        let _ = writeln!(
+            out,
+            "replies taken coalesced (UDP GRO): local drops count dropped buffers, not replies"
+        );
+    }
+    if let Some(why) = &k.gso_refused {
+        let _ = writeln!(
+            out,
+            "notice: the kernel refused UDP GSO ({why}); switched to one datagram per message"
+        );
+    }
     let b = &s.loss_bursts;
     if b.count > 0 {
         let _ = writeln!(
@@ -402,6 +419,9 @@ mod tests {
                 rcvbuf_bytes: 8 << 20,
                 sndbuf_bytes: 8 << 20,
                 rx_timestamps: "kernel",
+                batching: "gso",
+                gso_refused: None,
+                gro: false,
             },
             flows: Vec::new(),
         }

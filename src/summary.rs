@@ -109,6 +109,15 @@ pub struct SocketSummary {
     /// Where receive times come from: `"kernel"` (SO_TIMESTAMPNS, excluding time spent queued in
     /// the socket) or `"user space"` (read after the receive call returns).
     pub rx_timestamps: &'static str,
+    /// How probes were sent: `"gso"` (runs of probes as one buffer the kernel cuts up, UDP GSO)
+    /// or `"sendmmsg"` (a datagram each, many a call).
+    pub batching: &'static str,
+    /// Why GSO was switched off during the run, when the kernel refused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gso_refused: Option<String>,
+    /// Replies sent coalesced were taken coalesced (UDP GRO, `--gro on`): `local_drops` then
+    /// counts dropped buffers, each of which may have held several replies.
+    pub gro: bool,
 }
 
 /// Everything a ping run measured.
@@ -212,4 +221,8 @@ pub struct EchoSummary {
     pub per_source_limit_pps: Option<f64>,
     pub total_limit_pps: Option<f64>,
     pub authenticated: bool,
+    /// Datagrams a GSO sender sent as one are taken as one and echoed as one (`UDP_GRO`).
+    pub gro: bool,
+    /// Datagrams that arrived coalesced with others (counted in `datagrams` too).
+    pub coalesced: u64,
 }

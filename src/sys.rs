@@ -7,8 +7,8 @@ use std::io;
 use std::time::Duration;
 
 pub use imp::{
-    drain_error_queue, enable_icmp_errors, enable_rx_metadata, granted_buffers, request_buffers,
-    set_timer_slack, socket_drops, MmsgBatch, PreciseTimer,
+    drain_error_queue, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers,
+    request_buffers, set_timer_slack, socket_drops, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -21,6 +21,24 @@ pub struct RecvMeta {
     /// Datagrams the socket has dropped for want of buffer space since the count was enabled
     /// (`SO_RXQ_OVFL`); the kernel only reports it once it is above zero.
     pub drops: Option<u32>,
+    /// Several datagrams of one sender coalesced by the kernel (`UDP_GRO`): each is this many
+    /// bytes, the last possibly fewer. `None`: one datagram.
+    pub segment: Option<usize>,
+}
+
+impl RecvMeta {
+    /// The bytes of each datagram in `payload` (this meta's receive).
+    pub fn datagrams<'p>(&self, payload: &'p [u8]) -> impl Iterator<Item = &'p [u8]> {
+        let segment = self.segment.unwrap_or(payload.len()).max(1);
+        datagram_ranges(payload.len(), segment).map(move |(start, end)| &payload[start..end])
+    }
+}
+
+/// The byte ranges of the datagrams in `len` received bytes cut every `segment` bytes (an empty
+/// datagram is one empty range).
+fn datagram_ranges(len: usize, segment: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = len.div_ceil(segment).max(1);
+    (0..count).map(move |k| (k * segment, ((k + 1) * segment).min(len)))
 }
 
 /// One ICMP error the kernel reported for a datagram we sent.
@@ -77,11 +95,27 @@ impl SendBatch {
         &mut self.data[i * self.size..(i + 1) * self.size]
     }
 
-    /// Sends slots `from..` (those pushed): how many left, or the error of the first that could
+    /// Sends slots `from..` (those pushed): how many went, or the error of the first that could
     /// not.
     pub fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
         self.sender
             .send(socket, &mut self.data, self.size, from, self.len)
+    }
+
+    /// Sends runs of slots as one buffer the kernel cuts into datagrams (UDP GSO): one trip
+    /// through the stack per run instead of one per datagram. Linux only; a kernel or route that
+    /// refuses it turns it off for good, see [`SendBatch::gso_refused`].
+    pub fn set_gso(&mut self, on: bool) {
+        self.sender.set_gso(on);
+    }
+
+    pub fn gso(&self) -> bool {
+        self.sender.gso()
+    }
+
+    /// Why GSO was switched off at run time, if it was.
+    pub fn gso_refused(&self) -> Option<&io::Error> {
+        self.sender.gso_refused()
     }
 }
 
@@ -122,7 +156,11 @@ mod imp {
         Ok(())
     }
 
-    fn set_int_option(socket: &UdpSocket, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    pub(super) fn set_int_option(
+        socket: &UdpSocket,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
         // Safety: the fd is a live socket owned by `socket`; the value is a c_int that outlives
         // the call, and its size is passed alongside.
         cvt(unsafe {
@@ -201,6 +239,23 @@ mod imp {
         )
     }
 
+    /// Lets the kernel hand over several datagrams of one sender in one buffer (`UDP_GRO`), as
+    /// a GSO sender sent them or a NIC coalesced them; says whether it accepted.
+    pub fn enable_gro(socket: &UdpSocket) -> bool {
+        let on: libc::c_int = 1;
+        // Safety: as in `set_int_option`, at the UDP level.
+        let ret = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_UDP,
+                libc::UDP_GRO,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        ret == 0
+    }
+
     fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
         use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
         match storage.ss_family as libc::c_int {
@@ -232,9 +287,18 @@ mod imp {
         }
     }
 
-    /// The receive timestamp and drop count among a received message's control messages.
-    fn control_messages(msg: &libc::msghdr) -> (Option<Duration>, Option<u32>) {
-        let (mut kernel_rx, mut drops) = (None, None);
+    /// What the kernel said about one received message, from its control messages.
+    #[derive(Debug, Clone, Copy, Default)]
+    struct Control {
+        kernel_rx: Option<Duration>,
+        drops: Option<u32>,
+        segment: Option<usize>,
+    }
+
+    /// The receive timestamp, drop count and GRO segment size among a received message's
+    /// control messages.
+    fn control_messages(msg: &libc::msghdr) -> Control {
+        let (mut kernel_rx, mut drops, mut segment) = (None, None, None);
         // Safety: msg was filled by a successful receive; the CMSG_* macros stay within
         // msg_controllen (0 when there is no control buffer), and payloads are read unaligned.
         unsafe {
@@ -248,11 +312,19 @@ mod imp {
                     drops = Some(std::ptr::read_unaligned(
                         libc::CMSG_DATA(cmsg).cast::<u32>(),
                     ));
+                } else if c.cmsg_level == libc::IPPROTO_UDP && c.cmsg_type == libc::UDP_GRO {
+                    let size =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                    segment = usize::try_from(size).ok().filter(|&s| s > 0);
                 }
                 cmsg = libc::CMSG_NXTHDR(msg, cmsg);
             }
         }
-        (kernel_rx, drops)
+        Control {
+            kernel_rx,
+            drops,
+            segment,
+        }
     }
 
     /// Reads every queued ICMP error, handing `f` the error and the start of the datagram that
@@ -331,24 +403,103 @@ mod imp {
         None
     }
 
-    /// Datagrams moved per `recvmmsg`/`sendmmsg` call (the echo's verdicts assume <= 64).
+    /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
     const BATCH: usize = 32;
     const SLOT: usize = 65_536;
-    /// Control space per slot: a timestamp and a drop counter, with headers (64 bytes).
-    const CONTROL_WORDS: usize = 8;
+    /// Control space per received slot: a timestamp, a drop counter and a GRO segment size,
+    /// with their headers (96 bytes).
+    const CONTROL_WORDS: usize = 12;
+    /// Control space for one `UDP_SEGMENT` message: a u16 and its header, aligned (32 bytes).
+    const GSO_CONTROL_WORDS: usize = 4;
+    /// Most datagrams in one GSO send: the kernel's `UDP_MAX_SEGMENTS` (64 before Linux 6.x).
+    const GSO_MAX_SEGMENTS: usize = 64;
+    /// Most bytes in one GSO send: under the largest UDP payload over IPv4 (65 507).
+    const GSO_MAX_BYTES: usize = 65_000;
+
+    /// Errors with which a kernel, device or route refuses segmentation offload (not the
+    /// datagrams themselves): the send is tried again one datagram at a time.
+    fn refuses_gso(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::EMSGSIZE)
+        )
+    }
+
+    /// Points `header` at `control` and writes one `UDP_SEGMENT` control message of `size`.
+    fn write_segment_size(
+        header: &mut libc::msghdr,
+        control: &mut [u64; GSO_CONTROL_WORDS],
+        size: usize,
+    ) {
+        header.msg_control = control.as_mut_ptr().cast();
+        // Safety: CMSG_SPACE of a u16 is 24 bytes, within the 32 of `control`; CMSG_FIRSTHDR
+        // then points at its start, and the header and data writes stay inside it.
+        unsafe {
+            header.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(header);
+            (*cmsg).cmsg_level = libc::IPPROTO_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+        }
+    }
+
+    /// One `sendmmsg` of `count` prepared headers; how many messages went.
+    fn send_messages(
+        socket: &UdpSocket,
+        headers: *mut libc::mmsghdr,
+        count: usize,
+    ) -> io::Result<usize> {
+        socket.try_io(|| {
+            // Safety: the caller prepared `count` headers at `headers`, each pointing at buffers
+            // that live for the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    headers,
+                    count as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })
+    }
+
+    /// One reply message of an echo batch: `len` bytes at `offset` in slot `slot`, holding
+    /// `datagrams` datagrams; with `segment`, all but the last are that long (sent with GSO).
+    #[derive(Debug, Clone, Copy)]
+    struct Reply {
+        slot: usize,
+        offset: usize,
+        len: usize,
+        segment: Option<usize>,
+        datagrams: usize,
+    }
 
     /// Datagrams in batches: `recvmmsg` fills up to `BATCH` slots (data, sender, kernel
     /// metadata), and for an echo `sendmmsg` sends each slot's bytes back to its sender from the
     /// same memory, so an echo is never larger than what arrived. Two system calls per batch
-    /// instead of two per datagram.
+    /// instead of two per datagram. A slot the kernel filled with several coalesced datagrams
+    /// (`UDP_GRO`) goes back the same way, as one GSO message.
     pub struct MmsgBatch {
         data: Vec<u8>,
         names: Vec<libc::sockaddr_storage>,
         control: Vec<[u64; CONTROL_WORDS]>,
         iovecs: Vec<libc::iovec>,
         headers: Vec<libc::mmsghdr>,
-        /// The replies of a batch, compacted for `sendmmsg`.
+        /// Each received slot's control messages, read once per receive.
+        parsed: Vec<Control>,
+        /// The replies of a batch, then their headers for `sendmmsg`.
+        replies: Vec<Reply>,
+        out_iovecs: Vec<libc::iovec>,
+        out_control: Vec<[u64; GSO_CONTROL_WORDS]>,
         outgoing: Vec<libc::mmsghdr>,
+        /// The kernel refused a GSO reply: coalesced datagrams go back one by one from now on.
+        no_gso: bool,
     }
 
     // Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
@@ -370,7 +521,12 @@ mod imp {
                 control: vec![[0u64; CONTROL_WORDS]; BATCH],
                 iovecs: vec![unsafe { std::mem::zeroed() }; BATCH],
                 headers: vec![unsafe { std::mem::zeroed() }; BATCH],
-                outgoing: vec![unsafe { std::mem::zeroed() }; BATCH],
+                parsed: vec![Control::default(); BATCH],
+                replies: Vec::with_capacity(BATCH),
+                out_iovecs: Vec::new(),
+                out_control: Vec::new(),
+                outgoing: Vec::new(),
+                no_gso: false,
             }
         }
 
@@ -395,7 +551,8 @@ mod imp {
             }
         }
 
-        /// Receives up to a batch; returns how many datagrams arrived (0 when none were waiting).
+        /// Receives up to a batch; returns how many slots were filled (0 when nothing was
+        /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]).
         pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
             self.arm_for_receive();
             let headers = self.headers.as_mut_ptr();
@@ -418,103 +575,198 @@ mod imp {
                 }
             });
             match result {
-                Ok(n) => Ok(n),
+                Ok(n) => {
+                    for i in 0..n {
+                        self.parsed[i] = control_messages(&self.headers[i].msg_hdr);
+                    }
+                    Ok(n)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
                 Err(e) => Err(e),
             }
         }
 
-        /// Datagrams one receive call can return. A call that returned fewer found the queue
-        /// empty: with edge-triggered readiness the next datagram raises a new event, so the
-        /// caller can go back to waiting without another call to see `EAGAIN`.
+        /// Slots one receive call can fill. A call that returned fewer found the queue empty:
+        /// with edge-triggered readiness the next datagram raises a new event, so the caller can
+        /// go back to waiting without another call to see `EAGAIN`.
         pub fn capacity(&self) -> usize {
             BATCH
         }
 
-        /// The bytes of received datagram `i`.
+        /// The bytes of received slot `i`.
         pub fn payload(&self, i: usize) -> &[u8] {
             &self.data[i * SLOT..i * SLOT + self.headers[i].msg_len as usize]
         }
 
-        /// Length, sender and kernel metadata of received datagram `i` (`None` for an address
+        /// Length, sender and kernel metadata of received slot `i` (`None` for an address
         /// family we do not know).
         pub fn meta(&self, i: usize) -> Option<RecvMeta> {
             let from = socket_addr(&self.names[i])?;
-            let (kernel_rx, drops) = control_messages(&self.headers[i].msg_hdr);
+            let c = self.parsed[i];
             Some(RecvMeta {
                 len: self.headers[i].msg_len as usize,
                 from,
-                kernel_rx,
-                drops,
+                kernel_rx: c.kernel_rx,
+                drops: c.drops,
+                segment: c.segment,
             })
         }
 
-        /// Replies to the first `n` received datagrams, each to its sender: `decide(i, datagram)`
-        /// may rewrite datagram `i` in place and returns how many of its bytes to send back
-        /// (capped at what arrived), or `None` for no reply. Returns how many replies the kernel
-        /// refused (each is skipped, never retried in a loop).
+        /// Replies to the datagrams of the first `n` received slots, each to its sender:
+        /// `decide(slot, datagram)` is called for every datagram in order (several per slot when
+        /// coalesced), may rewrite it in place, and returns how many of its bytes to send back
+        /// (capped at what arrived), or `None` for no reply. Coalesced datagrams go back
+        /// coalesced. Returns how many replies the kernel refused (each is dropped, never
+        /// retried in a loop).
         pub fn reply_with(
             &mut self,
             socket: &UdpSocket,
             n: usize,
             mut decide: impl FnMut(usize, &mut [u8]) -> Option<usize>,
         ) -> usize {
-            let mut k = 0;
-            for i in 0..n {
-                let arrived = self.headers[i].msg_len as usize;
-                let slot = &mut self.data[i * SLOT..i * SLOT + arrived];
-                let Some(len) = decide(i, slot) else { continue };
-                let len = len.min(arrived);
-                // A reflector never sends more than it received: no amplification, in any mode.
-                assert!(len <= arrived);
-                self.iovecs[i].iov_len = len;
-                let mut out = self.headers[i];
-                out.msg_hdr.msg_iov = &mut self.iovecs[i];
-                out.msg_hdr.msg_control = std::ptr::null_mut();
-                out.msg_hdr.msg_controllen = 0;
-                self.outgoing[k] = out;
-                k += 1;
-            }
-            let mut start = 0;
-            let mut refused = 0;
-            while start < k {
-                // Safety: outgoing[start..k] describe received slots of this struct's buffers,
-                // with lengths no larger than what arrived and the senders' addresses.
-                let headers = unsafe { self.outgoing.as_mut_ptr().add(start) };
-                let sent = socket.try_io(|| {
-                    let r = unsafe {
-                        libc::sendmmsg(
-                            socket.as_raw_fd(),
-                            headers,
-                            (k - start) as libc::c_uint,
-                            libc::MSG_DONTWAIT,
-                        )
+            self.replies.clear();
+            for slot in 0..n {
+                let arrived = self.headers[slot].msg_len as usize;
+                let segment = self.parsed[slot].segment.unwrap_or(arrived).max(1);
+                let max_run = if self.no_gso {
+                    1
+                } else {
+                    GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / segment).max(1)
+                };
+                let base = slot * SLOT;
+                // Replies are packed to the front of the slot, in order. A run of replies goes
+                // as one message while all but its last are `segment` long.
+                let (mut write, mut run) = (0usize, None::<Reply>);
+                for (start, end) in datagram_ranges(arrived, segment) {
+                    let Some(len) = decide(slot, &mut self.data[base + start..base + end]) else {
+                        continue;
                     };
-                    if r < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(r as usize)
+                    let len = len.min(end - start);
+                    // A reflector never sends more than it received: no amplification, in any mode.
+                    assert!(len <= end - start);
+                    self.data
+                        .copy_within(base + start..base + start + len, base + write);
+                    let joins = run.as_ref().is_some_and(|r| {
+                        r.len == r.datagrams * segment && r.datagrams < max_run && len > 0
+                    });
+                    match run.as_mut() {
+                        Some(r) if joins => {
+                            r.len += len;
+                            r.datagrams += 1;
+                            r.segment = Some(segment);
+                        }
+                        _ => {
+                            self.replies.extend(run.take());
+                            run = Some(Reply {
+                                slot,
+                                offset: write,
+                                len,
+                                segment: None,
+                                datagrams: 1,
+                            });
+                        }
                     }
-                });
-                match sent {
-                    Ok(0) | Err(_) => {
-                        // The datagram at `start` could not go: drop it and carry on.
-                        refused += 1;
+                    write += len;
+                }
+                self.replies.extend(run);
+            }
+            self.send_replies(socket)
+        }
+
+        /// Whether coalesced datagrams still go back coalesced (false once the kernel refused).
+        pub fn gso(&self) -> bool {
+            !self.no_gso
+        }
+
+        /// Sends the batch's replies with `sendmmsg`; how many datagrams the kernel refused.
+        fn send_replies(&mut self, socket: &UdpSocket) -> usize {
+            let k = self.replies.len();
+            // Safety: all-zero is a valid value for these plain C structs.
+            self.out_iovecs.resize(k, unsafe { std::mem::zeroed() });
+            self.outgoing.resize(k, unsafe { std::mem::zeroed() });
+            self.out_control.resize(k, [0u64; GSO_CONTROL_WORDS]);
+            for (j, r) in self.replies.iter().enumerate() {
+                self.out_iovecs[j] = libc::iovec {
+                    iov_base: self.data[r.slot * SLOT + r.offset..].as_mut_ptr().cast(),
+                    iov_len: r.len,
+                };
+                let h = &mut self.outgoing[j].msg_hdr;
+                h.msg_name = (&mut self.names[r.slot] as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+                h.msg_iov = &mut self.out_iovecs[j];
+                h.msg_iovlen = 1;
+                h.msg_flags = 0;
+                match r.segment {
+                    Some(size) => write_segment_size(h, &mut self.out_control[j], size),
+                    None => {
+                        h.msg_control = std::ptr::null_mut();
+                        h.msg_controllen = 0;
+                    }
+                }
+            }
+            let (mut start, mut refused) = (0, 0);
+            while start < k {
+                // Safety: outgoing[start..k] were just built over this struct's slots, names and
+                // control buffers.
+                let headers = unsafe { self.outgoing.as_mut_ptr().add(start) };
+                match send_messages(socket, headers, k - start) {
+                    Ok(sent) if sent > 0 => start += sent,
+                    result => {
+                        // The message at `start` could not go.
+                        let r = self.replies[start];
+                        match result {
+                            Err(e) if r.segment.is_some() && refuses_gso(&e) => {
+                                self.no_gso = true;
+                                refused += self.send_one_by_one(socket, r);
+                            }
+                            _ => refused += r.datagrams,
+                        }
                         start += 1;
                     }
-                    Ok(sent) => start += sent,
+                }
+            }
+            refused
+        }
+
+        /// Sends the datagrams of a coalesced reply one by one; how many were refused.
+        fn send_one_by_one(&mut self, socket: &UdpSocket, r: Reply) -> usize {
+            let segment = r.segment.unwrap_or(r.len).max(1);
+            let mut refused = 0;
+            for (start, end) in datagram_ranges(r.len, segment) {
+                let mut header = self.outgoing[0];
+                let mut iov = libc::iovec {
+                    iov_base: self.data[r.slot * SLOT + r.offset + start..]
+                        .as_mut_ptr()
+                        .cast(),
+                    iov_len: end - start,
+                };
+                header.msg_hdr.msg_name =
+                    (&mut self.names[r.slot] as *mut libc::sockaddr_storage).cast();
+                header.msg_hdr.msg_namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+                header.msg_hdr.msg_iov = &mut iov;
+                header.msg_hdr.msg_iovlen = 1;
+                header.msg_hdr.msg_control = std::ptr::null_mut();
+                header.msg_hdr.msg_controllen = 0;
+                if !matches!(send_messages(socket, &mut header, 1), Ok(1)) {
+                    refused += 1;
                 }
             }
             refused
         }
     }
 
-    /// Sends slots of a [`SendBatch`](super::SendBatch) to one destination with `sendmmsg`.
+    /// Sends slots of a [`SendBatch`](super::SendBatch) to one destination with `sendmmsg`,
+    /// each run of slots as one GSO message when asked.
     pub struct Sender {
         target: libc::sockaddr_storage,
         target_len: libc::socklen_t,
         iovecs: Vec<libc::iovec>,
         headers: Vec<libc::mmsghdr>,
+        control: Vec<[u64; GSO_CONTROL_WORDS]>,
+        /// Datagrams in each message of the last GSO send.
+        runs: Vec<usize>,
+        gso: bool,
+        gso_refused: Option<io::Error>,
     }
 
     // Safety: the pointers in iovecs/headers are rebuilt before every call from the buffer and
@@ -540,10 +792,26 @@ mod imp {
                 // Safety: all-zero is a valid value for these plain C structs.
                 iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
                 headers: vec![unsafe { std::mem::zeroed() }; capacity],
+                control: vec![[0u64; GSO_CONTROL_WORDS]; capacity],
+                runs: Vec::with_capacity(capacity),
+                gso: false,
+                gso_refused: None,
             }
         }
 
-        /// Sends slots `from..len` of `data` (slots of `size` bytes): how many left, or the
+        pub fn set_gso(&mut self, on: bool) {
+            self.gso = on && self.gso_refused.is_none();
+        }
+
+        pub fn gso(&self) -> bool {
+            self.gso
+        }
+
+        pub fn gso_refused(&self) -> Option<&io::Error> {
+            self.gso_refused.as_ref()
+        }
+
+        /// Sends slots `from..len` of `data` (slots of `size` bytes): how many went, or the
         /// error of the first that could not.
         pub fn send(
             &mut self,
@@ -553,6 +821,17 @@ mod imp {
             from: usize,
             len: usize,
         ) -> io::Result<usize> {
+            let per_run = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size.max(1));
+            if self.gso && len - from > 1 && per_run > 1 {
+                match self.send_runs(socket, data, size, from, len, per_run) {
+                    Err(e) if refuses_gso(&e) => {
+                        // Switched off for good; the caller reports it once.
+                        self.gso = false;
+                        self.gso_refused = Some(e);
+                    }
+                    result => return result,
+                }
+            }
             for i in from..len {
                 self.iovecs[i] = libc::iovec {
                     iov_base: data[i * size..(i + 1) * size].as_mut_ptr().cast(),
@@ -570,15 +849,47 @@ mod imp {
             // Safety: headers[from..len] describe slots of `data` and this struct's target
             // address, all live for the call.
             let headers = unsafe { self.headers.as_mut_ptr().add(from) };
-            let count = (len - from) as libc::c_uint;
-            socket.try_io(|| {
-                let n = unsafe { libc::sendmmsg(socket.as_raw_fd(), headers, count, 0) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
+            send_messages(socket, headers, len - from)
+        }
+
+        /// Slots `from..len` as GSO messages of up to `per_run` datagrams each.
+        fn send_runs(
+            &mut self,
+            socket: &UdpSocket,
+            data: &mut [u8],
+            size: usize,
+            from: usize,
+            len: usize,
+            per_run: usize,
+        ) -> io::Result<usize> {
+            self.runs.clear();
+            let mut start = from;
+            while start < len {
+                let m = self.runs.len();
+                let count = per_run.min(len - start);
+                self.iovecs[m] = libc::iovec {
+                    iov_base: data[start * size..].as_mut_ptr().cast(),
+                    iov_len: count * size,
+                };
+                let h = &mut self.headers[m].msg_hdr;
+                h.msg_name = (&mut self.target as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = self.target_len;
+                h.msg_iov = &mut self.iovecs[m];
+                h.msg_iovlen = 1;
+                h.msg_flags = 0;
+                if count > 1 {
+                    write_segment_size(h, &mut self.control[m], size);
                 } else {
-                    Ok(n as usize)
+                    h.msg_control = std::ptr::null_mut();
+                    h.msg_controllen = 0;
                 }
-            })
+                self.runs.push(count);
+                start += count;
+            }
+            // Safety: headers[..runs.len()] were just built over `data` and this struct's
+            // target and control buffers.
+            let sent = send_messages(socket, self.headers.as_mut_ptr(), self.runs.len())?;
+            Ok(self.runs[..sent].iter().sum())
         }
     }
 
@@ -701,6 +1012,10 @@ mod imp {
         None
     }
 
+    pub fn enable_gro(_: &UdpSocket) -> bool {
+        false
+    }
+
     /// Without `sendmmsg`: one `send_to` per call.
     pub struct Sender {
         target: std::net::SocketAddr,
@@ -709,6 +1024,16 @@ mod imp {
     impl Sender {
         pub fn new(_capacity: usize, target: std::net::SocketAddr) -> Self {
             Self { target }
+        }
+
+        pub fn set_gso(&mut self, _: bool) {}
+
+        pub fn gso(&self) -> bool {
+            false
+        }
+
+        pub fn gso_refused(&self) -> Option<&io::Error> {
+            None
         }
 
         pub fn send(
@@ -770,6 +1095,7 @@ mod imp {
                 from,
                 kernel_rx: None,
                 drops: None,
+                segment: None,
             })
         }
 
@@ -810,5 +1136,159 @@ mod imp {
         pub fn is_armed(&self) -> bool {
             false
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn bound() -> (UdpSocket, SocketAddr) {
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        (socket, addr)
+    }
+
+    /// Receives on `socket` until `n` datagrams (or a short wait) and returns them.
+    fn take(socket: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65_536];
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while got.len() < n && std::time::Instant::now() < deadline {
+            match socket.recv_from(&mut buf) {
+                Ok((len, _)) => got.push(buf[..len].to_vec()),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        got
+    }
+
+    /// Sends 10 datagrams of 100 bytes (datagram k filled with byte k) from `client` as one GSO
+    /// run, and receives them on `echo` (GRO on): one slot.
+    fn coalesced_run(client: &UdpSocket, echo: &UdpSocket) -> MmsgBatch {
+        let client_addr = client.local_addr().unwrap();
+        assert!(enable_gro(echo), "UDP_GRO refused by this kernel");
+        let mut out = SendBatch::new(10, 100, echo.local_addr().unwrap());
+        out.set_gso(true);
+        for k in 0..10u8 {
+            out.push().unwrap().fill(k);
+        }
+        assert_eq!(out.send(client, 0).unwrap(), 10);
+        assert!(out.gso(), "{:?}", out.gso_refused());
+        let mut batch = MmsgBatch::new();
+        let mut slots = 0;
+        for _ in 0..200 {
+            slots = batch.receive(echo).unwrap();
+            if slots > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(slots, 1, "the run should arrive as one buffer");
+        let meta = batch.meta(0).unwrap();
+        assert_eq!(
+            (meta.len, meta.segment, meta.from),
+            (1000, Some(100), client_addr)
+        );
+        let seen: Vec<u8> = meta.datagrams(batch.payload(0)).map(|d| d[0]).collect();
+        assert_eq!(seen, (0..10).collect::<Vec<u8>>());
+        batch
+    }
+
+    #[test]
+    fn a_gso_run_arrives_coalesced_and_goes_back_as_the_datagrams_answered() {
+        let (client, _) = bound();
+        let (echo, _) = bound();
+        let mut batch = coalesced_run(&client, &echo);
+        let slots = 1;
+        // Refuse 2 and 7, shorten 5 (so a run must end after it): replies 0 1 | 3 4 5' | 6 8 9.
+        let mut calls = 0;
+        let refused = batch.reply_with(&echo, slots, |slot, datagram| {
+            assert_eq!(slot, 0);
+            calls += 1;
+            match datagram[0] {
+                2 | 7 => None,
+                5 => Some(40),
+                _ => Some(1_000_000), // capped at what arrived
+            }
+        });
+        assert_eq!((refused, calls), (0, 10));
+        let replies = take(&client, 8);
+        let summary: Vec<(u8, usize)> = replies.iter().map(|r| (r[0], r.len())).collect();
+        assert_eq!(
+            summary,
+            [
+                (0, 100),
+                (1, 100),
+                (3, 100),
+                (4, 100),
+                (5, 40),
+                (6, 100),
+                (8, 100),
+                (9, 100)
+            ]
+        );
+        for r in &replies {
+            assert!(
+                r.iter().all(|&b| b == r[0]),
+                "a reply mixes datagrams: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_echo_whose_gso_reply_is_refused_answers_one_by_one() {
+        let (client, _) = bound();
+        let (echo, _) = bound();
+        let mut batch = coalesced_run(&client, &echo);
+        // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
+        imp::set_int_option(&echo, libc::SO_NO_CHECK, 1).unwrap();
+        assert!(batch.gso());
+        assert_eq!(batch.reply_with(&echo, 1, |_, d| Some(d.len())), 0);
+        assert!(!batch.gso(), "the GSO reply should have been refused");
+        let got: Vec<(u8, usize)> = take(&client, 10).iter().map(|d| (d[0], d.len())).collect();
+        assert_eq!(got, (0..10).map(|k| (k, 100)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_kernel_refusing_gso_gets_one_datagram_per_message_and_nothing_is_lost() {
+        let (client, _) = bound();
+        let (echo, echo_addr) = bound();
+        // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
+        imp::set_int_option(&client, libc::SO_NO_CHECK, 1).unwrap();
+        let mut out = SendBatch::new(8, 64, echo_addr);
+        out.set_gso(true);
+        for k in 0..8u8 {
+            out.push().unwrap().fill(k);
+        }
+        assert_eq!(out.send(&client, 0).unwrap(), 8);
+        assert!(!out.gso());
+        assert_eq!(
+            out.gso_refused().and_then(io::Error::raw_os_error),
+            Some(libc::EINVAL)
+        );
+        let got: Vec<u8> = take(&echo, 8).iter().map(|d| d[0]).collect();
+        assert_eq!(got, (0..8).collect::<Vec<u8>>());
+        // Off for good: asking again does not turn it back on.
+        out.set_gso(true);
+        assert!(!out.gso());
+    }
+
+    #[test]
+    fn datagrams_of_a_receive_split_at_the_segment_size() {
+        let meta = |segment| RecvMeta {
+            len: 0,
+            from: "127.0.0.1:1".parse().unwrap(),
+            kernel_rx: None,
+            drops: None,
+            segment,
+        };
+        let data = [0u8; 250];
+        let sizes = |m: RecvMeta, d: &[u8]| m.datagrams(d).map(<[u8]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(meta(Some(100)), &data), [100, 100, 50]);
+        assert_eq!(sizes(meta(None), &data), [250]);
+        // An empty datagram is still a datagram.
+        assert_eq!(sizes(meta(None), &[]), [0]);
     }
 }

@@ -124,6 +124,8 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["echo", "--rcvbuf", "5G"], "--rcvbuf"),
         (&["echo", "--threads", "0"], "--threads"),
         (&["loopback", "--timestamps", "gps"], "--timestamps"),
+        (&["loopback", "--gso", "always"], "--gso"),
+        (&["echo", "--gro", "yes"], "--gro"),
         (&["echo", "--cpus", "x"], "--cpus"),
         (&["loopback", "--cpus", "4096"], "--cpus"),
         (&["ping", "127.0.0.1:9", "--flows", "0"], "--flows"),

@@ -523,3 +523,82 @@ fn echo_threads_share_one_address() {
     // Every datagram was served by one of the two sockets: the readiness probe and 1200 probes.
     assert_eq!(u(&e, "datagrams"), 1201, "{e}");
 }
+
+/// A window of probes to sonde's echo over loopback, with segmentation offload as asked.
+fn offload_run(
+    gso: sonde::config::Gso,
+    gro: bool,
+) -> (sonde::summary::PingSummary, sonde::summary::EchoSummary) {
+    use sonde::config::{EchoConfig, Pace, PingConfig};
+    let server = sonde::run::EchoServer::start(EchoConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..EchoConfig::default()
+    })
+    .unwrap();
+    let mut cfg = PingConfig::new(server.local_addr());
+    cfg.count = Some(20_000);
+    cfg.pace = Pace::Window;
+    cfg.inflight = Some(64);
+    cfg.size = 200;
+    cfg.gso = gso;
+    cfg.gro = gro;
+    let ping = sonde::run::ping(cfg).unwrap();
+    (ping, server.stop().unwrap())
+}
+
+#[test]
+fn runs_of_probes_sent_with_gso_are_echoed_and_matched_one_by_one() {
+    use sonde::config::Gso;
+    // auto: GSO toward loopback; the echo takes each run as one buffer (GRO) and answers it as one.
+    let (ping, echo) = offload_run(Gso::Auto, false);
+    assert_eq!(ping.socket.batching, "gso", "{ping:?}");
+    assert!(!ping.socket.gro);
+    let c = &ping.counters;
+    assert_eq!((c.sent, c.received), (20_000, 20_000), "{c:?}");
+    assert_eq!((c.mismatched, c.duplicates, c.foreign), (0, 0, 0), "{c:?}");
+    assert_eq!(echo.datagrams, 20_000);
+    assert_eq!(echo.bytes_out, echo.bytes);
+    assert!(echo.gro);
+    assert!(echo.coalesced > 0, "no run arrived coalesced: {echo:?}");
+    assert_eq!(ping.rtt.as_ref().unwrap().count, 20_000);
+
+    // Replies taken coalesced too: every probe still matched on its own.
+    let (ping, echo) = offload_run(Gso::Auto, true);
+    assert!(ping.socket.gro);
+    let c = &ping.counters;
+    assert_eq!(
+        (c.sent, c.received, c.mismatched),
+        (20_000, 20_000, 0),
+        "{c:?}"
+    );
+    assert!(echo.coalesced > 0);
+
+    // Off: a datagram per message, and nothing to coalesce.
+    let (ping, echo) = offload_run(Gso::Off, false);
+    assert_eq!(ping.socket.batching, "sendmmsg");
+    assert_eq!(ping.counters.received, 20_000);
+    assert_eq!(echo.coalesced, 0);
+}
+
+#[test]
+fn gso_probes_to_an_echo_without_gro_are_cut_up_by_the_kernel() {
+    if !have_peer("python3") {
+        return;
+    }
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(peer_script("scripts/py-echo.py"));
+    let echo = spawn_listening(cmd);
+    let s = run_json(&[
+        "ping",
+        &echo.addr,
+        "--count",
+        "5000",
+        "--inflight",
+        "64",
+        "--size",
+        "300",
+    ]);
+    assert_eq!(s["socket"]["batching"], "gso");
+    assert_eq!(u(&s, "received"), 5000, "{s}");
+    assert_eq!(u(&s, "mismatched"), 0);
+}
