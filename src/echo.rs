@@ -148,24 +148,26 @@ impl Echo {
         }
     }
 
-    /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams.
-    fn serve(&mut self) {
-        let mut errors_in_a_row = 0;
+    /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams. Returns how many
+    /// buffers came in.
+    fn serve(&mut self) -> usize {
+        let (mut errors_in_a_row, mut total) = (0, 0);
         loop {
             let n = match self.batch.receive(&self.socket) {
-                Ok(0) => return,
+                Ok(0) => return total,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.summary.recv_errors += 1;
                     errors_in_a_row += 1;
                     if errors_in_a_row >= MAX_ERRORS_IN_A_ROW {
-                        return;
+                        return total;
                     }
                     continue;
                 }
             };
             errors_in_a_row = 0;
+            total += n;
             debug_assert!(n <= MAX_BATCH);
             // Verdicts for every datagram of the batch, in order (a slot may hold several).
             let mut known = [false; MAX_BATCH];
@@ -212,7 +214,7 @@ impl Echo {
             self.summary.bytes_out += bytes_out;
             if n < self.batch.capacity() {
                 // The queue was empty: a new datagram raises a new event.
-                return;
+                return total;
             }
         }
     }
@@ -228,6 +230,13 @@ impl Role for Echo {
             self.serve();
         }
         Ok(())
+    }
+
+    fn poll_sockets(&mut self) -> Result<bool, Error> {
+        self.batch.set_adaptive(true);
+        // The echo has nothing to do in `advance` because of a datagram.
+        self.serve();
+        Ok(false)
     }
 
     fn advance(&mut self, now: Instant) -> Result<Wake, Error> {

@@ -37,6 +37,9 @@ impl StopHandle {
 /// Deadlines closer than this are spun for rather than slept on: a wake-up from sleep costs
 /// about as much here.
 const SPIN_BELOW: Duration = Duration::from_micros(20);
+/// Busy-poll mode reads the sockets directly and asks epoll only every this many turns, for
+/// what only it reports: signals, stop requests, writability, queued ICMP errors.
+const BUSY_TURNS_PER_POLL: u32 = 64;
 
 /// When a role next needs [`Role::advance`] called, besides on its own socket events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,6 +71,11 @@ impl Wake {
         }
     }
 
+    /// Whether either deadline has come.
+    fn reached(&self, now: Instant) -> bool {
+        self.around.is_some_and(|t| t <= now) || self.exactly.is_some_and(|t| t <= now)
+    }
+
     /// The earlier of each kind of deadline.
     pub fn min(self, other: Wake) -> Wake {
         fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -91,6 +99,11 @@ pub trait Role {
     fn ready(&mut self, index: usize, event: &Event) -> Result<(), Error>;
     /// Does the work that is due at `now` and says when to be called again.
     fn advance(&mut self, now: Instant) -> Result<Wake, Error>;
+    /// Busy-poll mode: reads the role's sockets without waiting to hear they are readable; says
+    /// whether anything came in (so that [`Role::advance`] runs).
+    fn poll_sockets(&mut self) -> Result<bool, Error> {
+        Ok(false)
+    }
     /// A stop was asked for (Ctrl-C): finish gracefully, or at once when `hard`.
     fn stop(&mut self, now: Instant, hard: bool);
     /// Clients have a finite job; the loop runs until every client is done. Services (echo) run
@@ -176,6 +189,11 @@ impl Engine {
         let has_clients = roles.iter().any(|r| r.is_client());
         let mut stop_requests = 0usize;
         let mut stops_delivered = 0usize;
+        // Busy-poll: the roles run when something came in or a deadline is reached, and the
+        // turns between are a read of each socket, as a bare spinning loop would do.
+        let mut wake = Wake::IDLE;
+        let mut due = true;
+        let mut turns = 0u32;
         loop {
             let now = Instant::now();
             if stop_requests > stops_delivered {
@@ -183,17 +201,30 @@ impl Engine {
                     role.stop(now, stop_requests > 1);
                 }
                 stops_delivered = stop_requests;
+                due = true;
             }
-            let mut wake = Wake::IDLE;
-            for role in roles.iter_mut() {
-                wake = wake.min(role.advance(now)?);
+            if due || wake.reached(now) {
+                wake = Wake::IDLE;
+                for role in roles.iter_mut() {
+                    wake = wake.min(role.advance(now)?);
+                }
+                let all_done = roles
+                    .iter()
+                    .filter(|r| r.is_client() || !has_clients)
+                    .all(|r| r.is_done());
+                if all_done {
+                    return Ok(RunEnd { stop_requests });
+                }
             }
-            let all_done = roles
-                .iter()
-                .filter(|r| r.is_client() || !has_clients)
-                .all(|r| r.is_done());
-            if all_done {
-                return Ok(RunEnd { stop_requests });
+            due = !self.busy_poll;
+            if self.busy_poll {
+                turns = turns.wrapping_add(1);
+                if turns % BUSY_TURNS_PER_POLL != 0 {
+                    for role in roles.iter_mut() {
+                        due |= role.poll_sockets()?;
+                    }
+                    continue;
+                }
             }
             let timeout = self.sleep_plan(Instant::now(), wake);
             match self.poll.poll(&mut self.events, timeout) {
@@ -201,6 +232,7 @@ impl Engine {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::Setup("poll", e)),
             }
+            due |= !self.events.is_empty();
             for event in self.events.iter() {
                 match event.token() {
                     SIGNAL_TOKEN => {

@@ -500,23 +500,26 @@ impl<'a> Pinger<'a> {
         }
     }
 
-    fn receive(&mut self) -> Result<(), Error> {
+    /// Reads what has arrived; returns how many buffers that was.
+    fn receive(&mut self) -> Result<usize, Error> {
         let mut batch = self.batch.take().expect("receive slots present");
         let result = self.receive_batches(&mut batch);
         self.batch = Some(batch);
         result
     }
 
-    fn receive_batches(&mut self, batch: &mut MmsgBatch) -> Result<(), Error> {
+    fn receive_batches(&mut self, batch: &mut MmsgBatch) -> Result<usize, Error> {
+        let mut total = 0;
         loop {
             let n = match batch.receive(&self.socket) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(total),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A pending ICMP error reported on receive; the error queue names the probe.
                 Err(e) if net::is_unreachable(&e) => continue,
                 Err(e) => return Err(Error::io("receive on", self.local, e)),
             };
+            total += n;
             // One clock pairing serves the whole batch: each datagram's own kernel stamp places it.
             let clock = ClockPair::read(self.kernel_stamps);
             for i in 0..n {
@@ -532,7 +535,7 @@ impl<'a> Pinger<'a> {
             }
             if n < batch.capacity() {
                 // The queue was empty: a new reply raises a new event (no call to see EAGAIN).
-                return Ok(());
+                return Ok(total);
             }
         }
     }
@@ -865,6 +868,13 @@ impl Role for Pinger<'_> {
             self.receive()?;
         }
         Ok(())
+    }
+
+    fn poll_sockets(&mut self) -> Result<bool, Error> {
+        if let Some(batch) = self.batch.as_mut() {
+            batch.set_adaptive(true);
+        }
+        Ok(self.phase != Phase::Done && self.receive()? > 0)
     }
 
     fn advance(&mut self, now: Instant) -> Result<Wake, Error> {

@@ -500,6 +500,12 @@ mod imp {
         outgoing: Vec<libc::mmsghdr>,
         /// The kernel refused a GSO reply: coalesced datagrams go back one by one from now on.
         no_gso: bool,
+        /// Headers the last receive may have changed (all of them before the first).
+        used: usize,
+        /// Slots the last receive call asked for, and the next one will (see `set_adaptive`).
+        asked: usize,
+        next_ask: usize,
+        adaptive: bool,
     }
 
     // Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
@@ -527,13 +533,18 @@ mod imp {
                 out_control: Vec::new(),
                 outgoing: Vec::new(),
                 no_gso: false,
+                used: BATCH,
+                asked: BATCH,
+                next_ask: BATCH,
+                adaptive: false,
             }
         }
 
-        /// Points every header at its slot, ready to receive.
+        /// Points the headers at their slots, ready to receive: those the last receive filled
+        /// (the others are still as armed).
         fn arm_for_receive(&mut self) {
             let base = self.data.as_mut_ptr();
-            for i in 0..BATCH {
+            for i in 0..std::mem::replace(&mut self.used, 1) {
                 self.iovecs[i] = libc::iovec {
                     // Safety: i * SLOT + SLOT <= data.len().
                     iov_base: unsafe { base.add(i * SLOT) }.cast(),
@@ -551,10 +562,22 @@ mod imp {
             }
         }
 
+        /// For a caller that spins on receive (busy-poll): ask the kernel for about as many
+        /// datagrams as came last time, doubling while calls come back full, so that one
+        /// datagram at a time costs one attempt at the queue rather than two.
+        pub fn set_adaptive(&mut self, on: bool) {
+            self.adaptive = on;
+            if !on {
+                self.next_ask = BATCH;
+            }
+        }
+
         /// Receives up to a batch; returns how many slots were filled (0 when nothing was
         /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]).
         pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
             self.arm_for_receive();
+            let ask = if self.adaptive { self.next_ask } else { BATCH };
+            self.asked = ask;
             let headers = self.headers.as_mut_ptr();
             let result = socket.try_io(|| {
                 // Safety: headers describe BATCH slots of this struct's buffers, all live for the
@@ -563,7 +586,7 @@ mod imp {
                     libc::recvmmsg(
                         socket.as_raw_fd(),
                         headers,
-                        BATCH as libc::c_uint,
+                        ask as libc::c_uint,
                         libc::MSG_DONTWAIT,
                         std::ptr::null_mut(),
                     )
@@ -579,6 +602,14 @@ mod imp {
                     for i in 0..n {
                         self.parsed[i] = control_messages(&self.headers[i].msg_hdr);
                     }
+                    self.used = n.max(1);
+                    if self.adaptive {
+                        self.next_ask = if n == ask {
+                            (ask * 2).min(BATCH)
+                        } else {
+                            n.max(1)
+                        };
+                    }
                     Ok(n)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
@@ -586,11 +617,11 @@ mod imp {
             }
         }
 
-        /// Slots one receive call can fill. A call that returned fewer found the queue empty:
-        /// with edge-triggered readiness the next datagram raises a new event, so the caller can
-        /// go back to waiting without another call to see `EAGAIN`.
+        /// Slots the last receive call asked for. A call that returned fewer found the queue
+        /// empty: with edge-triggered readiness the next datagram raises a new event, so the
+        /// caller can go back to waiting without another call to see `EAGAIN`.
         pub fn capacity(&self) -> usize {
-            BATCH
+            self.asked
         }
 
         /// The bytes of received slot `i`.
@@ -680,6 +711,32 @@ mod imp {
 
         /// Sends the batch's replies with `sendmmsg`; how many datagrams the kernel refused.
         fn send_replies(&mut self, socket: &UdpSocket) -> usize {
+            if let [r @ Reply { segment: None, .. }] = self.replies[..] {
+                // One reply (ping-pong): `sendto` does less than `sendmmsg` of one.
+                let datagram = &self.data[r.slot * SLOT + r.offset..][..r.len];
+                let name = &self.names[r.slot];
+                let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+                let sent = socket.try_io(|| {
+                    // Safety: the datagram and the sender's address live for the call, with
+                    // their lengths passed alongside.
+                    let n = unsafe {
+                        libc::sendto(
+                            socket.as_raw_fd(),
+                            datagram.as_ptr().cast(),
+                            datagram.len(),
+                            libc::MSG_DONTWAIT,
+                            (name as *const libc::sockaddr_storage).cast(),
+                            namelen,
+                        )
+                    };
+                    if n < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(())
+                    }
+                });
+                return usize::from(sent.is_err());
+            }
             let k = self.replies.len();
             // Safety: all-zero is a valid value for these plain C structs.
             self.out_iovecs.resize(k, unsafe { std::mem::zeroed() });
@@ -831,6 +888,30 @@ mod imp {
                     }
                     result => return result,
                 }
+            }
+            if len - from == 1 {
+                // One datagram (a window of one, a paced probe): `sendto` does less than
+                // `sendmmsg` of one.
+                let datagram = &data[from * size..(from + 1) * size];
+                return socket.try_io(|| {
+                    // Safety: the datagram and the target address live for the call, with their
+                    // lengths passed alongside.
+                    let n = unsafe {
+                        libc::sendto(
+                            socket.as_raw_fd(),
+                            datagram.as_ptr().cast(),
+                            size,
+                            libc::MSG_DONTWAIT,
+                            (&self.target as *const libc::sockaddr_storage).cast(),
+                            self.target_len,
+                        )
+                    };
+                    if n < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(1)
+                    }
+                });
             }
             for i in from..len {
                 self.iovecs[i] = libc::iovec {
@@ -1069,6 +1150,8 @@ mod imp {
                 got: None,
             }
         }
+
+        pub fn set_adaptive(&mut self, _: bool) {}
 
         pub fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
             match socket.recv_from(&mut self.data) {

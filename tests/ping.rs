@@ -466,6 +466,30 @@ fn busy_poll_runs_both_sides() {
         "--busy-poll",
     ]);
     assert_eq!(u(&s, "received"), 2000);
+
+    // Spinning reads the sockets directly; what only epoll reports still gets through. ICMP
+    // errors from a port where nothing listens:
+    let closed = format!("127.0.0.1:{}", free_port());
+    let s = run_json(&[
+        "ping",
+        &closed,
+        "--count",
+        "50",
+        "--rate",
+        "1000",
+        "--timeout",
+        "100ms",
+        "--busy-poll",
+    ]);
+    assert_eq!(u(&s, "lost"), 50, "{s}");
+    assert!(u(&s, "unreachable") > 0, "{s}");
+    // And signals: the spinning echo stops on SIGINT and prints its counters.
+    let mut echo = echo;
+    signal(&echo.child, "INT");
+    let mut text = String::new();
+    echo.stdout.read_to_string(&mut text).unwrap();
+    assert!(echo.child.wait().unwrap().success(), "{text}");
+    assert!(text.contains(" datagrams echoed"), "{text}");
 }
 
 #[test]
