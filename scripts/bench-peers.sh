@@ -12,9 +12,12 @@ Runs, on 127.0.0.1, each for --secs seconds (default 5) with --size-byte message
 tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reporting medians:
   1. ping-pong, one in flight, blocking: RTT p50/p99/p99.9 (full round trip for every tool)
   2. the same with busy-polling on both sides
-  3. pipelined round trips/s, 64 in flight, no rate limit
+  3. pipelined round trips/s, 64 in flight, no rate limit (sonde's default toward loopback: runs
+     of probes sent with UDP GSO; also shown with --gso off), against the bare mmsg pair,
+     sockperf ping-pong -b 64, and a stdlib Python pair (scripts/py-echo.py + py-ping.py)
   4. echo capacity: one client (sonde ping --wire sockperf, 2 flows x 64 in flight) against
-     sockperf's server and sonde echo with 1 and 2 threads
+     sockperf's server and sonde echo with 1 and 2 threads; again with the client's GSO off
+     (one datagram a message, nothing for the server to take coalesced)
   5. highest open-loop rate with < 0.1% loss, searched the same way for sonde and sockperf
   6. user-space instructions per round trip of each client, 64 in flight, and per datagram of
      each server (valgrind's callgrind: exact counts, unmoved by load; skipped without valgrind)
@@ -107,15 +110,18 @@ pingpong() { # label, busy (0/1)
 }
 
 pipelined() {
-  local label="pipelined, 64 in flight" r b=() s=() py=() sp=() out
+  local label="pipelined, 64 in flight" r b=() s=() ng=() py=() pp=() sp=() out
   start "$bare" echo 17201
   start "$sonde" echo --bind "$P:17202" -q
   start python3 "$here/scripts/py-echo.py" "$P" 17203
   have sockperf && start sockperf server -i "$P" -p 17204
+  rtps() { "$sonde" ping "$P:$1" --inflight 64 --duration "${secs}s" --size "$size" --json "${@:2}" | json 'round(d["received"] / d["duration_s"])'; }
   for ((r = 0; r < repeat; r++)); do
     b+=("$("$bare" ping "$P:17201" "$secs" 64 "$size" | json 'd["round_trips_per_s"]')")
-    s+=("$("$sonde" ping "$P:17202" --inflight 64 --duration "${secs}s" --size "$size" --json | json 'round(d["received"] / d["duration_s"])')")
-    py+=("$("$sonde" ping "$P:17203" --inflight 64 --duration "${secs}s" --size "$size" --json | json 'round(d["received"] / d["duration_s"])')")
+    s+=("$(rtps 17202)")
+    ng+=("$(rtps 17202 --gso off)")
+    py+=("$(rtps 17203)")
+    pp+=("$(python3 "$here/scripts/py-ping.py" "$P" 17203 "$secs" 64 "$size" | json 'd["round_trips_per_s"]')")
     if have sockperf; then
       out=$(sockperf ping-pong -i "$P" -p 17204 -m "$size" -t "$secs" -b 64 2>&1)
       sp+=("$(sed -n 's/.*\[Valid Duration\] RunTime=\([0-9.]*\) sec.*ReceivedMessages=\([0-9]*\).*/\2 \1/p' <<<"$out" |
@@ -123,39 +129,48 @@ pipelined() {
     fi
   done
   stop_all
-  local srate brate prate rate
-  srate=$(median "${s[@]}") brate=$(median "${b[@]}") prate=$(median "${py[@]}")
+  local srate nrate brate prate pprate rate
+  srate=$(median "${s[@]}") nrate=$(median "${ng[@]}") brate=$(median "${b[@]}")
+  prate=$(median "${py[@]}") pprate=$(median "${pp[@]}")
   row "$label" "sonde pair" "$srate round trips/s ($(spread "${s[@]}"))" "-"
-  row "$label" "bare mmsg pair (limit)" "$brate round trips/s ($(spread "${b[@]}"))" "sonde/limit $(ratio "$srate" "$brate")"
-  row "$label" "stdlib Python echo (sonde client)" "$prate round trips/s ($(spread "${py[@]}"))" "sonde pair/python $(ratio "$srate" "$prate")"
+  row "$label" "sonde pair, --gso off" "$nrate round trips/s ($(spread "${ng[@]}"))" "with/without GSO $(ratio "$srate" "$nrate")"
+  row "$label" "bare mmsg pair (limit)" "$brate round trips/s ($(spread "${b[@]}"))" "sonde/limit $(ratio "$srate" "$brate"); --gso off $(ratio "$nrate" "$brate")"
+  row "$label" "stdlib Python pair" "$pprate round trips/s ($(spread "${pp[@]}"))" "sonde/python $(ratio "$srate" "$pprate")"
+  row "$label" "stdlib Python echo, sonde client" "$prate round trips/s ($(spread "${py[@]}"))" "sonde pair/this $(ratio "$srate" "$prate")"
   if have sockperf; then
     rate=$(median "${sp[@]}")
-    row "$label" "sockperf ping-pong -b 64 pair" "$rate round trips/s ($(spread "${sp[@]}"))" "sonde/sockperf $(ratio "$srate" "$rate")"
+    row "$label" "sockperf ping-pong -b 64 pair" "$rate round trips/s ($(spread "${sp[@]}"))" "sonde/sockperf $(ratio "$srate" "$rate"); --gso off $(ratio "$nrate" "$rate")"
   fi
 }
 
 capacity() {
   local label="echo capacity, same client" r
   local client=(--wire sockperf --flows 2 --inflight 64 --duration "${secs}s" --size "$size" --json)
-  local base=() one=() two=()
+  local base=() one=() two=() base1=() one1=()
   have sockperf && start sockperf server -i "$P" -p 17301
   start "$sonde" echo --bind "$P:17311" --wire sockperf --threads 1 -q
   start "$sonde" echo --bind "$P:17312" --wire sockperf --threads 2 -q
-  serve() { "$sonde" ping "$P:$1" "${client[@]}" | json 'round(d["received"] / d["duration_s"])'; }
+  serve() { "$sonde" ping "$P:$1" "${client[@]}" "${@:2}" | json 'round(d["received"] / d["duration_s"])'; }
   for ((r = 0; r < repeat; r++)); do
-    have sockperf && base+=("$(serve 17301)")
+    have sockperf && base+=("$(serve 17301)") base1+=("$(serve 17301 --gso off)")
     one+=("$(serve 17311)")
+    one1+=("$(serve 17311 --gso off)")
     two+=("$(serve 17312)")
   done
   stop_all
-  local sockperf_rate="" m1 m2
+  local sockperf_rate="" sockperf_one="" m1 m2 n1
   if have sockperf; then
-    sockperf_rate=$(median "${base[@]}")
+    sockperf_rate=$(median "${base[@]}") sockperf_one=$(median "${base1[@]}")
     row "$label" "sockperf server" "$sockperf_rate datagrams/s ($(spread "${base[@]}"))" "-"
   fi
-  m1=$(median "${one[@]}") m2=$(median "${two[@]}")
+  m1=$(median "${one[@]}") m2=$(median "${two[@]}") n1=$(median "${one1[@]}")
   row "$label" "sonde echo --threads 1" "$m1 datagrams/s ($(spread "${one[@]}"))" "${sockperf_rate:+sonde/sockperf $(ratio "$m1" "$sockperf_rate")}"
   row "$label" "sonde echo --threads 2" "$m2 datagrams/s ($(spread "${two[@]}"))" "${sockperf_rate:+sonde/sockperf $(ratio "$m2" "$sockperf_rate")}"
+  local label1="echo capacity, client --gso off"
+  if have sockperf; then
+    row "$label1" "sockperf server" "$sockperf_one datagrams/s ($(spread "${base1[@]}"))" "-"
+  fi
+  row "$label1" "sonde echo --threads 1" "$n1 datagrams/s ($(spread "${one1[@]}"))" "${sockperf_one:+sonde/sockperf $(ratio "$n1" "$sockperf_one")}"
 }
 
 # One open-loop trial per tool at rate $1: clean when under 0.1% of the probes go unanswered
