@@ -537,6 +537,11 @@ impl<'a> Pinger<'a> {
                 // The queue was empty: a new reply raises a new event (no call to see EAGAIN).
                 return Ok(total);
             }
+            if self.phase == Phase::Sending {
+                // More replies wait: refill the window with what this batch freed first, so the
+                // echo works on those while this loop reads the rest.
+                self.send_due(Instant::now())?;
+            }
         }
     }
 
@@ -747,7 +752,7 @@ impl<'a> Pinger<'a> {
         let batch = self.send_batch.as_deref();
         SocketSummary {
             batching: match batch {
-                Some(b) if b.gso() => "gso",
+                Some(b) if b.gso_runs() > 0 => "gso",
                 _ if cfg!(target_os = "linux") => "sendmmsg",
                 _ => "send_to",
             },

@@ -164,7 +164,7 @@ pub fn ping_text(s: &PingSummary) -> String {
             "user space"
         },
         if k.batching == "gso" {
-            "UDP GSO (runs of probes cut up by the kernel)"
+            "UDP GSO"
         } else {
             k.batching
         }

@@ -109,8 +109,8 @@ pub struct SocketSummary {
     /// Where receive times come from: `"kernel"` (SO_TIMESTAMPNS, excluding time spent queued in
     /// the socket) or `"user space"` (read after the receive call returns).
     pub rx_timestamps: &'static str,
-    /// How probes were sent: `"gso"` (runs of probes as one buffer the kernel cuts up, UDP GSO)
-    /// or `"sendmmsg"` (a datagram each, many a call).
+    /// How probes were sent: `"gso"` (runs of probes went as one buffer the kernel cuts up, UDP
+    /// GSO) or `"sendmmsg"` (a datagram a message, several messages a call).
     pub batching: &'static str,
     /// Why GSO was switched off during the run, when the kernel refused it.
     #[serde(skip_serializing_if = "Option::is_none")]

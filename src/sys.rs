@@ -117,6 +117,11 @@ impl SendBatch {
     pub fn gso_refused(&self) -> Option<&io::Error> {
         self.sender.gso_refused()
     }
+
+    /// Runs of datagrams sent as one GSO message so far.
+    pub fn gso_runs(&self) -> u64 {
+        self.sender.gso_runs()
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -822,6 +827,8 @@ mod imp {
         control: Vec<[u64; GSO_CONTROL_WORDS]>,
         /// Datagrams in each message of the last GSO send.
         runs: Vec<usize>,
+        /// Messages of several datagrams sent so far.
+        gso_runs: u64,
         gso: bool,
         gso_refused: Option<io::Error>,
     }
@@ -851,6 +858,7 @@ mod imp {
                 headers: vec![unsafe { std::mem::zeroed() }; capacity],
                 control: vec![[0u64; GSO_CONTROL_WORDS]; capacity],
                 runs: Vec::with_capacity(capacity),
+                gso_runs: 0,
                 gso: false,
                 gso_refused: None,
             }
@@ -866,6 +874,10 @@ mod imp {
 
         pub fn gso_refused(&self) -> Option<&io::Error> {
             self.gso_refused.as_ref()
+        }
+
+        pub fn gso_runs(&self) -> u64 {
+            self.gso_runs
         }
 
         /// Sends slots `from..len` of `data` (slots of `size` bytes): how many went, or the
@@ -970,7 +982,9 @@ mod imp {
             // Safety: headers[..runs.len()] were just built over `data` and this struct's
             // target and control buffers.
             let sent = send_messages(socket, self.headers.as_mut_ptr(), self.runs.len())?;
-            Ok(self.runs[..sent].iter().sum())
+            let runs = &self.runs[..sent];
+            self.gso_runs += runs.iter().filter(|&&n| n > 1).count() as u64;
+            Ok(runs.iter().sum())
         }
     }
 
@@ -1115,6 +1129,10 @@ mod imp {
 
         pub fn gso_refused(&self) -> Option<&io::Error> {
             None
+        }
+
+        pub fn gso_runs(&self) -> u64 {
+            0
         }
 
         pub fn send(
