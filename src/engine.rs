@@ -195,15 +195,17 @@ impl Engine {
         let mut due = true;
         let mut turns = 0u32;
         loop {
-            let now = Instant::now();
             if stop_requests > stops_delivered {
+                let now = Instant::now();
                 for role in roles.iter_mut() {
                     role.stop(now, stop_requests > 1);
                 }
                 stops_delivered = stop_requests;
                 due = true;
             }
-            if due || wake.reached(now) {
+            // A spinning turn with nothing due and no deadline does not even read the clock.
+            let now = (due || wake != Wake::IDLE).then(Instant::now);
+            if let Some(now) = now.filter(|&now| due || wake.reached(now)) {
                 wake = Wake::IDLE;
                 for role in roles.iter_mut() {
                     wake = wake.min(role.advance(now)?);
