@@ -3,9 +3,12 @@
 //! (`../shared/tools/udplimit.c` is a C cross-check of the same figures.)
 //!
 //! ```text
-//! bare echo PORT [busy]                     recvmmsg/sendmmsg echo, batches of 64, until killed
-//! bare ping ADDR SECS WINDOW SIZE [busy]    keep WINDOW datagrams in flight for SECS seconds;
-//!                                           prints {"round_trips_per_s", "p50_us", ...} as JSON
+//! bare echo PORT [busy] [single]            recvmmsg/sendmmsg echo, batches of 64, until killed;
+//!                                           single: recvfrom/sendto, a datagram a call (cheaper
+//!                                           with one in flight)
+//! bare ping ADDR SECS WINDOW SIZE [busy]    keep WINDOW datagrams in flight for SECS seconds
+//!                                           (WINDOW 1: recv, a datagram a call); prints
+//!                                           {"round_trips_per_s", "p50_us", ...} as JSON
 //! ```
 //! Loopback only: `ping` refuses any other address.
 
@@ -18,15 +21,23 @@ const BATCH: usize = 64;
 const SLOT: usize = 2048;
 
 fn usage() -> ! {
-    eprintln!("usage: bare echo PORT [busy] | bare ping ADDR SECS WINDOW SIZE [busy]");
+    eprintln!("usage: bare echo PORT [busy] [single] | bare ping ADDR SECS WINDOW SIZE [busy]");
     std::process::exit(2)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let busy = args.last().is_some_and(|a| a == "busy");
+    let busy = args.iter().any(|a| a == "busy");
+    let single = args.iter().any(|a| a == "single");
     match args.first().map(String::as_str) {
-        Some("echo") if args.len() >= 2 => echo(args[1].parse().unwrap_or_else(|_| usage()), busy),
+        Some("echo") if args.len() >= 2 => {
+            let port = args[1].parse().unwrap_or_else(|_| usage());
+            if single {
+                echo_single(port, busy)
+            } else {
+                echo(port, busy)
+            }
+        }
         Some("ping") if args.len() >= 5 => {
             let addr: SocketAddr = args[1].parse().unwrap_or_else(|_| usage());
             if !addr.ip().is_loopback() {
@@ -120,6 +131,18 @@ fn echo(port: u16, busy: bool) {
     }
 }
 
+/// One datagram a call: what sockperf's server does, and the cheapest with one in flight.
+fn echo_single(port: u16, busy: bool) {
+    let socket = UdpSocket::bind(("127.0.0.1", port)).expect("bind");
+    socket.set_nonblocking(busy).expect("nonblocking");
+    let mut buf = [0u8; SLOT];
+    loop {
+        if let Ok((len, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..len], from);
+        }
+    }
+}
+
 fn ping(addr: SocketAddr, secs: f64, window: usize, size: usize, busy: bool) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.connect(addr).expect("connect");
@@ -143,7 +166,12 @@ fn ping(addr: SocketAddr, secs: f64, window: usize, size: usize, busy: bool) {
     let mut slots = Slots::new();
     let mut replies = 0u64;
     while Instant::now() < end {
-        let n = slots.recv(fd, busy);
+        let n = if window == 1 {
+            // One in flight: a plain recv, no batch to set up.
+            usize::from(socket.recv(&mut slots.data[0]).is_ok())
+        } else {
+            slots.recv(fd, busy)
+        };
         let now = start.elapsed().as_nanos() as u64;
         for i in 0..n {
             let sent = u64::from_ne_bytes(slots.data[i][..8].try_into().expect("8 bytes"));

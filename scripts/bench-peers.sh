@@ -82,7 +82,7 @@ pingpong() { # label, busy (0/1)
   ((busy)) && sflag=busy pflag=--busy-poll nb=(--nonblocked)
   local s50=() s99=() s999=() b50=() b99=() b999=() p50=() p99=() p999=() b s out
   for ((r = 0; r < repeat; r++)); do
-    start "$bare" echo 17101 $sflag
+    start "$bare" echo 17101 $sflag single
     b=$("$bare" ping "$P:17101" "$secs" 1 "$size" $sflag)
     stop_all
     b50+=("$(json 'd["p50_us"]' <<<"$b")") b99+=("$(json 'd["p99_us"]' <<<"$b")") b999+=("$(json 'd["p999_us"]' <<<"$b")")
