@@ -474,6 +474,34 @@ mod imp {
         })
     }
 
+    /// One datagram to `name` with `sendto`: less work for the kernel than a `sendmmsg` of one.
+    fn send_one(
+        socket: &UdpSocket,
+        datagram: &[u8],
+        name: &libc::sockaddr_storage,
+        namelen: libc::socklen_t,
+    ) -> io::Result<()> {
+        socket.try_io(|| {
+            // Safety: the datagram and the address live for the call, with their lengths passed
+            // alongside.
+            let n = unsafe {
+                libc::sendto(
+                    socket.as_raw_fd(),
+                    datagram.as_ptr().cast(),
+                    datagram.len(),
+                    libc::MSG_DONTWAIT,
+                    (name as *const libc::sockaddr_storage).cast(),
+                    namelen,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     /// One reply message of an echo batch: `len` bytes at `offset` in slot `slot`, holding
     /// `datagrams` datagrams; with `segment`, all but the last are that long (sent with GSO).
     #[derive(Debug, Clone, Copy)]
@@ -717,29 +745,10 @@ mod imp {
         /// Sends the batch's replies with `sendmmsg`; how many datagrams the kernel refused.
         fn send_replies(&mut self, socket: &UdpSocket) -> usize {
             if let [r @ Reply { segment: None, .. }] = self.replies[..] {
-                // One reply (ping-pong): `sendto` does less than `sendmmsg` of one.
+                // One reply (ping-pong).
                 let datagram = &self.data[r.slot * SLOT + r.offset..][..r.len];
-                let name = &self.names[r.slot];
                 let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
-                let sent = socket.try_io(|| {
-                    // Safety: the datagram and the sender's address live for the call, with
-                    // their lengths passed alongside.
-                    let n = unsafe {
-                        libc::sendto(
-                            socket.as_raw_fd(),
-                            datagram.as_ptr().cast(),
-                            datagram.len(),
-                            libc::MSG_DONTWAIT,
-                            (name as *const libc::sockaddr_storage).cast(),
-                            namelen,
-                        )
-                    };
-                    if n < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(())
-                    }
-                });
+                let sent = send_one(socket, datagram, &self.names[r.slot], namelen);
                 return usize::from(sent.is_err());
             }
             let k = self.replies.len();
@@ -793,27 +802,13 @@ mod imp {
         /// Sends the datagrams of a coalesced reply one by one; how many were refused.
         fn send_one_by_one(&mut self, socket: &UdpSocket, r: Reply) -> usize {
             let segment = r.segment.unwrap_or(r.len).max(1);
-            let mut refused = 0;
-            for (start, end) in datagram_ranges(r.len, segment) {
-                let mut header = self.outgoing[0];
-                let mut iov = libc::iovec {
-                    iov_base: self.data[r.slot * SLOT + r.offset + start..]
-                        .as_mut_ptr()
-                        .cast(),
-                    iov_len: end - start,
-                };
-                header.msg_hdr.msg_name =
-                    (&mut self.names[r.slot] as *mut libc::sockaddr_storage).cast();
-                header.msg_hdr.msg_namelen = self.headers[r.slot].msg_hdr.msg_namelen;
-                header.msg_hdr.msg_iov = &mut iov;
-                header.msg_hdr.msg_iovlen = 1;
-                header.msg_hdr.msg_control = std::ptr::null_mut();
-                header.msg_hdr.msg_controllen = 0;
-                if !matches!(send_messages(socket, &mut header, 1), Ok(1)) {
-                    refused += 1;
-                }
-            }
-            refused
+            let reply = &self.data[r.slot * SLOT + r.offset..][..r.len];
+            let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+            datagram_ranges(r.len, segment)
+                .filter(|&(start, end)| {
+                    send_one(socket, &reply[start..end], &self.names[r.slot], namelen).is_err()
+                })
+                .count()
         }
     }
 
@@ -902,28 +897,9 @@ mod imp {
                 }
             }
             if len - from == 1 {
-                // One datagram (a window of one, a paced probe): `sendto` does less than
-                // `sendmmsg` of one.
+                // One datagram (a window of one, a paced probe).
                 let datagram = &data[from * size..(from + 1) * size];
-                return socket.try_io(|| {
-                    // Safety: the datagram and the target address live for the call, with their
-                    // lengths passed alongside.
-                    let n = unsafe {
-                        libc::sendto(
-                            socket.as_raw_fd(),
-                            datagram.as_ptr().cast(),
-                            size,
-                            libc::MSG_DONTWAIT,
-                            (&self.target as *const libc::sockaddr_storage).cast(),
-                            self.target_len,
-                        )
-                    };
-                    if n < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(1)
-                    }
-                });
+                return send_one(socket, datagram, &self.target, self.target_len).map(|()| 1);
             }
             for i in from..len {
                 self.iovecs[i] = libc::iovec {

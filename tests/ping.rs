@@ -19,6 +19,16 @@ fn assert_accounted(s: &serde_json::Value) {
     );
 }
 
+/// The ten-line stdlib echo of scripts/py-echo.py (`None`, with the skip said, without python3).
+fn python_echo() -> Option<Server> {
+    if !have_peer("python3") {
+        return None;
+    }
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(peer_script("scripts/py-echo.py"));
+    Some(spawn_listening(cmd))
+}
+
 #[test]
 fn ping_sonde_echo_closed_loop() {
     let echo = sonde_echo("127.0.0.1:0");
@@ -73,12 +83,7 @@ fn largest_ipv6_probe_round_trips() {
 
 #[test]
 fn ping_python_stdlib_echo_one_at_a_time() {
-    if !have_peer("python3") {
-        return;
-    }
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(peer_script("scripts/py-echo.py"));
-    let echo = spawn_listening(cmd);
+    let Some(echo) = python_echo() else { return };
     let s = run_json(&[
         "ping",
         &echo.addr,
@@ -606,12 +611,7 @@ fn runs_of_probes_sent_with_gso_are_echoed_and_matched_one_by_one() {
 
 #[test]
 fn gso_probes_to_an_echo_without_gro_are_cut_up_by_the_kernel() {
-    if !have_peer("python3") {
-        return;
-    }
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(peer_script("scripts/py-echo.py"));
-    let echo = spawn_listening(cmd);
+    let Some(echo) = python_echo() else { return };
     let s = run_json(&[
         "ping",
         &echo.addr,
