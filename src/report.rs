@@ -260,8 +260,16 @@ pub fn echo_text(s: &EchoSummary) -> String {
     } else {
         s.peers.to_string()
     };
+    let coalesced = if s.coalesced > 0 {
+        format!(
+            "{} of them came in runs a sender sent as one (UDP GRO), answered as runs\n",
+            s.coalesced
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{}\n",
+        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{}\n",
         s.bind,
         echoed(s),
         s.datagrams,
@@ -446,6 +454,27 @@ mod tests {
     #[test]
     fn ping_summary_text() {
         insta::assert_snapshot!(ping_text(&summary()));
+    }
+
+    #[test]
+    fn echo_text_says_how_many_came_coalesced_only_when_some_did() {
+        let mut s = EchoSummary {
+            bind: "127.0.0.1:9999".into(),
+            datagrams: 640,
+            bytes: 40_960,
+            bytes_out: 40_960,
+            peers: 1,
+            peers_limit: 65_536,
+            ..EchoSummary::default()
+        };
+        assert!(!echo_text(&s).contains("UDP GRO"), "{}", echo_text(&s));
+        s.coalesced = 576;
+        let text = echo_text(&s);
+        assert!(
+            text.contains("\n576 of them came in runs a sender sent as one (UDP GRO)"),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("{}\n", refusals(&s))), "{text}");
     }
 
     #[test]
