@@ -230,6 +230,10 @@ impl Role for Echo {
         Ok(())
     }
 
+    fn reads_directly(&self) -> bool {
+        true
+    }
+
     fn poll_sockets(&mut self) -> Result<bool, Error> {
         self.batch.set_adaptive(true);
         // The echo has nothing to do in `advance` because of a datagram.

@@ -100,9 +100,15 @@ pub trait Role {
     /// Does the work that is due at `now` and says when to be called again.
     fn advance(&mut self, now: Instant) -> Result<Wake, Error>;
     /// Busy-poll mode: reads the role's sockets without waiting to hear they are readable; says
-    /// whether anything came in (so that [`Role::advance`] runs).
+    /// whether anything came in (so that [`Role::advance`] runs). Only called when
+    /// [`Role::reads_directly`] says so.
     fn poll_sockets(&mut self) -> Result<bool, Error> {
         Ok(false)
+    }
+    /// Whether [`Role::poll_sockets`] reads the role's sockets; a busy loop with any role that
+    /// does not asks epoll on every turn instead.
+    fn reads_directly(&self) -> bool {
+        false
     }
     /// A stop was asked for (Ctrl-C): finish gracefully, or at once when `hard`.
     fn stop(&mut self, now: Instant, hard: bool);
@@ -194,6 +200,7 @@ impl Engine {
         let mut wake = Wake::IDLE;
         let mut due = true;
         let mut turns = 0u32;
+        let direct = roles.iter().all(|r| r.reads_directly());
         loop {
             if stop_requests > stops_delivered {
                 let now = Instant::now();
@@ -219,7 +226,7 @@ impl Engine {
                 }
             }
             due = !self.busy_poll;
-            if self.busy_poll {
+            if self.busy_poll && direct {
                 turns = turns.wrapping_add(1);
                 if turns % BUSY_TURNS_PER_POLL != 0 {
                     for role in roles.iter_mut() {

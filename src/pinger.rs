@@ -875,6 +875,10 @@ impl Role for Pinger<'_> {
         Ok(())
     }
 
+    fn reads_directly(&self) -> bool {
+        true
+    }
+
     fn poll_sockets(&mut self) -> Result<bool, Error> {
         if let Some(batch) = self.batch.as_mut() {
             batch.set_adaptive(true);
