@@ -147,22 +147,12 @@ mod imp {
         } else {
             (libc::IPPROTO_IP, libc::IP_RECVERR)
         };
-        let on: libc::c_int = 1;
-        // Safety: as in `set_int_option`.
-        cvt(unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                level,
-                name,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })?;
-        Ok(())
+        set_int_option(socket, level, name, 1)
     }
 
     pub(super) fn set_int_option(
         socket: &UdpSocket,
+        level: libc::c_int,
         name: libc::c_int,
         value: libc::c_int,
     ) -> io::Result<()> {
@@ -171,7 +161,7 @@ mod imp {
         cvt(unsafe {
             libc::setsockopt(
                 socket.as_raw_fd(),
-                libc::SOL_SOCKET,
+                level,
                 name,
                 (&value as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
@@ -200,8 +190,8 @@ mod imp {
     /// `net.core.rmem_max` / `wmem_max` without failing.
     pub fn request_buffers(socket: &UdpSocket, rcv: usize, snd: usize) -> io::Result<()> {
         let clamp = |b: usize| b.min(libc::c_int::MAX as usize / 2) as libc::c_int;
-        set_int_option(socket, libc::SO_RCVBUF, clamp(rcv))?;
-        set_int_option(socket, libc::SO_SNDBUF, clamp(snd))
+        set_int_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, clamp(rcv))?;
+        set_int_option(socket, libc::SOL_SOCKET, libc::SO_SNDBUF, clamp(snd))
     }
 
     /// The buffer sizes the kernel granted, (receive, send), as it reports them: Linux doubles
@@ -239,26 +229,15 @@ mod imp {
     /// says which the kernel accepted.
     pub fn enable_rx_metadata(socket: &UdpSocket, timestamps: bool) -> (bool, bool) {
         (
-            timestamps && set_int_option(socket, libc::SO_TIMESTAMPNS, 1).is_ok(),
-            set_int_option(socket, libc::SO_RXQ_OVFL, 1).is_ok(),
+            timestamps && set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok(),
+            set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok(),
         )
     }
 
     /// Lets the kernel hand over several datagrams of one sender in one buffer (`UDP_GRO`), as
     /// a GSO sender sent them or a NIC coalesced them; says whether it accepted.
     pub fn enable_gro(socket: &UdpSocket) -> bool {
-        let on: libc::c_int = 1;
-        // Safety: as in `set_int_option`, at the UDP level.
-        let ret = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::IPPROTO_UDP,
-                libc::UDP_GRO,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        ret == 0
+        set_int_option(socket, libc::IPPROTO_UDP, libc::UDP_GRO, 1).is_ok()
     }
 
     fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
@@ -613,8 +592,9 @@ mod imp {
             self.asked = ask;
             let headers = self.headers.as_mut_ptr();
             let result = socket.try_io(|| {
-                // Safety: headers describe BATCH slots of this struct's buffers, all live for the
-                // call; the kernel writes at most SLOT bytes and one sockaddr_storage per slot.
+                // Safety: headers describe `ask` <= BATCH slots of this struct's buffers, all live
+                // for the call; the kernel writes at most SLOT bytes and one sockaddr_storage per
+                // slot.
                 let n = unsafe {
                     libc::recvmmsg(
                         socket.as_raw_fd(),
@@ -820,7 +800,7 @@ mod imp {
         iovecs: Vec<libc::iovec>,
         headers: Vec<libc::mmsghdr>,
         control: Vec<[u64; GSO_CONTROL_WORDS]>,
-        /// Datagrams in each message of the last GSO send.
+        /// Datagrams in each message of the last send.
         runs: Vec<usize>,
         /// Messages of several datagrams sent so far.
         gso_runs: u64,
@@ -901,27 +881,11 @@ mod imp {
                 let datagram = &data[from * size..(from + 1) * size];
                 return send_one(socket, datagram, &self.target, self.target_len).map(|()| 1);
             }
-            for i in from..len {
-                self.iovecs[i] = libc::iovec {
-                    iov_base: data[i * size..(i + 1) * size].as_mut_ptr().cast(),
-                    iov_len: size,
-                };
-                let h = &mut self.headers[i].msg_hdr;
-                h.msg_name = (&mut self.target as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = self.target_len;
-                h.msg_iov = &mut self.iovecs[i];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-                h.msg_flags = 0;
-            }
-            // Safety: headers[from..len] describe slots of `data` and this struct's target
-            // address, all live for the call.
-            let headers = unsafe { self.headers.as_mut_ptr().add(from) };
-            send_messages(socket, headers, len - from)
+            self.send_runs(socket, data, size, from, len, 1)
         }
 
-        /// Slots `from..len` as GSO messages of up to `per_run` datagrams each.
+        /// Slots `from..len` in one `sendmmsg`, as messages of up to `per_run` datagrams each
+        /// (GSO when more than one).
         fn send_runs(
             &mut self,
             socket: &UdpSocket,
@@ -1320,7 +1284,7 @@ mod tests {
         let (echo, _) = bound();
         let mut batch = coalesced_run(&client, &echo);
         // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
-        imp::set_int_option(&echo, libc::SO_NO_CHECK, 1).unwrap();
+        imp::set_int_option(&echo, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
         assert!(batch.gso());
         assert_eq!(batch.reply_with(&echo, 1, |_, d| Some(d.len())), 0);
         assert!(!batch.gso(), "the GSO reply should have been refused");
@@ -1333,7 +1297,7 @@ mod tests {
         let (client, _) = bound();
         let (echo, echo_addr) = bound();
         // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
-        imp::set_int_option(&client, libc::SO_NO_CHECK, 1).unwrap();
+        imp::set_int_option(&client, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
         let mut out = SendBatch::new(8, 64, echo_addr);
         out.set_gso(true);
         for k in 0..8u8 {
