@@ -3,12 +3,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sonde::config::{Pace, PingConfig};
-use sonde::echo::Echo;
-use sonde::engine::Engine;
-use sonde::pinger::Pinger;
-use sonde::stats::Latency;
-use sonde::timer::Wheel;
+use sonde::model::Latency;
 use sonde::wire::{fill_padding, ProbeHeader};
+use sonde::{Echo, Engine, Pinger, Wheel};
 use std::hint::black_box;
 
 fn codec(c: &mut Criterion) {

@@ -2,8 +2,10 @@
 //! its flag. No clap here: the library is usable without the CLI.
 
 use crate::error::Error;
-use crate::net::Buffers;
+use crate::wire::auth::Key;
 use crate::wire::Wire;
+use ipnet::IpNet;
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,6 +25,26 @@ pub fn max_payload(addr: &SocketAddr) -> usize {
     match addr {
         SocketAddr::V4(_) => MAX_UDP_PAYLOAD_V4,
         SocketAddr::V6(_) => MAX_UDP_PAYLOAD_V6,
+    }
+}
+
+/// Socket buffer size asked for by default, each way: room for bursts of large probes, so that
+/// loss is the network's and not our own socket's. The kernel caps it (`net.core.rmem_max`).
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Socket buffer sizes to ask the kernel for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffers {
+    pub rcv: usize,
+    pub snd: usize,
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Self {
+            rcv: SOCKET_BUFFER,
+            snd: SOCKET_BUFFER,
+        }
     }
 }
 
@@ -58,7 +80,7 @@ pub struct PingConfig {
     /// Take receive times from the kernel (`SO_TIMESTAMPNS`) rather than after the receive call.
     pub kernel_timestamps: bool,
     /// Sign probes and accept only signed replies (`--key-file`).
-    pub key: Option<crate::auth::Key>,
+    pub key: Option<Key>,
     /// Send runs of probes as one buffer (UDP GSO).
     pub gso: Gso,
     /// Take replies an echo sent as one buffer in one buffer (UDP GRO): fewer calls, but the
@@ -123,7 +145,7 @@ impl PingConfig {
 
     /// Bytes before the padding: the probe header, and the authentication tag with a key.
     pub fn header_len(&self) -> usize {
-        self.wire.header_len() + self.key.as_ref().map_or(0, |_| crate::auth::TAG_LEN)
+        self.wire.header_len() + self.key.as_ref().map_or(0, |_| crate::wire::auth::TAG_LEN)
     }
 
     /// Checks every value, naming the flag of the first bad one.
@@ -220,7 +242,7 @@ pub struct EchoConfig {
     /// Plain echo, or sockperf's server behaviour.
     pub wire: Wire,
     /// What is answered: allow list, rate limits, authentication.
-    pub policy: crate::guard::Policy,
+    pub policy: Policy,
     /// Take datagrams a GSO sender sent together in one buffer, and reply the same way (`UDP_GRO`).
     pub gro: bool,
 }
@@ -232,8 +254,153 @@ impl Default for EchoConfig {
             buffers: Buffers::default(),
             reuse_port: false,
             wire: Wire::Sonde,
-            policy: crate::guard::Policy::default(),
+            policy: Policy::default(),
             gro: true,
+        }
+    }
+}
+
+/// What a reflector is told to accept (`sonde echo`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policy {
+    /// Only these sources are answered (empty: all).
+    pub allow: Vec<IpNet>,
+    pub per_source: Option<Limit>,
+    pub total: Option<Limit>,
+    /// Answer only probes with a valid tag.
+    pub key: Option<Key>,
+}
+
+/// A token bucket: `rate` datagrams per second, bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limit {
+    pub rate: f64,
+    pub burst: f64,
+}
+
+impl Limit {
+    /// `rate` per second with a burst of a tenth of a second's worth (at least 32).
+    pub fn per_second(rate: f64) -> Self {
+        Self {
+            rate,
+            burst: (rate / 10.0).max(32.0),
+        }
+    }
+}
+
+/// What `sonde impair` does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    pub forward: SocketAddr,
+    /// Client → server.
+    pub upstream: ImpairSpec,
+    /// Server → client.
+    pub downstream: ImpairSpec,
+    pub seed: u64,
+}
+
+/// How datagrams are lost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LossModel {
+    None,
+    /// Each datagram independently, with this probability.
+    Bernoulli(f64),
+    /// netem's `gemodel p r 1-h 1-k`: a two-state chain. `p` moves good→bad, `r` bad→good;
+    /// `loss_bad` (1-h) and `loss_good` (1-k) are the loss probabilities in each state.
+    /// With `loss_bad = 1` and `loss_good = 0`, bursts have a mean length of `1 / r`.
+    GilbertElliott {
+        p: f64,
+        r: f64,
+        loss_bad: f64,
+        loss_good: f64,
+    },
+}
+
+/// The impairments of one direction. Probabilities are fractions (0.1 for 10%).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpairSpec {
+    pub loss: LossModel,
+    pub delay_ns: u64,
+    pub jitter_ns: u64,
+    /// Share of datagrams sent without the delay (requires a delay to mean anything).
+    pub reorder: f64,
+    pub duplicate: f64,
+    /// Link rate in bits per second.
+    pub rate_bps: Option<f64>,
+    /// Most datagrams held at once; more are dropped (as netem's `limit`).
+    pub limit: usize,
+}
+
+impl Default for ImpairSpec {
+    fn default() -> Self {
+        Self {
+            loss: LossModel::None,
+            delay_ns: 0,
+            jitter_ns: 0,
+            reorder: 0.0,
+            duplicate: 0.0,
+            rate_bps: None,
+            limit: 10_000,
+        }
+    }
+}
+
+impl ImpairSpec {
+    /// Whether this spec changes nothing (datagrams pass straight through).
+    pub fn is_transparent(&self) -> bool {
+        *self
+            == ImpairSpec {
+                limit: self.limit,
+                ..ImpairSpec::default()
+            }
+    }
+
+    /// A short human description, e.g. `loss 10%, delay 5ms ± 1ms`.
+    pub fn describe(&self) -> String {
+        let pct = |x: f64| format!("{}%", (x * 1e6).round() / 1e4);
+        let mut parts = Vec::new();
+        match self.loss {
+            LossModel::None => {}
+            LossModel::Bernoulli(p) => parts.push(format!("loss {}", pct(p))),
+            LossModel::GilbertElliott {
+                p,
+                r,
+                loss_bad,
+                loss_good,
+            } => parts.push(format!(
+                "loss gemodel p={} r={} 1-h={} 1-k={}",
+                pct(p),
+                pct(r),
+                pct(loss_bad),
+                pct(loss_good)
+            )),
+        }
+        if self.delay_ns > 0 {
+            let ms = |ns: u64| format!("{}ms", ns as f64 / 1e6);
+            if self.jitter_ns > 0 {
+                parts.push(format!(
+                    "delay {} ± {}",
+                    ms(self.delay_ns),
+                    ms(self.jitter_ns)
+                ));
+            } else {
+                parts.push(format!("delay {}", ms(self.delay_ns)));
+            }
+        }
+        if self.reorder > 0.0 {
+            parts.push(format!("reorder {}", pct(self.reorder)));
+        }
+        if self.duplicate > 0.0 {
+            parts.push(format!("duplicate {}", pct(self.duplicate)));
+        }
+        if let Some(rate) = self.rate_bps {
+            parts.push(format!("rate {} kbit/s", rate / 1e3));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
         }
     }
 }

@@ -2,7 +2,7 @@
 //! bytes, feeds them to a decoder or to the reply classifier, and panics if an invariant breaks.
 //! Not part of the supported API.
 
-use crate::inflight::{InFlight, ProbeState, Verdict};
+use crate::roles::pinger::{InFlight, ProbeState, Verdict};
 use crate::wire::{sockperf, ProbeHeader, HEADER_LEN};
 use std::collections::HashMap;
 
@@ -37,7 +37,7 @@ pub fn wire(data: &[u8]) {
     if let Some(len) = sockperf::server_reply(&mut reply) {
         assert!(len <= data.len(), "a reply longer than the request");
     }
-    let key = crate::auth::Key::new(b"fuzzing key, 16+ bytes".to_vec()).expect("a valid key");
+    let key = crate::wire::auth::Key::new(b"fuzzing key, 16+ bytes".to_vec()).expect("a valid key");
     if key.verify(data) {
         // Forging a tag by chance is a 2^-128 event: treat it as a finding.
         panic!("an unsigned datagram verified");
@@ -49,10 +49,10 @@ pub fn wire(data: &[u8]) {
 pub fn files(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     for line in text.lines() {
-        let _ = crate::export::csv::parse_row(line);
+        let _ = crate::output::export::csv::parse_row(line);
     }
-    let _ = crate::export::hgrm::parse(&text);
-    let _ = crate::export::hlog::read("LOG", "fuzz", data);
+    let _ = crate::output::export::hgrm::parse(&text);
+    let _ = crate::output::export::hlog::read("LOG", "fuzz", data);
 }
 
 /// Drives the sequence table with operations decoded from `data` (push, reply, timeout,

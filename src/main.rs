@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(sonde::cli::main());
+    std::process::exit(sonde::cli_main());
 }

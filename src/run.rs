@@ -22,12 +22,11 @@
 //! # }
 //! ```
 
-use crate::config::{EchoConfig, PingConfig};
-use crate::echo::Echo;
+use crate::config::{EchoConfig, PingConfig, Policy};
 use crate::engine::{Engine, StopHandle};
 use crate::error::Error;
-use crate::pinger::Pinger;
-use crate::summary::{EchoSummary, PingSummary};
+use crate::model::{EchoSummary, PingSummary};
+use crate::roles::{Echo, Pinger};
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
@@ -45,16 +44,27 @@ pub fn ping(cfg: PingConfig) -> Result<PingSummary, Error> {
 
 /// An echo server and a pinger aimed at it, in one loop on this thread (what `sonde loopback`
 /// runs per flow). `cfg.target` only chooses the address family and IP: the port is the echo's.
-pub fn loopback(mut cfg: PingConfig) -> Result<(PingSummary, EchoSummary), Error> {
-    let mut echo = Echo::with_config(&EchoConfig {
+pub fn loopback(cfg: PingConfig) -> Result<(PingSummary, EchoSummary), Error> {
+    let (mut echo, mut pinger) = loopback_pair(cfg)?;
+    Engine::new()?.run(&mut [&mut echo, &mut pinger])?;
+    Ok((pinger.summary(), echo.summary()))
+}
+
+/// The two roles of a loopback run, bound but not started: an echo on `cfg.target`'s IP (a port
+/// the kernel picks) that speaks `cfg.wire` and checks `cfg.key`, with the default socket
+/// options, and a pinger aimed at it.
+pub fn loopback_pair(mut cfg: PingConfig) -> Result<(Echo, Pinger<'static>), Error> {
+    let echo = Echo::with_config(&EchoConfig {
         bind: SocketAddr::new(cfg.target.ip(), 0),
         wire: cfg.wire,
+        policy: Policy {
+            key: cfg.key.clone(),
+            ..Policy::default()
+        },
         ..EchoConfig::default()
     })?;
     cfg.target = echo.local_addr();
-    let mut pinger = Pinger::new(cfg)?;
-    Engine::new()?.run(&mut [&mut echo, &mut pinger])?;
-    Ok((pinger.summary(), echo.summary()))
+    Ok((echo, Pinger::new(cfg)?))
 }
 
 /// An echo server running on its own thread until [`EchoServer::stop`].

@@ -557,7 +557,7 @@ fn echo_threads_share_one_address() {
 fn offload_run(
     gso: sonde::config::Gso,
     gro: bool,
-) -> (sonde::summary::PingSummary, sonde::summary::EchoSummary) {
+) -> (sonde::model::PingSummary, sonde::model::EchoSummary) {
     use sonde::config::{EchoConfig, Pace, PingConfig};
     let server = sonde::run::EchoServer::start(EchoConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -580,7 +580,11 @@ fn runs_of_probes_sent_with_gso_are_echoed_and_matched_one_by_one() {
     use sonde::config::Gso;
     // auto: GSO toward loopback; the echo takes each run as one buffer (GRO) and answers it as one.
     let (ping, echo) = offload_run(Gso::Auto, false);
-    assert_eq!(ping.socket.batching, "gso", "{ping:?}");
+    assert_eq!(
+        ping.socket.batching,
+        sonde::model::Batching::Gso,
+        "{ping:?}"
+    );
     assert!(!ping.socket.gro);
     let c = &ping.counters;
     assert_eq!((c.sent, c.received), (20_000, 20_000), "{c:?}");
@@ -604,7 +608,7 @@ fn runs_of_probes_sent_with_gso_are_echoed_and_matched_one_by_one() {
 
     // Off: a datagram per message, and nothing to coalesce.
     let (ping, echo) = offload_run(Gso::Off, false);
-    assert_eq!(ping.socket.batching, "sendmmsg");
+    assert_eq!(ping.socket.batching, sonde::model::Batching::Sendmmsg);
     assert_eq!(ping.counters.received, 20_000);
     assert_eq!(echo.coalesced, 0);
 }

@@ -210,7 +210,7 @@ fn an_interval_log_merged_back_gives_the_live_distribution() {
 #[test]
 fn merging_two_runs_equals_the_histogram_of_both() {
     let dir = TempDir::new("merge2");
-    let mut all = Histogram::<u64>::new_with_bounds(1, sonde::stats::MAX_NS, 3).unwrap();
+    let mut all = Histogram::<u64>::new_with_bounds(1, sonde::model::MAX_NS, 3).unwrap();
     let mut logs = Vec::new();
     for run_name in ["a", "b"] {
         let (log, csv_path) = (

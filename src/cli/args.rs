@@ -1,0 +1,371 @@
+//! The command line as clap sees it: every subcommand, flag and help text, and nothing else.
+//! Fixed choices are `ValueEnum`s mapped once to the core types; values are checked by the
+//! parsers in `parse.rs`, and turned into typed configs by each subcommand's file.
+
+// The doc comments below are clap's help texts: `[::1]:9999` and `[default: ...]` are literal.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+use super::parse::{
+    parse_addr, parse_cidr, parse_duration, parse_gemodel, parse_interval, parse_limit,
+    parse_link_rate, parse_percent, parse_rate, parse_size,
+};
+use crate::config::{Gso, LossModel};
+use crate::engine::threads::CpuList;
+use crate::wire::Wire;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// High-rate UDP round-trip measurement: echo server, pipelined pinger, and both in one process.
+#[derive(Debug, Parser)]
+#[command(name = "sonde", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// UDP echo server (RFC 862): every datagram goes back to its sender, byte for byte
+    Echo(EchoArgs),
+    /// Measure round trips to any UDP echo server
+    Ping(PingArgs),
+    /// Echo server and pinger on loopback, in one process and one event loop: no setup
+    Loopback(LoopbackArgs),
+    /// Relay datagrams between a client and a server, impairing them like netem, in userspace
+    Impair(ImpairArgs),
+    /// Combine HdrHistogram interval logs (--export-hlog, from any runs or hosts) into one summary
+    Merge(MergeArgs),
+    /// Chart saved results (CSV exports, interval logs, JSON summaries or streams, .hgrm files)
+    /// as SVG; several inputs are compared on one chart
+    Plot(PlotArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. sonde man > sonde.1
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// Interval logs written by --export-hlog (or any HdrHistogram V2 interval log); - for stdin
+    #[arg(value_name = "LOG", required = true)]
+    pub(crate) logs: Vec<String>,
+    /// Write the merged distribution in .hgrm format to FILE; - for stdout [repeatable]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) export_hgrm: Vec<String>,
+    /// Print the merged summary as one JSON object
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlotArgs {
+    /// Files sonde wrote: --export-csv, --export-hlog, --json/--export-json, --format jsonl, .hgrm
+    #[arg(value_name = "INPUT", required = true)]
+    pub(crate) inputs: Vec<String>,
+    /// The SVG to write; - for stdout
+    #[arg(short, long, value_name = "FILE.svg")]
+    pub(crate) output: String,
+    /// Chart title
+    #[arg(long, default_value = "sonde")]
+    pub(crate) title: String,
+    /// Legend names for the inputs, in order [default: the file names]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) label: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImpairArgs {
+    /// Address clients send to
+    #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
+    pub(crate) listen: SocketAddr,
+    /// Server the datagrams are relayed to
+    #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
+    pub(crate) forward: SocketAddr,
+    /// Random (Bernoulli) loss, e.g. 5%
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub(crate) loss: Option<f64>,
+    /// Gilbert-Elliott loss as netem writes it: gemodel:p[,r[,1-h[,1-k]]] in percent
+    /// (defaults r = 100-p, 1-h = 100, 1-k = 0: mean burst length 100/r)
+    #[arg(long, value_name = "MODEL", value_parser = parse_gemodel, conflicts_with = "loss")]
+    pub(crate) loss_model: Option<LossModel>,
+    /// Added delay (humantime: 5ms, 250us)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) delay: Option<Duration>,
+    /// Uniform jitter around the delay: delay ± jitter
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "delay")]
+    pub(crate) jitter: Option<Duration>,
+    /// Share of datagrams sent without the delay, overtaking the others (netem's reorder)
+    #[arg(long, value_name = "PCT", value_parser = parse_percent, requires = "delay")]
+    pub(crate) reorder: Option<f64>,
+    /// Share of datagrams sent twice
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub(crate) duplicate: Option<f64>,
+    /// Link rate, tc units: 800kbit, 10mbit, 1gbit (bits/s) or 100kbps (bytes/s)
+    #[arg(long, value_name = "RATE", value_parser = parse_link_rate)]
+    pub(crate) rate: Option<f64>,
+    /// Most datagrams held per direction; more are dropped
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub(crate) limit: usize,
+    /// Which traffic to impair: both ways, up (client to server) or down (server to client)
+    #[arg(long, value_enum, default_value_t = Direction::Both)]
+    pub(crate) direction: Direction,
+    /// Seed for every random decision: the same seed and traffic give the same run
+    #[arg(long, value_name = "N")]
+    pub(crate) seed: Option<u64>,
+    /// Print the counters on exit as one JSON object
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print nothing but the counters on exit
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Direction {
+    Both,
+    Up,
+    Down,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EchoArgs {
+    /// Address to listen on; a wildcard (0.0.0.0:PORT, [::]:PORT) must be asked for explicitly
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:9999", value_parser = parse_addr)]
+    pub(crate) bind: SocketAddr,
+    /// Print the counters on exit as one JSON object (the banner goes to stderr)
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Print nothing but the counters on exit
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Echo threads: one SO_REUSEPORT socket and one poll loop each, pinned to a core
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) threads: u16,
+    /// Cores to pin threads to, in turn (e.g. 0,1 or 2-5) [default: every core in turn]
+    #[arg(long, value_name = "LIST", value_parser = crate::engine::threads::parse_cpus)]
+    pub(crate) cpus: Option<CpuList>,
+    /// Answer only sources in this network (e.g. 198.18.0.0/15, ::1, 127.0.0.1) [repeatable;
+    /// default: every source]
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub(crate) allow: Vec<ipnet::IpNet>,
+    /// Datagrams per second answered per source IP, or off [default: off on a loopback address,
+    /// 10000 otherwise]
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub(crate) limit_per_source: Option<LimitArg>,
+    /// Datagrams per second answered in all, or off [default: off on a loopback address, 100000
+    /// otherwise]
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub(crate) limit_total: Option<LimitArg>,
+    /// Answer only probes signed with the key in FILE (sonde ping --key-file with the same file)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key_file: Option<String>,
+    /// Print the counters (echoed, refused by reason) every DURATION, as well as at the end
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub(crate) stats_interval: Option<Duration>,
+    #[command(flatten)]
+    pub(crate) socket: SocketArgs,
+}
+
+/// Socket and loop options shared by every role that measures or serves.
+#[derive(Debug, Args)]
+pub(crate) struct SocketArgs {
+    /// Receive buffer to ask the kernel for (bytes; K, M suffixes); the summary says what it granted
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) rcvbuf: Option<usize>,
+    /// Send buffer to ask the kernel for (bytes; K, M suffixes)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) sndbuf: Option<usize>,
+    /// Never sleep: spin on non-blocking polls for the lowest, steadiest latency (costs a core)
+    #[arg(long)]
+    pub(crate) busy_poll: bool,
+    /// Probe format: sonde's own, or sockperf's (to measure, or serve, sockperf's peer)
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = WireArg::Sonde)]
+    pub(crate) wire: WireArg,
+    /// Where receive times come from: the kernel (excludes time queued in the socket) or user
+    /// space (after the receive call returns, as most tools measure)
+    #[arg(long, value_name = "SOURCE", value_enum, default_value_t = Timestamps::Kernel)]
+    pub(crate) timestamps: Timestamps,
+    /// Pinger: send a run of probes as one buffer the kernel cuts up (UDP GSO): one trip
+    /// through the stack for the run. auto: toward loopback only (on a real path a qdisc or
+    /// firewall would see, and drop or delay, the run as one packet)
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = When::Auto)]
+    pub(crate) gso: When,
+    /// Take datagrams a GSO sender sent together in one buffer (UDP GRO). auto: on for an echo
+    /// (it replies to them together); off for a pinger, where a coalesced buffer dropped for want
+    /// of room would count once in local_drops, however many replies it held
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = When::Auto)]
+    pub(crate) gro: When,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PingArgs {
+    /// Echo server to measure, HOST:PORT (e.g. 127.0.0.1:9999, [::1]:9999, localhost:9999)
+    #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub(crate) target: SocketAddr,
+    /// Local address to send from
+    #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
+    pub(crate) bind: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) probe: ProbeArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoopbackArgs {
+    /// Use ::1 instead of 127.0.0.1
+    #[arg(short = '6', long)]
+    pub(crate) ipv6: bool,
+    #[command(flatten)]
+    pub(crate) probe: ProbeArgs,
+}
+
+/// Probe options shared by `ping` and `loopback`.
+#[derive(Debug, Args)]
+pub(crate) struct ProbeArgs {
+    /// Datagram size in bytes, the 32-byte probe header included
+    #[arg(
+        short,
+        long,
+        value_name = "BYTES",
+        default_value_t = 64,
+        allow_negative_numbers = true
+    )]
+    pub(crate) size: usize,
+    /// Stop after N probes
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        conflicts_with = "duration",
+        allow_negative_numbers = true
+    )]
+    pub(crate) count: Option<u64>,
+    /// Stop sending after this long (humantime: 10s, 1m30s, 500ms)
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Open-loop fixed rate, probes per second [ping default: 1; with --inflight alone: closed loop]
+    #[arg(short, long, value_name = "PPS", value_parser = parse_rate, allow_negative_numbers = true)]
+    pub(crate) rate: Option<f64>,
+    /// Most probes in flight; without --rate, a closed-loop window sending as fast as replies come
+    #[arg(short = 'w', long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) inflight: Option<usize>,
+    /// Per-probe timeout: no reply by then counts as lost, a reply after it as late
+    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// One line per probe, whatever the rate
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    /// Only the final summary (no per-probe or interval lines, no progress bar)
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    /// Print the summary as one JSON object on stdout (and nothing else there): --format json
+    #[arg(long, conflicts_with = "format")]
+    pub(crate) json: bool,
+    /// What stdout gets: text, json (the summary as one object) or jsonl (one object per
+    /// interval, then the summary: {"event": "interval"|"summary", "data": ...})
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) format: Option<Format>,
+    /// Report every interval: one line (or JSON object) with its sent, received, loss, p50, p99
+    /// and max [jsonl, hlog: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub(crate) interval: Option<Duration>,
+    /// Write the summary as JSON (the schema of --json) to FILE; - for stdout [repeatable]
+    #[arg(long, value_name = "FILE")]
+    pub(crate) export_json: Vec<String>,
+    /// Stream one CSV row per probe to FILE: flow, seq, scheduled and actual send, RTT, status
+    #[arg(long, value_name = "FILE")]
+    pub(crate) export_csv: Vec<String>,
+    /// Write the RTT percentile distribution in HdrHistogram's .hgrm text format to FILE
+    #[arg(long, value_name = "FILE")]
+    pub(crate) export_hgrm: Vec<String>,
+    /// Write an HdrHistogram interval log (compressed V2, one histogram per interval) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub(crate) export_hlog: Vec<String>,
+    /// Draw RTT over time (losses and outages marked) and the percentile distribution to an SVG
+    #[arg(long, value_name = "FILE.svg")]
+    pub(crate) plot: Option<String>,
+    /// Exit with status 3 if the loss is above PCT (e.g. 0.1%)
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub(crate) fail_loss: Option<f64>,
+    /// Exit with status 3 if the median RTT is above DURATION (or nothing was received)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) fail_p50: Option<Duration>,
+    /// Exit with status 3 if the 99th percentile RTT is above DURATION (or nothing was received)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) fail_p99: Option<Duration>,
+    /// Exit with status 3 if the 99.9th percentile RTT is above DURATION (or nothing was received)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) fail_p999: Option<Duration>,
+    /// No progress bar (there is none anyway unless stderr is a terminal)
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+    /// Sign probes with the key in FILE and accept only signed replies (the echo needs the same
+    /// --key-file); at least 16 bytes, one trailing newline ignored
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key_file: Option<String>,
+    /// Independent flows, each with its own socket, port and poll loop, pinned to a core; --rate,
+    /// --count and --inflight apply to each [ping: 1; loopback: one per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) flows: Option<u16>,
+    /// Cores to pin flows to, in turn (e.g. 0,1 or 2-5) [default: every core in turn]
+    #[arg(long, value_name = "LIST", value_parser = crate::engine::threads::parse_cpus)]
+    pub(crate) cpus: Option<CpuList>,
+    #[command(flatten)]
+    pub(crate) socket: SocketArgs,
+}
+
+/// What stdout gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+    Jsonl,
+}
+
+/// `--wire`: the probe format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum WireArg {
+    Sonde,
+    Sockperf,
+}
+
+impl From<WireArg> for Wire {
+    fn from(arg: WireArg) -> Self {
+        match arg {
+            WireArg::Sonde => Wire::Sonde,
+            WireArg::Sockperf => Wire::Sockperf,
+        }
+    }
+}
+
+/// `--timestamps`: where receive times come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Timestamps {
+    Kernel,
+    User,
+}
+
+/// `--gso`, `--gro`: when an offload is used; `auto` means what each role's help says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum When {
+    Auto,
+    On,
+    Off,
+}
+
+impl From<When> for Gso {
+    fn from(when: When) -> Self {
+        match when {
+            When::Auto => Gso::Auto,
+            When::On => Gso::On,
+            When::Off => Gso::Off,
+        }
+    }
+}
+
+/// A rate limit as given: datagrams per second, or `None` for off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LimitArg(pub(crate) Option<f64>);

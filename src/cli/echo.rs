@@ -1,0 +1,216 @@
+//! `sonde echo`: arguments to an echo config (the guard's limits defaulting by exposure), one
+//! socket and pinned loop per thread, stats lines while it runs, the total at the end.
+
+use super::args::{EchoArgs, LimitArg, When, WireArg};
+use super::loop_for_thread;
+use crate::config::{EchoConfig, Limit, Policy};
+use crate::engine::threads;
+use crate::error::Error;
+use crate::model::aggregate::merge_echoes;
+use crate::model::EchoSummary;
+use crate::output::{out, report};
+use crate::roles::Echo;
+use crate::wire::auth::Key;
+use std::net::SocketAddr;
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+/// Default limits of a reflector reachable from the network (`sonde echo` bound to anything but
+/// loopback), in datagrams per second.
+const DEFAULT_LIMIT_PER_SOURCE: f64 = 10_000.0;
+const DEFAULT_LIMIT_TOTAL: f64 = 100_000.0;
+
+/// A thread's periodic report (`Some((index, counters))`), or its end (`None`).
+type StatsMessage = (usize, Option<(u64, EchoSummary)>);
+/// A thread's counters when it ended, and how it ended.
+type ThreadEnd = (EchoSummary, Result<(), Error>);
+
+/// `sonde echo`: serves until Ctrl-C or SIGTERM, then prints the counters of every thread.
+pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
+    let threads = usize::from(args.threads);
+    let exposed = !args.bind.ip().is_loopback();
+    let cfg = config(&args, threads, exposed)?;
+    let (tx, rx) = channel::<StatsMessage>();
+    let mut echoes = bind(cfg, threads)?;
+    if let Some(period) = args.stats_interval {
+        report_stats(&mut echoes, period, &tx);
+    }
+    let banner = banner(&echoes[0], echoes[0].local_addr(), threads, exposed);
+    let parts = serve(echoes, &args, banner, rx, tx)?;
+    let total = merge_echoes(&parts.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
+    out(&if args.json {
+        report::json(&total) + "\n"
+    } else {
+        report::echo_text(&total)
+    });
+    parts.into_iter().try_for_each(|(_, r)| r)
+}
+
+/// The echo config the flags ask for. Reachable from the network, the rate limits are on unless
+/// lifted; on loopback only this host's own processes can reach it, and the machine is
+/// measuring itself.
+fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, Error> {
+    let key = args.key_file.as_deref().map(Key::load).transpose()?;
+    if key.is_some() && args.socket.wire != WireArg::Sonde {
+        return Err(Error::config(
+            "--key-file",
+            "authentication needs sonde's probe format (not --wire sockperf)",
+        ));
+    }
+    let limit = |asked: Option<LimitArg>, default: f64| match asked {
+        Some(LimitArg(limit)) => limit,
+        None => exposed.then_some(default),
+    };
+    let per_source = limit(args.limit_per_source, DEFAULT_LIMIT_PER_SOURCE);
+    // SO_REUSEPORT keeps a source address on one thread; the total is shared out.
+    let total = limit(args.limit_total, DEFAULT_LIMIT_TOTAL).map(|t| t / threads as f64);
+    Ok(EchoConfig {
+        bind: args.bind,
+        buffers: args.socket.buffers(),
+        reuse_port: threads > 1,
+        wire: args.socket.wire.into(),
+        policy: Policy {
+            allow: args.allow.clone(),
+            per_source: per_source.map(Limit::per_second),
+            total: total.map(Limit::per_second),
+            key,
+        },
+        // An echo replies to coalesced datagrams together (see --gro's help).
+        gro: args.socket.gro != When::Off,
+    })
+}
+
+/// One echo socket per thread; the others share the address the first one got (its real port
+/// when 0 was asked for).
+fn bind(mut cfg: EchoConfig, threads: usize) -> Result<Vec<Echo>, Error> {
+    let first = Echo::with_config(&cfg)?;
+    cfg.bind = first.local_addr();
+    let mut echoes = vec![first];
+    for _ in 1..threads {
+        echoes.push(Echo::with_config(&cfg)?);
+    }
+    Ok(echoes)
+}
+
+fn report_stats(echoes: &mut [Echo], period: std::time::Duration, tx: &Sender<StatsMessage>) {
+    for (i, echo) in echoes.iter_mut().enumerate() {
+        let tx = tx.clone();
+        echo.report_stats(period, move |index, summary| {
+            let _ = tx.send((i, Some((index, summary))));
+        });
+    }
+}
+
+/// Runs each echo on its own pinned loop until a stop; prints the banner and the stats lines
+/// meanwhile. Returns each thread's counters and outcome.
+fn serve(
+    echoes: Vec<Echo>,
+    args: &EchoArgs,
+    banner: String,
+    rx: Receiver<StatsMessage>,
+    tx: Sender<StatsMessage>,
+) -> Result<Vec<ThreadEnd>, Error> {
+    let threads = echoes.len();
+    let placement = threads::placement(threads, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
+    let busy_poll = args.socket.busy_poll;
+    let (quiet, json) = (args.quiet, args.json);
+    Ok(threads::run_pinned(
+        echoes.into_iter().enumerate().collect(),
+        &placement,
+        || {
+            // With --json stdout holds only JSON: the banner goes to stderr.
+            match (quiet, json) {
+                (true, _) => {}
+                (false, false) => out(&banner),
+                (false, true) => eprint!("{banner}"),
+            }
+            print_stats(rx, threads, json);
+        },
+        |(i, mut echo): (usize, Echo), barrier| {
+            // Sent even if this thread fails: the stats printer waits for every thread.
+            let _finished = OnDrop(|| {
+                let _ = tx.send((i, None));
+            });
+            let engine = loop_for_thread(busy_poll);
+            barrier.wait();
+            let result = engine.and_then(|mut e| e.run(&mut [&mut echo]).map(|_| ()));
+            (echo.summary(), result)
+        },
+    ))
+}
+
+/// Runs a closure when dropped (on unwinding too).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+fn banner(echo: &Echo, bind: SocketAddr, threads: usize, exposed: bool) -> String {
+    let scope = if bind.ip().is_unspecified() {
+        " (all interfaces)"
+    } else {
+        ""
+    };
+    let workers = if threads > 1 {
+        format!(", {threads} threads")
+    } else {
+        String::new()
+    };
+    let mut banner = format!(
+        "sonde echo: listening on {bind}{scope}{workers}; Ctrl-C prints the counters and stops\n"
+    );
+    let p = echo.summary();
+    let rate = |limit: Option<f64>| limit.map_or("no limit".to_string(), |r| format!("{r}/s"));
+    let sources = if p.allow.is_empty() {
+        "every source".to_string()
+    } else {
+        p.allow.join(", ")
+    };
+    let total = p.total_limit_pps.map(|t| t * threads as f64);
+    banner += &format!(
+        "sonde echo: {}answering {sources}; per source {}, in all {}{}\n",
+        if exposed {
+            "not loopback: reachable from the network; "
+        } else {
+            ""
+        },
+        rate(p.per_source_limit_pps),
+        rate(total),
+        if p.authenticated {
+            "; signed probes only"
+        } else {
+            ""
+        }
+    );
+    banner
+}
+
+/// Prints `--stats-interval` reports: report `k` once every running thread has sent its own.
+/// Returns when every thread has finished.
+fn print_stats(rx: Receiver<StatsMessage>, threads: usize, json: bool) {
+    let mut running = vec![true; threads];
+    let mut pending: std::collections::BTreeMap<u64, Vec<EchoSummary>> = Default::default();
+    while running.iter().any(|&r| r) {
+        let Ok((thread, message)) = rx.recv() else {
+            return;
+        };
+        match message {
+            Some((index, summary)) => pending.entry(index).or_default().push(summary),
+            None => running[thread] = false,
+        }
+        let live = running.iter().filter(|&&r| r).count();
+        while let Some(entry) = pending.first_entry() {
+            if entry.get().len() < live.max(1) && live > 0 {
+                break;
+            }
+            let total = merge_echoes(&entry.remove());
+            out(&if json {
+                report::json_event("stats", &total) + "\n"
+            } else {
+                report::echo_stats_line(&total) + "\n"
+            });
+        }
+    }
+}

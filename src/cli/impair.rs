@@ -1,0 +1,60 @@
+//! `sonde impair`: arguments to two impairment specs (one per direction), then the relay.
+
+use super::args::{Direction, ImpairArgs};
+use super::serve;
+use crate::config::{ImpairSpec, LossModel, RelayConfig};
+use crate::error::Error;
+use crate::output::report;
+use crate::roles::pinger::random_session;
+use crate::roles::Relay;
+
+/// `sonde impair`: the relay, until Ctrl-C.
+pub(super) fn run(args: ImpairArgs) -> Result<(), Error> {
+    let loss = match (args.loss, args.loss_model) {
+        (Some(p), _) => LossModel::Bernoulli(p),
+        (None, Some(model)) => model,
+        (None, None) => LossModel::None,
+    };
+    let spec = ImpairSpec {
+        loss,
+        delay_ns: args.delay.map_or(0, |d| d.as_nanos() as u64),
+        jitter_ns: args.jitter.map_or(0, |d| d.as_nanos() as u64),
+        reorder: args.reorder.unwrap_or(0.0),
+        duplicate: args.duplicate.unwrap_or(0.0),
+        rate_bps: args.rate,
+        limit: args.limit,
+    };
+    if args.limit == 0 {
+        return Err(Error::config("--limit", "must be at least 1"));
+    }
+    let clear = ImpairSpec {
+        limit: args.limit,
+        ..ImpairSpec::default()
+    };
+    let (upstream, downstream) = match args.direction {
+        Direction::Both => (spec.clone(), spec),
+        Direction::Up => (spec, clear),
+        Direction::Down => (clear, spec),
+    };
+    let seed = args.seed.unwrap_or_else(random_session);
+    let mut relay = Relay::bind(RelayConfig {
+        listen: args.listen,
+        forward: args.forward,
+        upstream,
+        downstream,
+        seed,
+    })?;
+    let s = relay.summary();
+    let banner = format!(
+        "sonde impair: listening on {}, forwarding to {}; up: {}; down: {}; seed {seed}\n",
+        s.listen, s.forward, s.upstream_spec, s.downstream_spec
+    );
+    let quiet = args.quiet || args.json;
+    serve(
+        &mut relay,
+        (!quiet).then_some(banner),
+        args.json,
+        Relay::summary,
+        report::relay_text,
+    )
+}

@@ -1,0 +1,104 @@
+//! The command line: clap's view of it (`args.rs`, `parse.rs`) and, per subcommand, a short
+//! composition — arguments to a typed config, the run, the outputs. Nothing else in the crate
+//! depends on this module.
+
+mod args;
+mod echo;
+mod files;
+mod impair;
+mod parse;
+mod ping;
+mod probe;
+
+use crate::engine::{Engine, Role};
+use crate::error::{Error, EXIT_USAGE};
+use crate::output::{out, report};
+use args::{Cli, Command};
+use clap::Parser;
+
+/// Parses the command line and runs it; returns the exit status.
+pub(crate) fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match run(cli) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("sonde: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Prints a clap error as one line naming the flag; help and version go out as clap made them.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            EXIT_USAGE
+        } else {
+            0
+        };
+    }
+    let rendered = e.render().to_string();
+    let message = rendered
+        .split("\n\n")
+        .next()
+        .unwrap_or(&rendered)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    eprintln!("sonde: error: {message} (see sonde --help)");
+    EXIT_USAGE
+}
+
+fn run(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Echo(args) => echo::run(args).map(|()| 0),
+        Command::Ping(args) => ping::ping(args),
+        Command::Loopback(args) => ping::loopback(args),
+        Command::Impair(args) => impair::run(args).map(|()| 0),
+        Command::Merge(args) => files::merge(args).map(|()| 0),
+        Command::Plot(args) => files::plot(args).map(|()| 0),
+        Command::Completions { shell } => files::completions(shell).map(|()| 0),
+        Command::Man => files::man().map(|()| 0),
+    }
+}
+
+/// A poll loop for one measurement thread: stops on Ctrl-C/SIGTERM like every other thread.
+fn loop_for_thread(busy_poll: bool) -> Result<Engine, Error> {
+    let mut engine = Engine::new()?;
+    engine.stop_on_signals()?;
+    engine.busy_poll(busy_poll);
+    Ok(engine)
+}
+
+/// Runs one service role until Ctrl-C or SIGTERM, then prints its counters as JSON or text.
+/// The banner goes out once the signal handlers are in place, so a Ctrl-C sent on seeing it is
+/// never the default, silent one.
+fn serve<R: Role, S: serde::Serialize>(
+    role: &mut R,
+    banner: Option<String>,
+    json: bool,
+    summarize: impl Fn(&R) -> S,
+    text: impl Fn(&S) -> String,
+) -> Result<(), Error> {
+    let mut engine = Engine::new()?;
+    engine.stop_on_signals()?;
+    if let Some(banner) = banner {
+        out(&banner);
+    }
+    let result = engine.run(&mut [role]);
+    let summary = summarize(role);
+    out(&if json {
+        report::json(&summary) + "\n"
+    } else {
+        text(&summary)
+    });
+    result.map(|_| ())
+}

@@ -1,0 +1,414 @@
+//! `sonde ping` and `sonde loopback`: flows built from the arguments, then one measurement —
+//! open the outputs, wire them to the flows, run the flows on pinned loops while following them,
+//! and finish (summary, exports, plot, thresholds).
+
+use super::args::{Format, LoopbackArgs, PingArgs, ProbeArgs};
+use super::loop_for_thread;
+use crate::config::{Pace, PingConfig};
+use crate::engine::threads;
+use crate::error::{Error, FileOp};
+use crate::model::aggregate::{combine_pings, merge_echoes, merge_latencies};
+use crate::model::{IntervalSummary, Latency, PingSummary, ProbeEvent};
+use crate::output::export::{self, csv, hgrm, hlog};
+use crate::output::follow::{self, FinishGuard, Length, Message, Outputs, Progress};
+use crate::output::threshold::EXIT_CROSSED;
+use crate::output::{out, plot, report};
+use crate::roles::{Echo, Pinger};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+/// One pinger, with the in-process echo it measures in `sonde loopback`.
+struct Flow {
+    pinger: Pinger<'static>,
+    echo: Option<Echo>,
+}
+
+/// `sonde ping`: `--flows` independent pingers toward one target.
+pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
+    let mut cfg = args.probe.config(args.target, false);
+    cfg.bind = args.bind;
+    cfg.key = args.probe.key()?;
+    cfg.validate()?;
+    let flows = (0..args.probe.flows.unwrap_or(1))
+        .map(|_| {
+            Ok(Flow {
+                pinger: Pinger::new(cfg.clone())?,
+                echo: None,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    measure(&args.probe, flows)
+}
+
+/// `sonde loopback`: an echo and a pinger per flow (one per core unless told), each pair on one
+/// loop. The socket flags are the pinger's; the in-process echo keeps the defaults and speaks
+/// the same wire format (and checks the same key).
+pub(super) fn loopback(args: LoopbackArgs) -> Result<i32, Error> {
+    let ip: SocketAddr = if args.ipv6 { "[::1]:0" } else { "127.0.0.1:0" }
+        .parse()
+        .expect("literal address");
+    let cores = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
+    let n = args.probe.flows.map_or(cores, usize::from);
+    let key = args.probe.key()?;
+    let flows = (0..n)
+        .map(|_| {
+            let mut cfg = args.probe.config(ip, true);
+            cfg.key = key.clone();
+            let (echo, pinger) = crate::run::loopback_pair(cfg)?;
+            Ok(Flow {
+                pinger,
+                echo: Some(echo),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    measure(&args.probe, flows)
+}
+
+/// What a run prints and writes, decided once from the arguments.
+struct Plan {
+    format: Format,
+    cfg: PingConfig,
+    flows: usize,
+    loopback: bool,
+    per_probe: bool,
+    /// A progress bar on the terminal.
+    progress: bool,
+}
+
+impl Plan {
+    fn new(args: &ProbeArgs, flows: &[Flow]) -> Self {
+        let cfg = flows[0].pinger.config().clone();
+        let per_probe = args.per_probe_lines(&cfg) && (flows.len() == 1 || args.verbose);
+        Self {
+            format: args.format(),
+            flows: flows.len(),
+            loopback: flows[0].echo.is_some(),
+            per_probe,
+            progress: !args.quiet
+                && !args.no_progress
+                && !per_probe
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            cfg,
+        }
+    }
+}
+
+/// Files written while the run goes; the others are written at the end.
+struct Files {
+    csvs: Vec<Arc<csv::SharedCsv>>,
+    hlog: Option<hlog::Writer>,
+    /// For the plot: when lost probes were sent (a bounded sample per flow).
+    lost_marks: Vec<Arc<Mutex<Vec<u64>>>>,
+}
+
+/// The run: outputs opened, flows started and followed, then finished.
+fn measure(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
+    let plan = Plan::new(args, &flows);
+    let files = open_files(args, plan.flows)?;
+    observe(&mut flows, &plan, &files, args.plot.is_some());
+    let (tx, rx) = mpsc::channel();
+    let progress = report_intervals(&mut flows, &plan, args, &tx);
+    let outputs = Outputs {
+        lines: args.interval.is_some() && plan.format == Format::Text && !args.quiet,
+        jsonl: plan.format == Format::Jsonl,
+        hlog: files.hlog,
+        progress,
+    };
+    let (flows, outcomes, followed) = run_flows(flows, &plan, args, (tx, rx), outputs)?;
+    for csv in &files.csvs {
+        csv.finish()
+            .map_err(|e| Error::file("--export-csv", FileOp::Write, "the CSV export", e))?;
+    }
+    let run = Finished {
+        flows,
+        fault: outcomes.into_iter().find_map(Result::err),
+        followed,
+        lost_marks: files.lost_marks,
+    };
+    finish(args, &plan, run)
+}
+
+/// Every file is opened before any traffic: a bad path fails fast, with nothing lost. (The
+/// summary's files are written at the end; creating them now proves they can be.)
+fn open_files(args: &ProbeArgs, flows: usize) -> Result<Files, Error> {
+    let at_end = [
+        ("--export-json", &args.export_json[..]),
+        ("--export-hgrm", &args.export_hgrm[..]),
+        ("--plot", args.plot.as_slice()),
+    ];
+    for (flag, paths) in at_end {
+        for path in paths.iter().filter(|p| *p != "-") {
+            export::create(flag, path)?;
+        }
+    }
+    let csvs = args
+        .export_csv
+        .iter()
+        .map(|path| Ok(csv::SharedCsv::new(export::create("--export-csv", path)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let hlog = match args.export_hlog.is_empty() {
+        true => None,
+        false => Some(hlog::Writer::create(
+            &args.export_hlog,
+            std::time::SystemTime::now(),
+        )?),
+    };
+    Ok(Files {
+        csvs,
+        hlog,
+        lost_marks: (0..flows).map(|_| Arc::default()).collect(),
+    })
+}
+
+/// Hands each flow's probe events to what wants them: per-probe lines, CSV rows, loss marks.
+fn observe(flows: &mut [Flow], plan: &Plan, files: &Files, plot: bool) {
+    if !(plan.per_probe || !files.csvs.is_empty() || plot) {
+        return;
+    }
+    let n = plan.flows;
+    let per_probe = plan.per_probe;
+    for (i, flow) in flows.iter_mut().enumerate() {
+        let marks = files.lost_marks[i].clone();
+        let prefix = if n > 1 {
+            format!("flow {i}: ")
+        } else {
+            String::new()
+        };
+        let mut rows: Vec<_> = files
+            .csvs
+            .iter()
+            .map(|c| csv::ProbeRows::new(i, c.clone()))
+            .collect();
+        flow.pinger.observe(move |event| {
+            if per_probe {
+                out(&format!("{prefix}{}\n", report::probe_line(event)));
+            }
+            rows.iter_mut().for_each(|r| r.record(event));
+            if let (true, ProbeEvent::Lost { sent_ns, .. }) = (plot, event) {
+                let mut marks = marks.lock().unwrap_or_else(|p| p.into_inner());
+                if marks.len() < plot::MAX_LOSS_MARKS / n {
+                    marks.push(*sent_ns);
+                }
+            }
+        });
+    }
+}
+
+/// Asks each flow for interval reports (when an output needs them) and, for a bar counting
+/// probes, for its progress; returns the progress bar, if one shows.
+fn report_intervals(
+    flows: &mut [Flow],
+    plan: &Plan,
+    args: &ProbeArgs,
+    tx: &Sender<Message>,
+) -> Option<Progress> {
+    let period = args.period(&plan.cfg);
+    let mut counters = Vec::new();
+    for (i, flow) in flows.iter_mut().enumerate() {
+        if let Some(period) = period {
+            let tx = tx.clone();
+            flow.pinger.report_intervals(period, move |report| {
+                let _ = tx.send(Message::Interval(i, Box::new(report)));
+            });
+        }
+        // Only a bar counting probes needs the flows to count for it.
+        if plan.progress && plan.cfg.count.is_some() {
+            let counter = Arc::new(AtomicU64::new(0));
+            flow.pinger.count_progress(counter.clone());
+            counters.push(counter);
+        }
+    }
+    let length = match (plan.cfg.count, plan.cfg.duration) {
+        (Some(count), _) => Length::Probes(count * plan.flows as u64, counters),
+        (None, Some(d)) => Length::Time(d),
+        (None, None) => return None,
+    };
+    plan.progress
+        .then(|| Progress::on_terminal(length))
+        .flatten()
+}
+
+type FlowOutcomes = (
+    Vec<Flow>,
+    Vec<Result<(), Error>>,
+    Result<Vec<IntervalSummary>, Error>,
+);
+
+/// Runs each flow on its own pinned loop while this thread follows them (banner, intervals,
+/// progress); returns the flows, how each ended, and the intervals followed.
+fn run_flows(
+    flows: Vec<Flow>,
+    plan: &Plan,
+    args: &ProbeArgs,
+    (tx, rx): (Sender<Message>, Receiver<Message>),
+    outputs: Outputs,
+) -> Result<FlowOutcomes, Error> {
+    let banner = (!args.quiet && plan.format == Format::Text).then(|| header(&flows, plan));
+    let placement = threads::placement(plan.flows, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
+    let busy_poll = args.socket.busy_poll;
+    let mut followed = None;
+    let results = threads::run_pinned(
+        flows.into_iter().enumerate().collect(),
+        &placement,
+        || {
+            if let Some(banner) = banner {
+                out(&banner);
+            }
+            followed = Some(follow::follow(rx, plan.flows, outputs));
+        },
+        |(i, mut flow): (usize, Flow), barrier| {
+            let _finished = FinishGuard {
+                flow: i,
+                tx: tx.clone(),
+            };
+            let engine = loop_for_thread(busy_poll);
+            barrier.wait();
+            let result = engine.and_then(|mut e| {
+                match flow.echo.as_mut() {
+                    Some(echo) => e.run(&mut [echo, &mut flow.pinger]),
+                    None => e.run(&mut [&mut flow.pinger]),
+                }
+                .map(|_| ())
+            });
+            flow.pinger.stop_observing();
+            (flow, result)
+        },
+    );
+    let (flows, outcomes) = results.into_iter().unzip();
+    Ok((flows, outcomes, followed.expect("the following thread ran")))
+}
+
+/// What the flows left when they ended.
+struct Finished {
+    flows: Vec<Flow>,
+    /// A fault ends the run, but what was measured until then is still printed and written.
+    fault: Option<Error>,
+    followed: Result<Vec<IntervalSummary>, Error>,
+    lost_marks: Vec<Arc<Mutex<Vec<u64>>>>,
+}
+
+/// Prints the summary, writes what is written at the end, and checks the thresholds: the exit
+/// status.
+fn finish(args: &ProbeArgs, plan: &Plan, run: Finished) -> Result<i32, Error> {
+    let pingers: Vec<&Pinger> = run.flows.iter().map(|f| &f.pinger).collect();
+    let summary = combine_pings(
+        pingers
+            .iter()
+            .map(|p| (p.summary(), p.distributions()))
+            .collect(),
+    );
+    if summary.counters.sent + summary.counters.not_sent == 0 {
+        return run.fault.map_or(Ok(0), Err);
+    }
+    print_summary(&summary, &run.flows, plan);
+    export::write_all(
+        "--export-json",
+        &args.export_json,
+        &(report::json(&summary) + "\n"),
+    )?;
+    let rtt = merge_latencies(pingers.iter().map(|p| &p.distributions().rtt));
+    if !args.export_hgrm.is_empty() {
+        export::write_all(
+            "--export-hgrm",
+            &args.export_hgrm,
+            &hgrm::render(rtt.histogram()),
+        )?;
+    }
+    if let Some(path) = &args.plot {
+        let intervals = run.followed.as_deref().unwrap_or_default();
+        draw(path, &summary, intervals, &run.lost_marks, &rtt)?;
+    }
+    if let Some(fault) = run.fault {
+        return Err(fault);
+    }
+    run.followed?;
+    let crossed = args.thresholds().crossed(&summary);
+    for line in &crossed {
+        eprintln!("sonde: threshold crossed: {line}");
+    }
+    Ok(if crossed.is_empty() { 0 } else { EXIT_CROSSED })
+}
+
+fn print_summary(summary: &PingSummary, flows: &[Flow], plan: &Plan) {
+    match plan.format {
+        Format::Json => out(&(report::json(summary) + "\n")),
+        Format::Jsonl => out(&(report::json_event("summary", summary) + "\n")),
+        Format::Text => {
+            out(&report::ping_text(summary));
+            if plan.loopback {
+                let echoes: Vec<_> = flows
+                    .iter()
+                    .filter_map(|f| f.echo.as_ref().map(Echo::summary))
+                    .collect();
+                let mut total = merge_echoes(&echoes);
+                if echoes.len() > 1 {
+                    total.bind = format!("{} in-process sockets", echoes.len());
+                }
+                out(&report::echo_text(&total));
+            }
+        }
+    }
+}
+
+fn draw(
+    path: &str,
+    summary: &PingSummary,
+    intervals: &[IntervalSummary],
+    lost_marks: &[Arc<Mutex<Vec<u64>>>],
+    rtt: &Latency,
+) -> Result<(), Error> {
+    let lost: Vec<u64> = lost_marks
+        .iter()
+        .flat_map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .collect();
+    let run = plot::Run::live(summary, intervals, &lost, rtt.histogram());
+    let title = format!(
+        "sonde {}: {} probes of {} bytes, {}",
+        summary.target,
+        summary.counters.sent,
+        summary.size_bytes,
+        match summary.rate_pps {
+            Some(rate) => format!("{rate}/s"),
+            None => format!("window {}", summary.inflight_max),
+        }
+    );
+    plot::render("--plot", path, &title, &[run])
+}
+
+/// The line a run starts with: what is measured, how, and until when.
+fn header(flows: &[Flow], plan: &Plan) -> String {
+    let pinger = &flows[0].pinger;
+    let cfg = pinger.config();
+    let pace = match cfg.pace {
+        Pace::Rate(rate) => format!(
+            "rate {rate}/s (open loop, up to {} in flight)",
+            pinger.inflight_max()
+        ),
+        Pace::Window => format!("closed loop, window {}", pinger.inflight_max()),
+    };
+    let end = match (cfg.count, cfg.duration) {
+        (Some(n), _) => format!(", {n} probes"),
+        (None, Some(d)) => format!(", for {}", humantime::format_duration(d)),
+        (None, None) => ", until Ctrl-C".into(),
+    };
+    let (more, each) = match flows.len() {
+        1 => (String::new(), ""),
+        2 => (" and 1 more flow".to_string(), " per flow"),
+        n => (format!(" and {} more flows", n - 1), " per flow"),
+    };
+    format!(
+        "SONDE {}{} from {}{more}: {}-byte probes, {pace}{each}, timeout {}{end}, session {:016x}\n",
+        cfg.target,
+        if plan.loopback {
+            " (in-process echo)"
+        } else {
+            ""
+        },
+        pinger.local_addr(),
+        cfg.size,
+        humantime::format_duration(cfg.timeout),
+        pinger.session()
+    )
+}

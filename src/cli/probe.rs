@@ -1,0 +1,105 @@
+//! The options `ping` and `loopback` share, turned into typed pieces: the pinger's config, what
+//! stdout gets, how often flows report, the key, the thresholds.
+
+use super::args::{Format, ProbeArgs, SocketArgs, Timestamps, When};
+use crate::config::{Buffers, Pace, PingConfig};
+use crate::error::Error;
+use crate::output::threshold::Thresholds;
+use crate::wire::auth::Key;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Defaults `sonde loopback` uses where the flags are silent: a fixed-rate run that keeps one
+/// core busy and finishes in a few seconds.
+pub(super) const LOOPBACK_RATE: f64 = 50_000.0;
+pub(super) const LOOPBACK_DURATION: Duration = Duration::from_secs(5);
+
+impl ProbeArgs {
+    pub(super) fn config(&self, target: SocketAddr, loopback: bool) -> PingConfig {
+        let pace = match (self.rate, self.inflight) {
+            (Some(rate), _) => Pace::Rate(rate),
+            (None, Some(_)) => Pace::Window,
+            (None, None) if loopback => Pace::Rate(LOOPBACK_RATE),
+            (None, None) => Pace::Rate(1.0),
+        };
+        let duration = match (self.duration, self.count) {
+            (None, None) if loopback => Some(LOOPBACK_DURATION),
+            (d, _) => d,
+        };
+        PingConfig {
+            target,
+            bind: None,
+            size: self.size,
+            count: self.count,
+            duration,
+            pace,
+            inflight: self.inflight,
+            timeout: self.timeout,
+            buffers: self.socket.buffers(),
+            wire: self.socket.wire.into(),
+            kernel_timestamps: self.socket.timestamps == Timestamps::Kernel,
+            key: None,
+            gso: self.socket.gso.into(),
+            // A pinger takes replies coalesced only when asked (see --gro's help).
+            gro: self.socket.gro == When::On,
+        }
+    }
+
+    /// Per-probe lines: asked for, or few enough to read (a short count or a slow rate).
+    pub(super) fn per_probe_lines(&self, cfg: &PingConfig) -> bool {
+        if self.quiet || self.format() != Format::Text {
+            return false;
+        }
+        let few = cfg.count.is_some_and(|n| n <= 100);
+        let slow = matches!(cfg.pace, Pace::Rate(r) if r <= 20.0);
+        self.verbose || few || slow
+    }
+
+    pub(super) fn format(&self) -> Format {
+        match (self.json, self.format) {
+            (true, _) => Format::Json,
+            (false, format) => format.unwrap_or(Format::Text),
+        }
+    }
+
+    /// How often flows report: as asked, or as the outputs that need intervals want it (a plot
+    /// about 100 points over a run of known length, otherwise every second).
+    pub(super) fn period(&self, cfg: &PingConfig) -> Option<Duration> {
+        if self.interval.is_some() {
+            return self.interval;
+        }
+        let needed = self.format() == Format::Jsonl || !self.export_hlog.is_empty();
+        if self.plot.is_some() && !needed {
+            let length = cfg.duration.or_else(|| match (cfg.count, cfg.pace) {
+                (Some(n), Pace::Rate(rate)) => Some(Duration::from_secs_f64(n as f64 / rate)),
+                _ => None,
+            });
+            let period = length.map_or(Duration::from_secs(1), |l| l / 100);
+            return Some(period.clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        }
+        needed.then_some(Duration::from_secs(1))
+    }
+
+    pub(super) fn key(&self) -> Result<Option<Key>, Error> {
+        self.key_file.as_deref().map(Key::load).transpose()
+    }
+
+    pub(super) fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            loss_pct: self.fail_loss.map(|f| f * 100.0),
+            p50: self.fail_p50,
+            p99: self.fail_p99,
+            p999: self.fail_p999,
+        }
+    }
+}
+
+impl SocketArgs {
+    pub(super) fn buffers(&self) -> Buffers {
+        let default = Buffers::default();
+        Buffers {
+            rcv: self.rcvbuf.unwrap_or(default.rcv),
+            snd: self.sndbuf.unwrap_or(default.snd),
+        }
+    }
+}

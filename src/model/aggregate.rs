@@ -1,0 +1,116 @@
+//! Every merge of results in one place: flows of a pinger into one summary, echo sockets of one
+//! address into one, distributions into one. Percentiles of a total always come from merged
+//! histograms, never from averaged percentiles.
+
+use super::stats::{Latency, PingDistributions};
+use super::summary::{Counters, EchoSummary, LagSummary, PingSummary};
+
+/// Adds up the counters of several echo sockets serving one address (`--threads`). Peers are
+/// summed: `SO_REUSEPORT` keeps each peer on one socket.
+pub fn merge_echoes(parts: &[EchoSummary]) -> EchoSummary {
+    let mut total = parts.first().cloned().unwrap_or_default();
+    for p in parts.iter().skip(1) {
+        total.duration_ms = total.duration_ms.max(p.duration_ms);
+        total.datagrams += p.datagrams;
+        total.bytes += p.bytes;
+        total.peers += p.peers;
+        total.peers_limit += p.peers_limit;
+        total.send_failed += p.send_failed;
+        total.recv_errors += p.recv_errors;
+        total.not_answered += p.not_answered;
+        total.bytes_out += p.bytes_out;
+        total.coalesced += p.coalesced;
+        total.refused.add(&p.refused);
+    }
+    total
+}
+
+/// Several distributions in one.
+pub fn merge_latencies<'a>(parts: impl IntoIterator<Item = &'a Latency>) -> Latency {
+    let mut all = Latency::new();
+    for part in parts {
+        all.merge(part);
+    }
+    all
+}
+
+/// One summary over several flows: counters added, histograms merged (so percentiles are those of
+/// all probes together), loss bursts and outages combined; each flow's own summary in `flows`.
+///
+/// `flows` pairs each flow's summary with the distributions behind it.
+///
+/// # Panics
+/// If `flows` is empty.
+pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSummary {
+    let (mut flows, distributions): (Vec<PingSummary>, Vec<&PingDistributions>) =
+        flows.into_iter().unzip();
+    if flows.len() <= 1 {
+        return flows.pop().expect("at least one flow");
+    }
+    let mut all = PingDistributions::default();
+    for d in distributions {
+        all.merge(d);
+    }
+    let mut total = flows[0].clone();
+    total.counters = Counters::default();
+    let (mut burst_lost, mut distance_weight) = (0.0, 0.0);
+    total.loss_bursts.count = 0;
+    total.loss_bursts.max_length = 0;
+    let mut jitters = Vec::new();
+    total.outages.clear();
+    for f in &flows[1..] {
+        total.rate_pps = total.rate_pps.zip(f.rate_pps).map(|(a, b)| a + b);
+        total.inflight_max += f.inflight_max;
+        total.peak_in_flight += f.peak_in_flight;
+        total.duration_s = total.duration_s.max(f.duration_s);
+        total.interrupted |= f.interrupted;
+    }
+    for f in &flows {
+        total.counters.add(&f.counters);
+        let b = &f.loss_bursts;
+        total.loss_bursts.count += b.count;
+        total.loss_bursts.max_length = total.loss_bursts.max_length.max(b.max_length);
+        burst_lost += b.count as f64 * b.mean_length;
+        distance_weight += b.count as f64 * b.mean_distance;
+        jitters.extend(f.jitter_us);
+        total.outages.extend(f.outages.iter().cloned());
+    }
+    let bursts = total.loss_bursts.count as f64;
+    total.loss_bursts.mean_length = if bursts > 0.0 {
+        burst_lost / bursts
+    } else {
+        0.0
+    };
+    total.loss_bursts.mean_distance = if bursts > 0.0 {
+        distance_weight / bursts
+    } else {
+        0.0
+    };
+    total
+        .outages
+        .sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    total.local = format!("{} flows", flows.len());
+    total.session = flows
+        .iter()
+        .map(|f| f.session.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    total.loss_pct = total.counters.loss_pct();
+    total.rtt = all.rtt.summary();
+    // Jitter is a per-stream quantity: the total reports the mean of the flows'.
+    total.jitter_us =
+        (!jitters.is_empty()).then(|| jitters.iter().sum::<f64>() / jitters.len() as f64);
+    let rate_mode = total.rate_pps.is_some();
+    total.rtt_from_intended = if rate_mode {
+        all.rtt_from_intended.summary()
+    } else {
+        None
+    };
+    total.schedule_lag = if rate_mode {
+        LagSummary::of(&all.schedule_lag)
+    } else {
+        None
+    };
+    total.flows = flows;
+    total
+}

@@ -1,0 +1,22 @@
+//! Plain results: what a run measured, as data that merges and that every output is made from.
+//! Nothing here knows sockets, roles or output formats.
+//!
+//! - [`summary`]: the summaries of a ping, an echo and a relay, and their parts;
+//! - [`event`]: what happens to each probe, as it happens;
+//! - [`interval`]: one stretch of a run, per flow and combined;
+//! - [`stats`]: latency distributions (HDR histogram, exact moments, RFC 3550 jitter);
+//! - [`aggregate`]: every merge of the above.
+
+pub mod aggregate;
+pub mod event;
+pub mod interval;
+pub mod stats;
+pub mod summary;
+
+pub use event::{ProbeEvent, ReplyKind};
+pub use interval::{IntervalClock, IntervalReport, IntervalSummary};
+pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
+pub use summary::{
+    Batching, Counters, DirectionStats, EchoSummary, LagSummary, LossBursts, Outage, PingSummary,
+    Refusals, RelaySummary, RxTimestamps, SocketSummary,
+};

@@ -1,0 +1,288 @@
+//! Latency statistics: an HDR histogram for percentiles, exact moments, RFC 3550 jitter.
+//!
+//! Plain data: nothing here knows about sockets or probes, and two [`Latency`] merge with
+//! [`Latency::merge`].
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Highest value the histograms hold: one hour in nanoseconds (timeouts are capped below it).
+pub const MAX_NS: u64 = 3_600_000_000_000;
+
+/// A distribution of durations, in nanoseconds.
+#[derive(Clone)]
+pub struct Latency {
+    histogram: Histogram<u64>,
+    count: u64,
+    mean: f64,
+    /// Sum of squared deviations from the mean (Welford).
+    m2: f64,
+    min: u64,
+    max: u64,
+    /// Values above [`MAX_NS`], counted rather than silently clamped.
+    out_of_range: u64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Latency {
+    pub fn new() -> Self {
+        Self {
+            // 1 ns resolution, 3 significant digits.
+            histogram: Histogram::new_with_bounds(1, MAX_NS, 3).expect("static bounds are valid"),
+            count: 0,
+            mean: 0.0,
+            m2: 0.0,
+            min: u64::MAX,
+            max: 0,
+            out_of_range: 0,
+        }
+    }
+
+    pub fn record(&mut self, ns: u64) {
+        if self.histogram.record(ns).is_err() {
+            self.out_of_range += 1;
+            return;
+        }
+        self.count += 1;
+        let delta = ns as f64 - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (ns as f64 - self.mean);
+        self.min = self.min.min(ns);
+        self.max = self.max.max(ns);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+
+    /// Adds `other`'s samples to this one (Chan et al.'s parallel variance).
+    pub fn merge(&mut self, other: &Latency) {
+        if other.count == 0 {
+            self.out_of_range += other.out_of_range;
+            return;
+        }
+        self.histogram
+            .add(&other.histogram)
+            .expect("same bounds on both sides");
+        let n = self.count + other.count;
+        let delta = other.mean - self.mean;
+        self.mean += delta * other.count as f64 / n as f64;
+        self.m2 += other.m2 + delta * delta * self.count as f64 * other.count as f64 / n as f64;
+        self.count = n;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.out_of_range += other.out_of_range;
+    }
+
+    /// A distribution known only by its histogram (read back from a log): min, max, mean and
+    /// standard deviation come from the histogram too, to its precision. Fails when a value is
+    /// above [`MAX_NS`].
+    pub fn from_histogram(source: &Histogram<u64>) -> Result<Self, String> {
+        let mut latency = Latency::new();
+        latency
+            .histogram
+            .add(source)
+            .map_err(|e| format!("values out of range ({e:?})"))?;
+        let h = &latency.histogram;
+        latency.count = h.len();
+        if latency.count > 0 {
+            latency.mean = h.mean();
+            latency.m2 = h.stdev().powi(2) * latency.count as f64;
+            latency.min = h.min();
+            latency.max = h.max();
+        }
+        Ok(latency)
+    }
+
+    /// The summary, or `None` when nothing was recorded.
+    pub fn summary(&self) -> Option<LatencySummary> {
+        if self.count == 0 {
+            return None;
+        }
+        let us = |ns: f64| ns / 1_000.0;
+        // A histogram value stands for its whole bucket; clamp it to the exact extremes so that
+        // no percentile reads above the maximum or below the minimum.
+        let q = |quantile: f64| {
+            let ns = self.histogram.value_at_quantile(quantile);
+            us(ns.clamp(self.min, self.max) as f64)
+        };
+        let variance = if self.count > 1 {
+            self.m2 / (self.count - 1) as f64
+        } else {
+            0.0
+        };
+        Some(LatencySummary {
+            count: self.count,
+            min_us: us(self.min as f64),
+            mean_us: us(self.mean),
+            stddev_us: us(variance.sqrt()),
+            max_us: us(self.max as f64),
+            p50_us: q(0.50),
+            p90_us: q(0.90),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            out_of_range: self.out_of_range,
+        })
+    }
+}
+
+/// The distributions behind a ping summary, kept so that flows merge exactly.
+#[derive(Clone, Default)]
+pub struct PingDistributions {
+    /// Round-trip times of received probes.
+    pub rtt: Latency,
+    /// Fixed rate: from each probe's intended send time to its reply.
+    pub rtt_from_intended: Latency,
+    /// Fixed rate: how late each probe left compared with its slot.
+    pub schedule_lag: Latency,
+}
+
+impl PingDistributions {
+    pub fn merge(&mut self, other: &PingDistributions) {
+        self.rtt.merge(&other.rtt);
+        self.rtt_from_intended.merge(&other.rtt_from_intended);
+        self.schedule_lag.merge(&other.schedule_lag);
+    }
+}
+
+/// What a [`Latency`] reports. Percentiles come from the histogram (3 significant digits); min,
+/// max, mean and standard deviation are exact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min_us: f64,
+    pub mean_us: f64,
+    pub stddev_us: f64,
+    pub max_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    /// Samples above the histogram's range (one hour), left out of every figure above.
+    pub out_of_range: u64,
+}
+
+/// Interarrival jitter as RFC 3550 §6.4.1 defines it, applied to round-trip times in arrival
+/// order: `J += (|D| - J) / 16`, where `D` is the difference between consecutive RTTs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Jitter {
+    last_ns: Option<u64>,
+    jitter_ns: f64,
+}
+
+impl Jitter {
+    pub fn record(&mut self, rtt_ns: u64) {
+        if let Some(last) = self.last_ns {
+            let d = (rtt_ns as f64 - last as f64).abs();
+            self.jitter_ns += (d - self.jitter_ns) / 16.0;
+        }
+        self.last_ns = Some(rtt_ns);
+    }
+
+    /// Jitter in microseconds, once two samples have been seen.
+    pub fn us(&self) -> Option<f64> {
+        self.last_ns.map(|_| self.jitter_ns / 1_000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_moments_and_histogram_percentiles() {
+        let mut l = Latency::new();
+        for us in 1..=1000u64 {
+            l.record(us * 1_000);
+        }
+        let s = l.summary().unwrap();
+        assert_eq!(s.count, 1000);
+        assert_eq!(s.min_us, 1.0);
+        assert_eq!(s.max_us, 1000.0);
+        assert!((s.mean_us - 500.5).abs() < 1e-9);
+        // Sample stddev of 1..=1000 is sqrt(1000*1001/12) = 288.819...
+        assert!((s.stddev_us - 288.8194).abs() < 1e-3, "{}", s.stddev_us);
+        // Three significant digits: within 0.1% of the true percentile.
+        assert!((s.p50_us - 500.0).abs() <= 0.5, "{}", s.p50_us);
+        assert!((s.p99_us - 990.0).abs() <= 1.0, "{}", s.p99_us);
+        assert!((s.p999_us - 999.0).abs() <= 1.0, "{}", s.p999_us);
+    }
+
+    #[test]
+    fn percentiles_never_leave_the_exact_range() {
+        let mut l = Latency::new();
+        l.record(18_659);
+        l.record(11_682);
+        let s = l.summary().unwrap();
+        for p in [s.p50_us, s.p90_us, s.p99_us, s.p999_us] {
+            assert!(p >= s.min_us && p <= s.max_us, "{p} outside {s:?}");
+        }
+        assert_eq!(s.p999_us, 18.659);
+    }
+
+    #[test]
+    fn empty_has_no_summary() {
+        assert!(Latency::new().summary().is_none());
+    }
+
+    #[test]
+    fn out_of_range_is_counted_not_clamped() {
+        let mut l = Latency::new();
+        l.record(5_000);
+        l.record(MAX_NS * 2);
+        let s = l.summary().unwrap();
+        assert_eq!(s.count, 1);
+        assert_eq!(s.out_of_range, 1);
+        assert_eq!(s.max_us, 5.0);
+    }
+
+    #[test]
+    fn merge_equals_recording_everything_in_one() {
+        let (mut a, mut b, mut all) = (Latency::new(), Latency::new(), Latency::new());
+        for v in [3_000u64, 7_000, 11_000, 50_000] {
+            a.record(v);
+            all.record(v);
+        }
+        for v in [1_000u64, 2_000, 90_000] {
+            b.record(v);
+            all.record(v);
+        }
+        a.merge(&b);
+        let (m, w) = (a.summary().unwrap(), all.summary().unwrap());
+        assert_eq!(m.count, w.count);
+        assert_eq!(m.p50_us, w.p50_us);
+        assert_eq!((m.min_us, m.max_us), (w.min_us, w.max_us));
+        assert!((m.mean_us - w.mean_us).abs() < 1e-9);
+        assert!((m.stddev_us - w.stddev_us).abs() < 1e-9);
+    }
+
+    #[test]
+    fn jitter_follows_rfc3550_recurrence() {
+        let mut j = Jitter::default();
+        assert_eq!(j.us(), None);
+        j.record(100_000);
+        assert_eq!(j.us(), Some(0.0));
+        j.record(116_000); // |D| = 16 us -> J = 1 us
+        assert!((j.us().unwrap() - 1.0).abs() < 1e-12);
+        j.record(116_000); // |D| = 0 -> J = 1 - 1/16
+        assert!((j.us().unwrap() - 0.9375).abs() < 1e-12);
+    }
+
+    #[test]
+    fn constant_rtt_has_zero_jitter() {
+        let mut j = Jitter::default();
+        for _ in 0..100 {
+            j.record(42_000);
+        }
+        assert_eq!(j.us(), Some(0.0));
+    }
+}

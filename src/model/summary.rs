@@ -1,0 +1,324 @@
+//! The plain results of a run: what reports (text, JSON) are made from.
+//!
+//! Field names are part of the JSON interface and stay stable; every duration carries its unit
+//! in its name.
+
+use super::stats::LatencySummary;
+use serde::{Deserialize, Serialize};
+
+/// Per-probe and per-datagram counts of a pinger. See the README for what each one means.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Probes that left the socket.
+    pub sent: u64,
+    /// Probes answered within their timeout, by a faithful echo.
+    pub received: u64,
+    /// Probes with no answer by their timeout (and none since).
+    pub lost: u64,
+    /// Probes first answered after their timeout.
+    pub late: u64,
+    /// Extra answers to probes already answered.
+    pub duplicates: u64,
+    /// Received probes that arrived after a higher sequence number had.
+    pub reordered: u64,
+    /// Datagrams from the target that are not a faithful echo of a probe we sent: truncated,
+    /// altered, a sequence number never sent, or not a probe at all (a non-echo server).
+    pub mismatched: u64,
+    /// Datagrams from another address, or carrying another run's session id.
+    pub foreign: u64,
+    /// Probes whose send failed locally (full buffer, ENOBUFS, refused): not network loss.
+    pub not_sent: u64,
+    /// Answers to probes older than the sequence table remembers.
+    pub stale: u64,
+    /// ICMP errors (port or host unreachable) received for our probes.
+    pub unreachable: u64,
+    /// Probes still outstanding when the run was cut short (second Ctrl-C); 0 otherwise.
+    pub in_flight: u64,
+    /// Datagrams our own socket dropped for want of receive-buffer space (`SO_RXQ_OVFL`):
+    /// replies that reached this host. Probes lost this way are also in `lost`, but the network
+    /// did not lose them.
+    pub local_drops: u64,
+}
+
+impl Counters {
+    /// Adds another flow's counts.
+    pub fn add(&mut self, o: &Counters) {
+        self.sent += o.sent;
+        self.received += o.received;
+        self.lost += o.lost;
+        self.late += o.late;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.mismatched += o.mismatched;
+        self.foreign += o.foreign;
+        self.not_sent += o.not_sent;
+        self.stale += o.stale;
+        self.unreachable += o.unreachable;
+        self.in_flight += o.in_flight;
+        self.local_drops += o.local_drops;
+    }
+
+    /// What was counted since `earlier` was taken (each counter only grows, but `lost`, which
+    /// a late reply takes back: that one saturates at 0).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            sent: self.sent - earlier.sent,
+            received: self.received - earlier.received,
+            lost: self.lost.saturating_sub(earlier.lost),
+            late: self.late - earlier.late,
+            duplicates: self.duplicates - earlier.duplicates,
+            reordered: self.reordered - earlier.reordered,
+            mismatched: self.mismatched - earlier.mismatched,
+            foreign: self.foreign - earlier.foreign,
+            not_sent: self.not_sent - earlier.not_sent,
+            stale: self.stale - earlier.stale,
+            unreachable: self.unreachable - earlier.unreachable,
+            in_flight: self.in_flight.saturating_sub(earlier.in_flight),
+            local_drops: self.local_drops.saturating_sub(earlier.local_drops),
+        }
+    }
+
+    /// Percentage of sent probes not answered within their timeout (lost and late).
+    pub fn loss_pct(&self) -> f64 {
+        let settled = self.sent.saturating_sub(self.in_flight);
+        if settled == 0 {
+            0.0
+        } else {
+            100.0 * (self.lost + self.late) as f64 / settled as f64
+        }
+    }
+}
+
+/// The schedule's lag in fixed-rate mode: how late probes left compared with their slot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LagSummary {
+    pub mean_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl LagSummary {
+    /// The lag of a distribution of lags, or `None` when it is empty.
+    pub fn of(lag: &super::stats::Latency) -> Option<Self> {
+        lag.summary().map(|l| LagSummary {
+            mean_us: l.mean_us,
+            p99_us: l.p99_us,
+            max_us: l.max_us,
+        })
+    }
+}
+
+/// Where a pinger's receive times come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RxTimestamps {
+    /// `SO_TIMESTAMPNS`: excludes the time a reply spent queued in the socket.
+    #[serde(rename = "kernel")]
+    Kernel,
+    /// Read after the receive call returns, as most tools measure.
+    #[serde(rename = "user space")]
+    UserSpace,
+}
+
+/// How a pinger's probes went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Batching {
+    /// Runs of probes as one buffer the kernel cuts up (UDP GSO).
+    #[serde(rename = "gso")]
+    Gso,
+    /// A datagram a message, several messages a call.
+    #[serde(rename = "sendmmsg")]
+    Sendmmsg,
+    /// One datagram a call (platforms without `sendmmsg`).
+    #[serde(rename = "send_to")]
+    SendTo,
+}
+
+/// What the kernel gave a socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SocketSummary {
+    /// Buffer sizes as the kernel reports them (Linux reports twice what it was asked for, its
+    /// bookkeeping included; requests are capped at net.core.rmem_max / wmem_max).
+    pub rcvbuf_bytes: usize,
+    pub sndbuf_bytes: usize,
+    /// Where receive times come from: `"kernel"` or `"user space"`.
+    pub rx_timestamps: RxTimestamps,
+    /// How probes were sent: `"gso"`, `"sendmmsg"` or `"send_to"`.
+    pub batching: Batching,
+    /// Why GSO was switched off during the run, when the kernel refused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gso_refused: Option<String>,
+    /// Replies sent coalesced were taken coalesced (UDP GRO, `--gro on`): `local_drops` then
+    /// counts dropped buffers, each of which may have held several replies.
+    pub gro: bool,
+}
+
+/// Everything a ping run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PingSummary {
+    pub target: String,
+    pub local: String,
+    /// Random id of this run, carried in every probe.
+    pub session: String,
+    /// `"rate"` (open loop) or `"window"` (closed loop).
+    pub mode: &'static str,
+    pub rate_pps: Option<f64>,
+    pub inflight_max: usize,
+    /// The most probes that were outstanding at once.
+    pub peak_in_flight: usize,
+    pub size_bytes: usize,
+    pub timeout_ms: f64,
+    /// From the first send to the last verdict.
+    pub duration_s: f64,
+    /// Stopped by Ctrl-C (or SIGTERM) rather than by its count or duration.
+    pub interrupted: bool,
+    #[serde(flatten)]
+    pub counters: Counters,
+    pub loss_pct: f64,
+    /// Round-trip times of received probes: from the actual send to the reply.
+    pub rtt: Option<LatencySummary>,
+    /// RFC 3550 interarrival jitter of the round-trip times.
+    pub jitter_us: Option<f64>,
+    /// Fixed-rate mode: from each probe's intended send time to its reply (corrects for
+    /// coordinated omission, as wrk2 does).
+    pub rtt_from_intended: Option<LatencySummary>,
+    /// Fixed-rate mode: how late probes left compared with the schedule.
+    pub schedule_lag: Option<LagSummary>,
+    /// RFC 3357 loss periods and distances.
+    pub loss_bursts: LossBursts,
+    pub outages: Vec<Outage>,
+    pub socket: SocketSummary,
+    /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<PingSummary>,
+}
+
+/// Everything an echo server counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EchoSummary {
+    pub bind: String,
+    pub duration_ms: u64,
+    /// Datagrams received (and echoed, unless counted in `send_failed`).
+    pub datagrams: u64,
+    pub bytes: u64,
+    /// Distinct source addresses seen (counted up to `peers_limit`).
+    pub peers: u64,
+    pub peers_limit: u64,
+    /// Echoes the kernel would not take (full buffer, ENOBUFS, unreachable sender): dropped.
+    pub send_failed: u64,
+    /// Errors from receive calls (ICMP errors reported on the socket, for instance).
+    pub recv_errors: u64,
+    /// With `--wire sockperf`: datagrams a sockperf server would not answer (no pong request,
+    /// warm-up, not from a client, too short).
+    pub not_answered: u64,
+    pub rcvbuf_bytes: usize,
+    pub sndbuf_bytes: usize,
+    /// Bytes sent back: never more than `bytes` (no amplification).
+    pub bytes_out: u64,
+    /// Datagrams not answered, by reason (loop protection, allow list, rate limits, auth).
+    pub refused: Refusals,
+    /// The policy in force: `--allow` networks (empty: all), rate limits (datagrams/s; `null`:
+    /// none) and whether probes must be signed.
+    pub allow: Vec<String>,
+    pub per_source_limit_pps: Option<f64>,
+    pub total_limit_pps: Option<f64>,
+    pub authenticated: bool,
+    /// Datagrams a GSO sender sent as one are taken as one and echoed as one (`UDP_GRO`).
+    pub gro: bool,
+    /// Datagrams that arrived coalesced with others (counted in `datagrams` too).
+    pub coalesced: u64,
+}
+
+/// Datagrams refused, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Refusals {
+    /// From a broadcast, multicast or unspecified address, from our own address, or from a
+    /// port of a service that answers whatever it receives (the guard's `LOOP_PORTS`).
+    pub loop_protection: u64,
+    /// From a source outside `--allow`.
+    pub not_allowed: u64,
+    /// Over the source's own rate limit (or no room to track a new source).
+    pub source_rate_limited: u64,
+    /// Over the total rate limit.
+    pub total_rate_limited: u64,
+    /// Without a valid authentication tag.
+    pub auth_failed: u64,
+}
+
+impl Refusals {
+    pub fn add(&mut self, o: &Refusals) {
+        self.loop_protection += o.loop_protection;
+        self.not_allowed += o.not_allowed;
+        self.source_rate_limited += o.source_rate_limited;
+        self.total_rate_limited += o.total_rate_limited;
+        self.auth_failed += o.auth_failed;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.loop_protection
+            + self.not_allowed
+            + self.source_rate_limited
+            + self.total_rate_limited
+            + self.auth_failed
+    }
+}
+
+/// Counts of one direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DirectionStats {
+    pub received: u64,
+    pub lost: u64,
+    pub queue_dropped: u64,
+    pub duplicated: u64,
+    /// Sent without the delay, overtaking delayed datagrams.
+    pub reordered: u64,
+    pub delivered: u64,
+    /// Sends the kernel refused (full buffer, unreachable): dropped.
+    pub send_failed: u64,
+    /// Still held when the relay stopped.
+    pub held_at_stop: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RelaySummary {
+    pub listen: String,
+    pub forward: String,
+    pub seed: u64,
+    pub upstream_spec: String,
+    pub downstream_spec: String,
+    pub upstream: DirectionStats,
+    pub downstream: DirectionStats,
+    /// Datagrams on the server side from anyone but the server: ignored.
+    pub foreign: u64,
+    /// Errors from receive calls on either side (ICMP errors reported on a socket, for
+    /// instance): counted and read past.
+    pub recv_errors: u64,
+}
+
+/// One outage, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outage {
+    /// Offset from the start of the run.
+    pub start_s: f64,
+    pub duration_s: f64,
+    /// Probes sent into the outage and never answered.
+    pub lost: u64,
+    /// Probes whose send failed during the outage.
+    pub not_sent: u64,
+    /// `"unreachable"` when ICMP errors announced it, `"silence"` otherwise.
+    pub cause: &'static str,
+    /// Still going when the run ended.
+    pub ongoing: bool,
+}
+
+/// What a run's losses looked like.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LossBursts {
+    /// Loss periods: maximal runs of consecutive lost probes.
+    pub count: u64,
+    /// Mean probes per loss period (RFC 3357 loss period length).
+    pub mean_length: f64,
+    pub max_length: u64,
+    /// Mean sequence distance between consecutive lost probes (RFC 3357 loss distance); 0 with
+    /// fewer than two losses.
+    pub mean_distance: f64,
+}

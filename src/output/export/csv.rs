@@ -1,0 +1,206 @@
+//! One CSV row per probe, streamed to disk as the run goes (never held in memory).
+//!
+//! Columns: `flow,seq,scheduled_ns,sent_ns,rtt_ns,status`. Times are ns since the flow's run
+//! started; `rtt_ns` is empty unless a reply came. `status` is the probe's verdict —
+//! `received`, `reordered` (received, after a later probe), `lost`, `unreachable` (lost, with an
+//! ICMP error) or `not_sent` — one row per probe, so the probe rows number sent + not sent. A
+//! reply after the timeout adds a `late` row for a probe already written `lost`, and extra
+//! answers add `duplicate` rows; datagrams that are not probes are not rows.
+
+use super::Sink;
+use crate::model::{ProbeEvent, ReplyKind};
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+pub const HEADER: &str = "flow,seq,scheduled_ns,sent_ns,rtt_ns,status\n";
+/// Rows are collected per flow and written in chunks of about this many bytes.
+const CHUNK: usize = 64 * 1024;
+
+/// The file every flow writes to, and the first write error met.
+pub struct SharedCsv {
+    out: Mutex<(Sink, Option<io::Error>)>,
+}
+
+impl SharedCsv {
+    pub fn new(mut out: Sink) -> Arc<Self> {
+        let error = out.write_all(HEADER.as_bytes()).err();
+        Arc::new(Self {
+            out: Mutex::new((out, error)),
+        })
+    }
+
+    fn append(&self, chunk: &[u8]) {
+        let mut guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let (out, error) = &mut *guard;
+        if error.is_none() {
+            *error = out.write_all(chunk).err();
+        }
+    }
+
+    /// Flushes the file; returns the first error met while writing it.
+    pub fn finish(&self) -> io::Result<()> {
+        let mut guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let (out, error) = &mut *guard;
+        match error.take() {
+            Some(e) => Err(e),
+            None => out.flush(),
+        }
+    }
+}
+
+/// One flow's writer: formats rows into a buffer and hands full chunks to the shared file.
+pub struct ProbeRows {
+    flow: usize,
+    buf: Vec<u8>,
+    out: Arc<SharedCsv>,
+}
+
+impl ProbeRows {
+    pub fn new(flow: usize, out: Arc<SharedCsv>) -> Self {
+        Self {
+            flow,
+            buf: Vec::with_capacity(CHUNK + 128),
+            out,
+        }
+    }
+
+    /// Writes the row for `event`, if it is about a probe.
+    pub fn record(&mut self, event: &ProbeEvent) {
+        let flow = self.flow;
+        let _ = match event {
+            ProbeEvent::Reply {
+                seq,
+                intended_ns,
+                sent_ns,
+                rtt_ns,
+                kind,
+                ..
+            } => {
+                let status = match kind {
+                    ReplyKind::Received { reordered: false } => "received",
+                    ReplyKind::Received { reordered: true } => "reordered",
+                    ReplyKind::Late => "late",
+                    ReplyKind::Duplicate => "duplicate",
+                };
+                writeln!(
+                    self.buf,
+                    "{flow},{seq},{intended_ns},{sent_ns},{rtt_ns},{status}"
+                )
+            }
+            ProbeEvent::Lost {
+                seq,
+                intended_ns,
+                sent_ns,
+                unreachable,
+            } => {
+                let status = if *unreachable { "unreachable" } else { "lost" };
+                writeln!(self.buf, "{flow},{seq},{intended_ns},{sent_ns},,{status}")
+            }
+            ProbeEvent::NotSent {
+                seq,
+                intended_ns,
+                sent_ns,
+                ..
+            } => writeln!(self.buf, "{flow},{seq},{intended_ns},{sent_ns},,not_sent"),
+            ProbeEvent::Mismatched { .. } | ProbeEvent::Foreign { .. } => return,
+        };
+        if self.buf.len() >= CHUNK {
+            self.out.append(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
+impl Drop for ProbeRows {
+    fn drop(&mut self) {
+        self.out.append(&self.buf);
+    }
+}
+
+/// A probe row read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub flow: usize,
+    pub seq: u64,
+    pub scheduled_ns: u64,
+    pub sent_ns: u64,
+    pub rtt_ns: Option<u64>,
+    pub status: String,
+}
+
+/// Parses one data line; `None` for the header or a malformed line.
+pub fn parse_row(line: &str) -> Option<Row> {
+    let mut cols = line.trim_end().split(',');
+    let flow = cols.next()?.parse().ok()?;
+    let seq = cols.next()?.parse().ok()?;
+    let scheduled_ns = cols.next()?.parse().ok()?;
+    let sent_ns = cols.next()?.parse().ok()?;
+    let rtt = cols.next()?;
+    let rtt_ns = if rtt.is_empty() {
+        None
+    } else {
+        Some(rtt.parse().ok()?)
+    };
+    let status = cols.next()?.to_string();
+    cols.next().is_none().then_some(Row {
+        flow,
+        seq,
+        scheduled_ns,
+        sent_ns,
+        rtt_ns,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Memory(Arc<Mutex<Vec<u8>>>);
+    impl Write for Memory {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_row_per_probe_event_and_they_read_back() {
+        let memory = Memory::default();
+        let shared = SharedCsv::new(Box::new(memory.clone()));
+        let mut rows = ProbeRows::new(1, shared.clone());
+        rows.record(&ProbeEvent::Reply {
+            seq: 0,
+            intended_ns: 0,
+            sent_ns: 12,
+            rtt_ns: 30_000,
+            len: 64,
+            kind: ReplyKind::Received { reordered: false },
+        });
+        rows.record(&ProbeEvent::Lost {
+            seq: 1,
+            intended_ns: 1_000,
+            sent_ns: 1_010,
+            unreachable: false,
+        });
+        rows.record(&ProbeEvent::Foreign {
+            from: "127.0.0.1:9".parse().unwrap(),
+            len: 3,
+        });
+        drop(rows);
+        shared.finish().unwrap();
+        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "flow,seq,scheduled_ns,sent_ns,rtt_ns,status\n1,0,0,12,30000,received\n1,1,1000,1010,,lost\n"
+        );
+        let row = parse_row("1,1,1000,1010,,lost").unwrap();
+        assert_eq!(row.rtt_ns, None);
+        assert_eq!(row.status, "lost");
+        assert!(parse_row(HEADER).is_none());
+    }
+}

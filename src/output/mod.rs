@@ -1,0 +1,23 @@
+//! Outputs: turning plain results ([`crate::model`]) into text, JSON, files and charts. Each
+//! format is a file of its own and depends on the model alone, never on a role.
+//!
+//! - [`report`]: text and JSON of summaries, per-probe and interval lines;
+//! - [`follow`]: a run followed as it goes (intervals combined, the stream, a progress bar);
+//! - [`export`]: files (`--export-json/csv/hgrm/hlog`) and their readers;
+//! - [`plot`]: SVG charts; [`merge`]: interval logs combined; [`threshold`]: `--fail-*`.
+
+pub(crate) mod export;
+pub(crate) mod follow;
+pub(crate) mod merge;
+pub(crate) mod plot;
+pub(crate) mod report;
+pub(crate) mod threshold;
+
+use std::io::Write;
+
+/// Writes to stdout, ignoring a closed pipe (`sonde ... | head` must not panic).
+pub(crate) fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

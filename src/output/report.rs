@@ -1,0 +1,525 @@
+//! Text and JSON renderings of the summaries and of per-probe events.
+//!
+//! Times are printed in milliseconds with three decimals (microsecond resolution), as ping does;
+//! the JSON carries microseconds, with the unit in every key.
+
+use crate::model::{
+    Batching, DirectionStats, EchoSummary, IntervalSummary, LatencySummary, PingSummary,
+    ProbeEvent, RelaySummary, ReplyKind, RxTimestamps,
+};
+use std::fmt::Write;
+
+fn ms(us: f64) -> String {
+    format!("{:.3}", us / 1_000.0)
+}
+
+fn ns_ms(ns: u64) -> String {
+    format!("{:.3}", ns as f64 / 1e6)
+}
+
+/// One line for a probe event, as `-v` prints it.
+pub(crate) fn probe_line(event: &ProbeEvent) -> String {
+    match event {
+        ProbeEvent::Reply {
+            seq,
+            rtt_ns,
+            len,
+            kind,
+            ..
+        } => {
+            let rtt = ns_ms(*rtt_ns);
+            match kind {
+                ReplyKind::Received { reordered: false } => {
+                    format!("seq={seq} rtt={rtt} ms len={len}")
+                }
+                ReplyKind::Received { reordered: true } => {
+                    format!("seq={seq} rtt={rtt} ms len={len} (reordered)")
+                }
+                ReplyKind::Late => format!("seq={seq} LATE rtt={rtt} ms len={len}"),
+                ReplyKind::Duplicate => format!("seq={seq} DUP rtt={rtt} ms len={len}"),
+            }
+        }
+        ProbeEvent::Lost {
+            seq,
+            unreachable: false,
+            ..
+        } => format!("seq={seq} LOST (no reply by the timeout)"),
+        ProbeEvent::Lost {
+            seq,
+            unreachable: true,
+            ..
+        } => format!("seq={seq} LOST (destination unreachable)"),
+        ProbeEvent::NotSent { seq, error, .. } => format!("seq={seq} NOT SENT ({error})"),
+        ProbeEvent::Mismatched { seq, len, reason } => match seq {
+            Some(seq) => format!("seq={seq} MISMATCHED len={len} ({reason})"),
+            None => format!("MISMATCHED len={len} ({reason})"),
+        },
+        ProbeEvent::Foreign { from, len } => format!("FOREIGN len={len} from {from}"),
+    }
+}
+
+fn quartet(l: &LatencySummary) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        ms(l.p50_us),
+        ms(l.p90_us),
+        ms(l.p99_us),
+        ms(l.p999_us)
+    )
+}
+
+/// The closing statistics of a ping run, as text.
+pub(crate) fn ping_text(s: &PingSummary) -> String {
+    let c = &s.counters;
+    let mut out = String::new();
+    for (i, f) in s.flows.iter().enumerate() {
+        let (p50, p99) = f
+            .rtt
+            .as_ref()
+            .map_or(("-".into(), "-".into()), |r| (ms(r.p50_us), ms(r.p99_us)));
+        let _ = writeln!(
+            out,
+            "flow {i} {} -> {}: {} sent, {} received, {:.3}% loss, rtt p50 {p50} p99 {p99} ms",
+            f.local, f.target, f.counters.sent, f.counters.received, f.loss_pct
+        );
+    }
+    let flows = if s.flows.is_empty() {
+        String::new()
+    } else {
+        format!(", {} flows together", s.flows.len())
+    };
+    let _ = writeln!(out, "--- {} sonde ping statistics{flows} ---", s.target);
+    let _ = writeln!(
+        out,
+        "{} sent, {} received, {:.3}% loss ({} lost, {} late), {:.3} s{}",
+        c.sent,
+        c.received,
+        s.loss_pct,
+        c.lost,
+        c.late,
+        s.duration_s,
+        if s.interrupted { ", interrupted" } else { "" }
+    );
+    let mut others = format!(
+        "duplicates {}, reordered {}, mismatched {}, foreign {}, not sent {}",
+        c.duplicates, c.reordered, c.mismatched, c.foreign, c.not_sent
+    );
+    for (name, value) in [
+        ("stale", c.stale),
+        ("dropped by our receive buffer", c.local_drops),
+        ("icmp unreachable", c.unreachable),
+        ("abandoned in flight", c.in_flight),
+    ] {
+        if value > 0 {
+            let _ = write!(others, ", {name} {value}");
+        }
+    }
+    let _ = writeln!(out, "{others}");
+    match &s.rtt {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "rtt min/mean/max/stddev = {}/{}/{}/{} ms",
+                ms(r.min_us),
+                ms(r.mean_us),
+                ms(r.max_us),
+                ms(r.stddev_us)
+            );
+            let _ = writeln!(
+                out,
+                "rtt p50/p90/p99/p99.9   = {} ms, jitter {} ms",
+                quartet(r),
+                ms(s.jitter_us.unwrap_or(0.0))
+            );
+        }
+        None => {
+            let _ = writeln!(out, "rtt: no replies");
+        }
+    }
+    if let Some(r) = &s.rtt_from_intended {
+        let _ = writeln!(
+            out,
+            "from intended send      = {} ms (p50/p90/p99/p99.9, coordinated omission corrected)",
+            quartet(r)
+        );
+    }
+    if let Some(lag) = &s.schedule_lag {
+        let _ = writeln!(
+            out,
+            "schedule lag mean/p99/max = {}/{}/{} ms",
+            ms(lag.mean_us),
+            ms(lag.p99_us),
+            ms(lag.max_us)
+        );
+    }
+    let k = &s.socket;
+    let _ = writeln!(
+        out,
+        "socket buffers granted: receive {} KiB, send {} KiB; receive times from {}; sent with {}",
+        k.rcvbuf_bytes / 1024,
+        k.sndbuf_bytes / 1024,
+        match k.rx_timestamps {
+            RxTimestamps::Kernel => "the kernel (SO_TIMESTAMPNS)",
+            RxTimestamps::UserSpace => "user space",
+        },
+        match k.batching {
+            Batching::Gso => "UDP GSO",
+            Batching::Sendmmsg => "sendmmsg",
+            Batching::SendTo => "send_to",
+        }
+    );
+    if k.gro {
+        let _ = writeln!(
+            out,
+            "replies taken coalesced (UDP GRO): local drops count dropped buffers, not replies"
+        );
+    }
+    if let Some(why) = &k.gso_refused {
+        let _ = writeln!(
+            out,
+            "notice: the kernel refused UDP GSO ({why}); switched to one datagram per message"
+        );
+    }
+    let b = &s.loss_bursts;
+    if b.count > 0 {
+        let _ = writeln!(
+            out,
+            "loss bursts {}, length mean {:.2} max {}, loss distance mean {:.1} probes",
+            b.count, b.mean_length, b.max_length, b.mean_distance
+        );
+    }
+    if s.outages.is_empty() {
+        let _ = writeln!(out, "outages: none");
+    } else {
+        let _ = writeln!(out, "outages: {}", s.outages.len());
+        for (i, o) in s.outages.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}. at {:.3} s for {:.3} s{}: {} lost, {} not sent ({})",
+                i + 1,
+                o.start_s,
+                o.duration_s,
+                if o.ongoing {
+                    " (still down at the end)"
+                } else {
+                    ""
+                },
+                o.lost,
+                o.not_sent,
+                o.cause
+            );
+        }
+    }
+    out
+}
+
+/// What `sonde merge` found, as text.
+pub(crate) fn merge_text(s: &super::merge::MergeSummary) -> String {
+    let mut out = format!(
+        "--- sonde merge: {} logs, {} intervals ---\n",
+        s.logs.len(),
+        s.intervals
+    );
+    match &s.rtt {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "{} round trips\nrtt min/mean/max/stddev = {}/{}/{}/{} ms\nrtt p50/p90/p99/p99.9   = {} ms\n(from the histograms: 3 significant digits)",
+                r.count,
+                ms(r.min_us),
+                ms(r.mean_us),
+                ms(r.max_us),
+                ms(r.stddev_us),
+                quartet(r)
+            );
+        }
+        None => out.push_str("no round trips in these logs\n"),
+    }
+    out
+}
+
+/// Datagrams an echo server answered.
+fn echoed(s: &EchoSummary) -> u64 {
+    s.datagrams
+        .saturating_sub(s.send_failed + s.not_answered + s.refused.total())
+}
+
+fn refusals(s: &EchoSummary) -> String {
+    let r = &s.refused;
+    format!(
+        "refused: loop protection {}, not allowed {}, over the source limit {}, over the total limit {}, bad or missing signature {}",
+        r.loop_protection, r.not_allowed, r.source_rate_limited, r.total_rate_limited, r.auth_failed
+    )
+}
+
+/// The counters of an echo server, as text.
+pub(crate) fn echo_text(s: &EchoSummary) -> String {
+    let peers = if s.peers >= s.peers_limit {
+        format!("at least {}", s.peers)
+    } else {
+        s.peers.to_string()
+    };
+    let coalesced = if s.coalesced > 0 {
+        format!(
+            "{} of them came in runs a sender sent as one (UDP GRO), answered as runs\n",
+            s.coalesced
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{}\n",
+        s.bind,
+        echoed(s),
+        s.datagrams,
+        s.bytes_out,
+        s.bytes,
+        peers,
+        s.duration_ms as f64 / 1e3,
+        s.send_failed,
+        s.recv_errors,
+        refusals(s)
+    )
+}
+
+/// An echo server's counters so far, as one `--stats-interval` line.
+pub(crate) fn echo_stats_line(s: &EchoSummary) -> String {
+    format!(
+        "[{:9.3} s] {} of {} datagrams echoed; {}",
+        s.duration_ms as f64 / 1e3,
+        echoed(s),
+        s.datagrams,
+        refusals(s)
+    )
+}
+
+/// The counters of an impairment relay, as text.
+pub(crate) fn relay_text(s: &RelaySummary) -> String {
+    let line = |name: &str, spec: &str, d: &DirectionStats| {
+        format!(
+            "{name} ({spec}): {} received, {} delivered, {} lost, {} over the limit, {} duplicated, {} reordered, {} send failures, {} held at stop\n",
+            d.received, d.delivered, d.lost, d.queue_dropped, d.duplicated, d.reordered, d.send_failed, d.held_at_stop
+        )
+    };
+    format!(
+        "--- sonde impair {} -> {} (seed {}) ---\n{}{}foreign {}\n",
+        s.listen,
+        s.forward,
+        s.seed,
+        line("up", &s.upstream_spec, &s.upstream),
+        line("down", &s.downstream_spec, &s.downstream),
+        s.foreign
+    )
+}
+
+/// One interval as a line, like iperf's: its span, counts, loss and RTTs.
+pub(crate) fn interval_line(i: &IntervalSummary) -> String {
+    let c = &i.counters;
+    let rtt = match &i.rtt {
+        Some(r) => format!(
+            "rtt p50 {} p99 {} max {} ms",
+            ms(r.p50_us),
+            ms(r.p99_us),
+            ms(r.max_us)
+        ),
+        None => "rtt -".to_string(),
+    };
+    let mut extra = String::new();
+    for (name, value) in [
+        ("late", c.late),
+        ("dup", c.duplicates),
+        ("not sent", c.not_sent),
+    ] {
+        if value > 0 {
+            let _ = write!(extra, ", {value} {name}");
+        }
+    }
+    format!(
+        "[{:7.2}-{:7.2} s] {:>9} sent {:>9} received {:>7.3}% loss ({} lost{extra})  {rtt}",
+        i.start_s, i.end_s, c.sent, c.received, i.loss_pct, c.lost
+    )
+}
+
+/// One object of the JSON stream: `{"event": ..., "data": ...}`, as iperf3's `--json-stream`.
+pub(crate) fn json_event<T: serde::Serialize>(event: &str, data: &T) -> String {
+    #[derive(serde::Serialize)]
+    struct Event<'a, T> {
+        event: &'a str,
+        data: &'a T,
+    }
+    json(&Event { event, data })
+}
+
+/// A summary as one line of JSON.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("summaries serialize")
+}
+
+/// Snapshots of every rendering, from fixed data: a change to what users read is a reviewed
+/// change (`INSTA_UPDATE=always cargo test`, then read the diff of `src/snapshots/`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        Counters, IntervalReport, LagSummary, Latency, LossBursts, Outage, SocketSummary,
+    };
+
+    /// Scripted round trips: 1000 replies from 20 us to about 1.2 ms.
+    fn scripted_rtt() -> Latency {
+        let mut rtt = Latency::new();
+        for i in 0..1000u64 {
+            rtt.record(20_000 + i * i);
+        }
+        rtt
+    }
+
+    fn summary() -> PingSummary {
+        let rtt = scripted_rtt();
+        let counters = Counters {
+            sent: 1010,
+            received: 1000,
+            lost: 8,
+            late: 2,
+            duplicates: 3,
+            reordered: 5,
+            ..Counters::default()
+        };
+        PingSummary {
+            target: "127.0.0.1:9999".into(),
+            local: "0.0.0.0:40000".into(),
+            session: "00000000000000ff".into(),
+            mode: "rate",
+            rate_pps: Some(1000.0),
+            inflight_max: 1064,
+            peak_in_flight: 3,
+            size_bytes: 64,
+            timeout_ms: 1000.0,
+            duration_s: 1.011,
+            interrupted: false,
+            loss_pct: counters.loss_pct(),
+            counters,
+            rtt: rtt.summary(),
+            jitter_us: Some(12.5),
+            rtt_from_intended: rtt.summary(),
+            schedule_lag: Some(LagSummary {
+                mean_us: 3.0,
+                p99_us: 40.0,
+                max_us: 120.0,
+            }),
+            loss_bursts: LossBursts {
+                count: 2,
+                mean_length: 5.0,
+                max_length: 8,
+                mean_distance: 1.5,
+            },
+            outages: vec![Outage {
+                start_s: 0.5,
+                duration_s: 0.008,
+                lost: 8,
+                not_sent: 0,
+                cause: "silence",
+                ongoing: false,
+            }],
+            socket: SocketSummary {
+                rcvbuf_bytes: 8 << 20,
+                sndbuf_bytes: 8 << 20,
+                rx_timestamps: RxTimestamps::Kernel,
+                batching: Batching::Gso,
+                gso_refused: None,
+                gro: false,
+            },
+            flows: Vec::new(),
+        }
+    }
+
+    fn interval() -> IntervalSummary {
+        IntervalSummary::of(&IntervalReport {
+            index: 1,
+            start_ns: 1_000_000_000,
+            end_ns: 2_000_000_000,
+            counters: Counters {
+                sent: 1000,
+                received: 990,
+                lost: 10,
+                late: 1,
+                ..Counters::default()
+            },
+            rtt: scripted_rtt(),
+        })
+    }
+
+    #[test]
+    fn ping_summary_text() {
+        insta::assert_snapshot!(ping_text(&summary()));
+    }
+
+    #[test]
+    fn echo_text_says_how_many_came_coalesced_only_when_some_did() {
+        let mut s = EchoSummary {
+            bind: "127.0.0.1:9999".into(),
+            datagrams: 640,
+            bytes: 40_960,
+            bytes_out: 40_960,
+            peers: 1,
+            peers_limit: 65_536,
+            ..EchoSummary::default()
+        };
+        assert!(!echo_text(&s).contains("UDP GRO"), "{}", echo_text(&s));
+        s.coalesced = 576;
+        let text = echo_text(&s);
+        assert!(
+            text.contains("\n576 of them came in runs a sender sent as one (UDP GRO)"),
+            "{text}"
+        );
+        assert!(text.ends_with(&format!("{}\n", refusals(&s))), "{text}");
+    }
+
+    #[test]
+    fn ping_summary_json() {
+        insta::assert_snapshot!(serde_json::to_string_pretty(&summary()).unwrap());
+    }
+
+    #[test]
+    fn interval_line_and_event() {
+        let i = interval();
+        insta::assert_snapshot!(format!(
+            "{}\n{}",
+            interval_line(&i),
+            json_event("interval", &i)
+        ));
+    }
+
+    #[test]
+    fn probe_lines() {
+        let events = [
+            ProbeEvent::Reply {
+                seq: 7,
+                intended_ns: 7_000_000,
+                sent_ns: 7_000_100,
+                rtt_ns: 31_234,
+                len: 64,
+                kind: ReplyKind::Received { reordered: true },
+            },
+            ProbeEvent::Lost {
+                seq: 8,
+                intended_ns: 8_000_000,
+                sent_ns: 8_000_050,
+                unreachable: true,
+            },
+            ProbeEvent::Mismatched {
+                seq: Some(9),
+                len: 40,
+                reason: "truncated",
+            },
+        ];
+        let lines: Vec<String> = events.iter().map(probe_line).collect();
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    #[test]
+    fn hgrm_of_scripted_rtts() {
+        insta::assert_snapshot!(crate::output::export::hgrm::render(
+            scripted_rtt().histogram()
+        ));
+    }
+}

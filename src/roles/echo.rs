@@ -1,0 +1,252 @@
+//! The echo role (RFC 862): every datagram goes back, byte for byte, to its sender.
+//!
+//! It never sends more than it received: each echo is the received slice, sent once. A send the
+//! kernel refuses (full buffer, unreachable sender) is counted and dropped, never retried in a
+//! loop and never fatal: one slow client must not stop the server. With a [`Policy`](crate::config::Policy), each
+//! datagram first passes the [`Guard`] (loop protection, allow list, rate limits, authentication).
+
+use super::guard::Guard;
+use super::service::{Next, Service};
+use super::socket;
+use crate::config::EchoConfig;
+use crate::engine::{Role, Wake};
+use crate::error::Error;
+use crate::model::EchoSummary;
+use crate::sys::MmsgBatch;
+use crate::wire::Wire;
+use mio::event::Event;
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Distinct peers remembered for the `peers` count; beyond it the count stops growing, so a
+/// flood of spoofed sources cannot grow memory.
+pub(crate) const PEERS_LIMIT: usize = 65_536;
+/// Most slots one receive call fills.
+const MAX_BATCH: usize = 64;
+
+type StatsSink = Box<dyn FnMut(u64, EchoSummary) + Send>;
+
+/// Periodic counters (`--stats-interval`).
+struct StatsReports {
+    period: Duration,
+    /// When the next report is due, and its index.
+    next: Instant,
+    index: u64,
+    sink: StatsSink,
+}
+
+pub struct Echo {
+    wire: Wire,
+    socket: UdpSocket,
+    local: SocketAddr,
+    batch: MmsgBatch,
+    /// Whether each datagram of the batch being served gets a reply.
+    answers: Vec<bool>,
+    peers: HashSet<SocketAddr>,
+    last_peer: Option<SocketAddr>,
+    summary: EchoSummary,
+    guard: Guard,
+    started: Instant,
+    service: Service,
+    stats: Option<StatsReports>,
+}
+
+impl Echo {
+    /// Binds the echo socket on `bind`, with the default buffers.
+    pub fn bind(bind: SocketAddr) -> Result<Self, Error> {
+        Self::with_config(&EchoConfig {
+            bind,
+            ..EchoConfig::default()
+        })
+    }
+
+    pub fn with_config(cfg: &EchoConfig) -> Result<Self, Error> {
+        let (socket, local) = if cfg.reuse_port {
+            socket::bind_shared(cfg.bind, cfg.buffers)?
+        } else {
+            socket::bind_with(cfg.bind, cfg.buffers)?
+        };
+        let (rcvbuf_bytes, sndbuf_bytes) = crate::sys::granted_buffers(&socket).unwrap_or((0, 0));
+        // Datagrams a GSO sender sent as one come in as one, and go back as one.
+        let gro = cfg.gro && crate::sys::enable_gro(&socket);
+        let guard = Guard::new(local, cfg.policy.clone());
+        let policy = &cfg.policy;
+        Ok(Self {
+            wire: cfg.wire,
+            socket,
+            local,
+            batch: MmsgBatch::new(),
+            answers: Vec::new(),
+            peers: HashSet::new(),
+            last_peer: None,
+            summary: EchoSummary {
+                bind: local.to_string(),
+                peers_limit: PEERS_LIMIT as u64,
+                rcvbuf_bytes,
+                sndbuf_bytes,
+                allow: policy.allow.iter().map(ToString::to_string).collect(),
+                per_source_limit_pps: policy.per_source.map(|l| l.rate),
+                total_limit_pps: policy.total.map(|l| l.rate),
+                authenticated: policy.key.is_some(),
+                gro,
+                ..EchoSummary::default()
+            },
+            guard,
+            started: Instant::now(),
+            service: Service::default(),
+            stats: None,
+        })
+    }
+
+    /// Hands `sink` the counters so far every `period` (with the report's index).
+    pub fn report_stats(
+        &mut self,
+        period: Duration,
+        sink: impl FnMut(u64, EchoSummary) + Send + 'static,
+    ) {
+        self.stats = Some(StatsReports {
+            period,
+            next: Instant::now() + period,
+            index: 0,
+            sink: Box::new(sink),
+        });
+    }
+
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn summary(&self) -> EchoSummary {
+        debug_assert!(self.summary.bytes_out <= self.summary.bytes);
+        EchoSummary {
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            peers: self.peers.len() as u64,
+            recv_errors: self.service.receive_errors(),
+            refused: self.guard.refused.clone(),
+            ..self.summary.clone()
+        }
+    }
+
+    fn note_peer(&mut self, from: SocketAddr) {
+        // Datagrams come in runs from one peer: hash only when the sender changes (the set's
+        // hashing was a third of the echo's own work per datagram).
+        if self.last_peer != Some(from) && self.peers.len() < PEERS_LIMIT {
+            self.peers.insert(from);
+            self.last_peer = Some(from);
+        }
+    }
+
+    /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams.
+    fn serve(&mut self) {
+        loop {
+            let n = match self.service.judge(self.batch.receive(&self.socket)) {
+                Next::Handle(0) | Next::Wait => return,
+                Next::Handle(n) => n,
+                Next::Retry => continue,
+            };
+            debug_assert!(n <= MAX_BATCH);
+            // Verdicts for every datagram of the batch, in order (a slot may hold several).
+            let mut known = [false; MAX_BATCH];
+            let mut answers = std::mem::take(&mut self.answers);
+            answers.clear();
+            let now = Instant::now();
+            for (i, known) in known.iter_mut().enumerate().take(n) {
+                let Some(meta) = self.batch.meta(i) else {
+                    continue;
+                };
+                *known = true;
+                self.note_peer(meta.from);
+                let before = answers.len();
+                for datagram in meta.datagrams(self.batch.payload(i)) {
+                    self.summary.datagrams += 1;
+                    self.summary.bytes += datagram.len() as u64;
+                    answers.push(self.guard.admit(meta.from, datagram, now));
+                }
+                if meta.segment.is_some() {
+                    self.summary.coalesced += (answers.len() - before) as u64;
+                }
+            }
+            let (mut silent, mut bytes_out, mut next) = (0u64, 0u64, 0usize);
+            let wire = self.wire;
+            let refused = self.batch.reply_with(&self.socket, n, |slot, datagram| {
+                if !known[slot] {
+                    return None;
+                }
+                next += 1;
+                if !answers[next - 1] {
+                    return None;
+                }
+                let reply = wire.reflect(datagram);
+                silent += u64::from(reply.is_none());
+                bytes_out += reply.unwrap_or(0) as u64;
+                reply
+            });
+            self.answers = answers;
+            self.summary.not_answered += silent;
+            self.summary.send_failed += refused as u64;
+            self.summary.bytes_out += bytes_out;
+            if n < self.batch.capacity() {
+                // The queue was empty: a new datagram raises a new event.
+                return;
+            }
+        }
+    }
+}
+
+impl Role for Echo {
+    fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
+        registry.register(&mut self.socket, first, Interest::READABLE)
+    }
+
+    fn ready(&mut self, _index: usize, event: &Event) -> Result<(), Error> {
+        if event.is_readable() || event.is_error() {
+            self.serve();
+        }
+        Ok(())
+    }
+
+    fn reads_directly(&self) -> bool {
+        true
+    }
+
+    fn poll_sockets(&mut self) -> Result<bool, Error> {
+        self.batch.set_adaptive(true);
+        // The echo has nothing to do in `advance` because of a datagram.
+        self.serve();
+        Ok(false)
+    }
+
+    fn advance(&mut self, now: Instant) -> Result<Wake, Error> {
+        let Some(due) = self.stats.as_ref().map(|s| now >= s.next) else {
+            return Ok(Wake::IDLE);
+        };
+        let summary = due.then(|| self.summary());
+        let stats = self.stats.as_mut().expect("checked above");
+        if let Some(summary) = summary {
+            (stats.sink)(stats.index, summary);
+            stats.index += 1;
+            stats.next += stats.period;
+            if stats.next <= now {
+                stats.next = now + stats.period;
+            }
+        }
+        Ok(Wake::around(stats.next))
+    }
+
+    fn stop(&mut self, _now: Instant, _hard: bool) {
+        self.service.stop();
+    }
+
+    fn is_client(&self) -> bool {
+        false
+    }
+
+    fn is_done(&self) -> bool {
+        self.service.is_done()
+    }
+}

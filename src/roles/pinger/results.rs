@@ -1,0 +1,94 @@
+//! What a pinger hands over: interval reports as periods end, and the summary.
+
+use super::{Phase, Pinger};
+use crate::config::Pace;
+use crate::model::{Batching, LagSummary, PingDistributions, PingSummary, SocketSummary};
+use crate::sys::socket_drops;
+use std::time::Instant;
+
+impl Pinger<'_> {
+    pub(super) fn finish(&mut self, now_ns: u64) {
+        self.phase = Phase::Done;
+        self.end_ns = Some(now_ns);
+        self.send_end_ns.get_or_insert(now_ns);
+        self.close_intervals(now_ns, true);
+    }
+
+    /// Reports every period that has ended by `now_ns`; at the end of the run, the last partial
+    /// one too.
+    pub(super) fn close_intervals(&mut self, now_ns: u64, end: bool) {
+        let Some((clock, sink)) = self.intervals.as_mut() else {
+            return;
+        };
+        while clock.boundary_ns() <= now_ns {
+            let boundary = clock.boundary_ns();
+            sink(clock.close(boundary, &self.counters, self.timeouts_fired));
+        }
+        if end && now_ns > clock.start_ns() {
+            sink(clock.close(now_ns, &self.counters, self.timeouts_fired));
+        }
+    }
+
+    /// Everything measured so far (complete once the engine has finished the run).
+    pub fn summary(&self) -> PingSummary {
+        let end_ns = self.end_ns.unwrap_or_else(|| self.ns(Instant::now()));
+        let rate = match self.cfg.pace {
+            Pace::Rate(rate) => Some(rate),
+            Pace::Window => None,
+        };
+        let schedule_lag = rate.and(LagSummary::of(&self.dist.schedule_lag));
+        let mut counters = self.counters.clone();
+        if let Some(drops) = socket_drops(&self.socket) {
+            counters.local_drops = counters.local_drops.max(drops.into());
+        }
+        PingSummary {
+            target: self.cfg.target.to_string(),
+            local: self.local.to_string(),
+            session: format!("{:016x}", self.session),
+            mode: if rate.is_some() { "rate" } else { "window" },
+            rate_pps: rate,
+            inflight_max: self.inflight_max,
+            peak_in_flight: self.peak_in_flight,
+            size_bytes: self.cfg.size,
+            timeout_ms: self.cfg.timeout.as_secs_f64() * 1e3,
+            duration_s: end_ns as f64 / 1e9,
+            interrupted: self.interrupted,
+            loss_pct: counters.loss_pct(),
+            counters,
+            rtt: self.dist.rtt.summary(),
+            jitter_us: self.jitter.us(),
+            rtt_from_intended: rate.and(self.dist.rtt_from_intended.summary()),
+            schedule_lag,
+            loss_bursts: self.loss_pattern.summary(),
+            socket: self.socket_summary(),
+            flows: Vec::new(),
+            outages: self
+                .outages
+                .clone()
+                .finish(self.send_end_ns.unwrap_or(end_ns)),
+        }
+    }
+
+    fn socket_summary(&self) -> SocketSummary {
+        let batch = self.send_batch.as_deref();
+        let info = self.socket_info;
+        SocketSummary {
+            rcvbuf_bytes: info.rcvbuf_bytes,
+            sndbuf_bytes: info.sndbuf_bytes,
+            rx_timestamps: info.rx_timestamps,
+            batching: match batch {
+                Some(b) if b.gso_runs() > 0 => Batching::Gso,
+                _ if cfg!(target_os = "linux") => Batching::Sendmmsg,
+                _ => Batching::SendTo,
+            },
+            gso_refused: batch.and_then(|b| b.gso_refused()).map(ToString::to_string),
+            gro: info.gro,
+        }
+    }
+
+    /// The distributions behind the summary (round trips, from intended send, schedule lag),
+    /// for merging flows or export.
+    pub fn distributions(&self) -> &PingDistributions {
+        &self.dist
+    }
+}

@@ -1,0 +1,83 @@
+//! Socket setup shared by the roles: each bind names its address when it fails.
+
+use crate::config::Buffers;
+use crate::error::Error;
+use mio::net::UdpSocket;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Largest datagram any role may receive; buffers this size never truncate.
+pub(crate) const RECV_BUF: usize = 65_536;
+
+/// Binds a non-blocking UDP socket with large default buffers, naming the address on failure.
+pub(crate) fn bind(addr: SocketAddr) -> Result<(UdpSocket, SocketAddr), Error> {
+    bind_with(addr, Buffers::default())
+}
+
+/// Binds a non-blocking UDP socket asking for `buffers`, naming the address on failure.
+pub(crate) fn bind_with(
+    addr: SocketAddr,
+    buffers: Buffers,
+) -> Result<(UdpSocket, SocketAddr), Error> {
+    open(addr, buffers, false)
+}
+
+/// Like [`bind_with`], with `SO_REUSEPORT`: several sockets share the address and the kernel
+/// spreads peers across them (each peer's datagrams stay on one socket).
+pub(crate) fn bind_shared(
+    addr: SocketAddr,
+    buffers: Buffers,
+) -> Result<(UdpSocket, SocketAddr), Error> {
+    open(addr, buffers, true)
+}
+
+fn open(
+    addr: SocketAddr,
+    buffers: Buffers,
+    reuse_port: bool,
+) -> Result<(UdpSocket, SocketAddr), Error> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| Error::io("open a socket for", addr, e))?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| Error::io("set SO_REUSEPORT for", addr, e))?;
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("make non-blocking a socket for", addr, e))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| Error::io("bind", addr, e))?;
+    let socket = UdpSocket::from_std(socket.into());
+    // Best effort: the kernel caps requests silently; what it granted is reported.
+    let _ = crate::sys::request_buffers(&socket, buffers.rcv, buffers.snd);
+    let local = socket
+        .local_addr()
+        .map_err(|e| Error::io("read local address of", addr, e))?;
+    Ok((socket, local))
+}
+
+/// The wildcard address of `target`'s family, port 0: where a pinger sends from by default.
+pub(crate) fn any_for(target: &SocketAddr) -> SocketAddr {
+    let ip = match target {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// Errors that mean the peer (or the path to it) is gone rather than that we failed locally.
+pub(crate) fn is_unreachable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN)
+    )
+}
+
+/// Errors that mean our own socket or host had no room: the datagram never left.
+pub(crate) fn is_local_congestion(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+}

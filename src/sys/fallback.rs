@@ -1,0 +1,167 @@
+//! Elsewhere: one datagram a call, no kernel metadata, no error queue, no precise timer. Each
+//! piece degrades to what the callers tolerate (no ICMP-based outage detection, millisecond
+//! pacing).
+
+use crate::sys::{IcmpError, RecvMeta};
+use mio::net::UdpSocket;
+use std::io;
+use std::time::Duration;
+
+use mio::{Registry, Token};
+
+pub(crate) fn enable_icmp_errors(_: &UdpSocket, _: bool) -> io::Result<()> {
+    Ok(())
+}
+
+pub(crate) fn drain_error_queue(
+    _: &UdpSocket,
+    _: impl FnMut(IcmpError, &[u8]),
+) -> io::Result<usize> {
+    Ok(0)
+}
+
+pub(crate) fn set_timer_slack(_: Duration) {}
+
+pub(crate) fn request_buffers(_: &UdpSocket, _: usize, _: usize) -> io::Result<()> {
+    Ok(())
+}
+
+pub(crate) fn granted_buffers(_: &UdpSocket) -> io::Result<(usize, usize)> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "not on this platform",
+    ))
+}
+
+pub(crate) fn enable_rx_metadata(_: &UdpSocket, _: bool) -> (bool, bool) {
+    (false, false)
+}
+
+pub(crate) fn socket_drops(_: &UdpSocket) -> Option<u32> {
+    None
+}
+
+pub(crate) fn enable_gro(_: &UdpSocket) -> bool {
+    false
+}
+
+/// Without `sendmmsg`: one `send_to` per call.
+pub(crate) struct Sender {
+    target: std::net::SocketAddr,
+}
+
+impl Sender {
+    pub(crate) fn new(_capacity: usize, target: std::net::SocketAddr) -> Self {
+        Self { target }
+    }
+
+    pub(crate) fn set_gso(&mut self, _: bool) {}
+
+    pub(crate) fn gso_refused(&self) -> Option<&io::Error> {
+        None
+    }
+
+    pub(crate) fn gso_runs(&self) -> u64 {
+        0
+    }
+
+    pub(crate) fn send(
+        &mut self,
+        socket: &UdpSocket,
+        data: &mut [u8],
+        size: usize,
+        from: usize,
+        _len: usize,
+    ) -> io::Result<usize> {
+        socket
+            .send_to(&data[from * size..(from + 1) * size], self.target)
+            .map(|_| 1)
+    }
+}
+
+/// Without `recvmmsg`: batches of one datagram.
+pub(crate) struct MmsgBatch {
+    data: Vec<u8>,
+    got: Option<(usize, std::net::SocketAddr)>,
+}
+
+impl Default for MmsgBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MmsgBatch {
+    pub(crate) fn new() -> Self {
+        Self {
+            data: vec![0u8; 65_536],
+            got: None,
+        }
+    }
+
+    pub(crate) fn set_adaptive(&mut self, _: bool) {}
+
+    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        match socket.recv_from(&mut self.data) {
+            Ok(got) => {
+                self.got = Some(got);
+                Ok(1)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        1
+    }
+
+    pub(crate) fn payload(&self, _: usize) -> &[u8] {
+        &self.data[..self.got.map_or(0, |g| g.0)]
+    }
+
+    pub(crate) fn meta(&self, _: usize) -> Option<RecvMeta> {
+        self.got.map(|(len, from)| RecvMeta {
+            len,
+            from,
+            kernel_rx: None,
+            drops: None,
+            segment: None,
+        })
+    }
+
+    pub(crate) fn reply_with(
+        &mut self,
+        socket: &UdpSocket,
+        n: usize,
+        mut decide: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+    ) -> usize {
+        match self.got {
+            Some((arrived, from)) if n > 0 => {
+                let Some(len) = decide(0, &mut self.data[..arrived]) else {
+                    return 0;
+                };
+                let len = len.min(arrived);
+                assert!(len <= arrived);
+                usize::from(socket.send_to(&self.data[..len], from).is_err())
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// Without timerfd the loop falls back to epoll's millisecond timeout and spinning.
+pub(crate) struct PreciseTimer;
+
+impl PreciseTimer {
+    pub(crate) fn new() -> io::Result<Self> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no timerfd"))
+    }
+    pub(crate) fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+        Ok(())
+    }
+    pub(crate) fn arm(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+    pub(crate) fn acknowledge(&mut self) {}
+}

@@ -1,0 +1,81 @@
+//! The socket error queue (`IP_RECVERR`): ICMP errors for datagrams an unconnected socket sent.
+
+use crate::sys::IcmpError;
+use mio::net::UdpSocket;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Reads every queued ICMP error, handing `f` the error and the start of the datagram that
+/// caused it (the kernel returns the original payload). Returns how many were read.
+pub(crate) fn drain_error_queue(
+    socket: &UdpSocket,
+    mut f: impl FnMut(IcmpError, &[u8]),
+) -> io::Result<usize> {
+    let mut payload = [0u8; 128];
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 64];
+    let mut count = 0;
+    loop {
+        let mut iov = libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        };
+        // Safety: an all-zero msghdr is a valid "no name, no control" value for recvmsg.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let received = socket.try_io(|| {
+            // Safety: msg points at iov, payload and control, all live and sized as declared
+            // for the duration of the call.
+            let n = unsafe {
+                libc::recvmsg(
+                    socket.as_raw_fd(),
+                    &mut msg,
+                    libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        let len = match received {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(count),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        count += 1;
+        if let Some(error) = extended_error(&msg) {
+            f(error, &payload[..len.min(payload.len())]);
+        }
+    }
+}
+
+/// Finds the `sock_extended_err` of an error-queue message.
+fn extended_error(msg: &libc::msghdr) -> Option<IcmpError> {
+    // Safety: msg was filled by a successful recvmsg; the CMSG_* macros walk the control
+    // buffer within msg_controllen, and the payload is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            let is_ip = c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_RECVERR;
+            let is_ip6 = c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_RECVERR;
+            if is_ip || is_ip6 {
+                let err: libc::sock_extended_err =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                let from_icmp = err.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                    || err.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
+                return from_icmp.then_some(IcmpError {
+                    errno: err.ee_errno as i32,
+                });
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}

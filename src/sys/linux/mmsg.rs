@@ -1,0 +1,401 @@
+//! Receiving in batches (`recvmmsg`, with each slot's kernel metadata), and an echo's replies
+//! sent back from the very slots they arrived in.
+
+use super::send::{
+    refuses_gso, send_messages, send_one, write_segment_size, GSO_CONTROL_WORDS, GSO_MAX_BYTES,
+    GSO_MAX_SEGMENTS,
+};
+use crate::sys::{datagram_ranges, RecvMeta};
+use mio::net::UdpSocket;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Datagrams moved per `recvmmsg`/`sendmmsg` call.
+const BATCH: usize = 32;
+const SLOT: usize = 65_536;
+/// Control space per received slot: a timestamp, a drop counter and a GRO segment size,
+/// with their headers (96 bytes).
+const CONTROL_WORDS: usize = 12;
+
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // Safety: the family says the storage holds a sockaddr_in, which it is sized for.
+            let a: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
+            Some(
+                SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                    u16::from_be(a.sin_port),
+                )
+                .into(),
+            )
+        }
+        libc::AF_INET6 => {
+            // Safety: as above, for sockaddr_in6.
+            let a: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const _) };
+            Some(
+                SocketAddrV6::new(
+                    Ipv6Addr::from(a.sin6_addr.s6_addr),
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )
+                .into(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// What the kernel said about one received message, from its control messages.
+#[derive(Debug, Clone, Copy, Default)]
+struct Control {
+    kernel_rx: Option<Duration>,
+    drops: Option<u32>,
+    segment: Option<usize>,
+}
+
+/// The receive timestamp, drop count and GRO segment size among a received message's
+/// control messages.
+fn control_messages(msg: &libc::msghdr) -> Control {
+    let (mut kernel_rx, mut drops, mut segment) = (None, None, None);
+    // Safety: msg was filled by a successful receive; the CMSG_* macros stay within
+    // msg_controllen (0 when there is no control buffer), and payloads are read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                kernel_rx = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            } else if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL {
+                drops = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(cmsg).cast::<u32>(),
+                ));
+            } else if c.cmsg_level == libc::IPPROTO_UDP && c.cmsg_type == libc::UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                segment = usize::try_from(size).ok().filter(|&s| s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    Control {
+        kernel_rx,
+        drops,
+        segment,
+    }
+}
+
+/// One reply message of an echo batch: `len` bytes at `offset` in slot `slot`, holding
+/// `datagrams` datagrams; with `segment`, all but the last are that long (sent with GSO).
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    slot: usize,
+    offset: usize,
+    len: usize,
+    segment: Option<usize>,
+    datagrams: usize,
+}
+
+/// Datagrams in batches: `recvmmsg` fills up to `BATCH` slots (data, sender, kernel
+/// metadata), and for an echo `sendmmsg` sends each slot's bytes back to its sender from the
+/// same memory, so an echo is never larger than what arrived. Two system calls per batch
+/// instead of two per datagram. A slot the kernel filled with several coalesced datagrams
+/// (`UDP_GRO`) goes back the same way, as one GSO message.
+pub(crate) struct MmsgBatch {
+    data: Vec<u8>,
+    names: Vec<libc::sockaddr_storage>,
+    control: Vec<[u64; CONTROL_WORDS]>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    /// Each received slot's control messages, read once per receive.
+    parsed: Vec<Control>,
+    /// The replies of a batch, then their headers for `sendmmsg`.
+    replies: Vec<Reply>,
+    out_iovecs: Vec<libc::iovec>,
+    out_control: Vec<[u64; GSO_CONTROL_WORDS]>,
+    outgoing: Vec<libc::mmsghdr>,
+    /// The kernel refused a GSO reply: coalesced datagrams go back one by one from now on.
+    no_gso: bool,
+    /// Headers the last receive may have changed (all of them before the first).
+    used: usize,
+    /// Slots the last receive call asked for, and the next one will (see `set_adaptive`).
+    asked: usize,
+    next_ask: usize,
+    adaptive: bool,
+}
+
+// Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
+// buffers, and are rebuilt before every system call.
+unsafe impl Send for MmsgBatch {}
+
+impl Default for MmsgBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MmsgBatch {
+    pub(crate) fn new() -> Self {
+        Self {
+            data: vec![0u8; BATCH * SLOT],
+            // Safety: all-zero is a valid value for these plain C structs.
+            names: vec![unsafe { std::mem::zeroed() }; BATCH],
+            control: vec![[0u64; CONTROL_WORDS]; BATCH],
+            iovecs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            headers: vec![unsafe { std::mem::zeroed() }; BATCH],
+            parsed: vec![Control::default(); BATCH],
+            replies: Vec::with_capacity(BATCH),
+            out_iovecs: Vec::new(),
+            out_control: Vec::new(),
+            outgoing: Vec::new(),
+            no_gso: false,
+            used: BATCH,
+            asked: BATCH,
+            next_ask: BATCH,
+            adaptive: false,
+        }
+    }
+
+    /// Points the headers at their slots, ready to receive: those the last receive filled
+    /// (the others are still as armed).
+    fn arm_for_receive(&mut self) {
+        let base = self.data.as_mut_ptr();
+        for i in 0..std::mem::replace(&mut self.used, 1) {
+            self.iovecs[i] = libc::iovec {
+                // Safety: i * SLOT + SLOT <= data.len().
+                iov_base: unsafe { base.add(i * SLOT) }.cast(),
+                iov_len: SLOT,
+            };
+            let h = &mut self.headers[i].msg_hdr;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovecs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.control[i].as_mut_ptr().cast();
+            h.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
+            h.msg_flags = 0;
+            self.headers[i].msg_len = 0;
+        }
+    }
+
+    /// For a caller that spins on receive (busy-poll): ask the kernel for about as many
+    /// datagrams as came last time, doubling while calls come back full, so that one
+    /// datagram at a time costs one attempt at the queue rather than two.
+    pub(crate) fn set_adaptive(&mut self, on: bool) {
+        self.adaptive = on;
+        if !on {
+            self.next_ask = BATCH;
+        }
+    }
+
+    /// Receives up to a batch; returns how many slots were filled (0 when nothing was
+    /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]).
+    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.arm_for_receive();
+        let ask = if self.adaptive { self.next_ask } else { BATCH };
+        self.asked = ask;
+        let headers = self.headers.as_mut_ptr();
+        let result = socket.try_io(|| {
+            // Safety: headers describe `ask` <= BATCH slots of this struct's buffers, all live
+            // for the call; the kernel writes at most SLOT bytes and one sockaddr_storage per
+            // slot.
+            let n = unsafe {
+                libc::recvmmsg(
+                    socket.as_raw_fd(),
+                    headers,
+                    ask as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match result {
+            Ok(n) => {
+                for i in 0..n {
+                    self.parsed[i] = control_messages(&self.headers[i].msg_hdr);
+                }
+                self.used = n.max(1);
+                if self.adaptive {
+                    self.next_ask = if n == ask {
+                        (ask * 2).min(BATCH)
+                    } else {
+                        n.max(1)
+                    };
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Slots the last receive call asked for. A call that returned fewer found the queue
+    /// empty: with edge-triggered readiness the next datagram raises a new event, so the
+    /// caller can go back to waiting without another call to see `EAGAIN`.
+    pub(crate) fn capacity(&self) -> usize {
+        self.asked
+    }
+
+    /// The bytes of received slot `i`.
+    pub(crate) fn payload(&self, i: usize) -> &[u8] {
+        &self.data[i * SLOT..i * SLOT + self.headers[i].msg_len as usize]
+    }
+
+    /// Length, sender and kernel metadata of received slot `i` (`None` for an address
+    /// family we do not know).
+    pub(crate) fn meta(&self, i: usize) -> Option<RecvMeta> {
+        let from = socket_addr(&self.names[i])?;
+        let c = self.parsed[i];
+        Some(RecvMeta {
+            len: self.headers[i].msg_len as usize,
+            from,
+            kernel_rx: c.kernel_rx,
+            drops: c.drops,
+            segment: c.segment,
+        })
+    }
+
+    /// Replies to the datagrams of the first `n` received slots, each to its sender:
+    /// `decide(slot, datagram)` is called for every datagram in order (several per slot when
+    /// coalesced), may rewrite it in place, and returns how many of its bytes to send back
+    /// (capped at what arrived), or `None` for no reply. Coalesced datagrams go back
+    /// coalesced. Returns how many replies the kernel refused (each is dropped, never
+    /// retried in a loop).
+    pub(crate) fn reply_with(
+        &mut self,
+        socket: &UdpSocket,
+        n: usize,
+        mut decide: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+    ) -> usize {
+        self.replies.clear();
+        for slot in 0..n {
+            let arrived = self.headers[slot].msg_len as usize;
+            let segment = self.parsed[slot].segment.unwrap_or(arrived).max(1);
+            let max_run = if self.no_gso {
+                1
+            } else {
+                GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / segment).max(1)
+            };
+            let base = slot * SLOT;
+            // Replies are packed to the front of the slot, in order. A run of replies goes
+            // as one message while all but its last are `segment` long.
+            let (mut write, mut run) = (0usize, None::<Reply>);
+            for (start, end) in datagram_ranges(arrived, segment) {
+                let Some(len) = decide(slot, &mut self.data[base + start..base + end]) else {
+                    continue;
+                };
+                let len = len.min(end - start);
+                // A reflector never sends more than it received: no amplification, in any mode.
+                assert!(len <= end - start);
+                self.data
+                    .copy_within(base + start..base + start + len, base + write);
+                let joins = run.as_ref().is_some_and(|r| {
+                    r.len == r.datagrams * segment && r.datagrams < max_run && len > 0
+                });
+                match run.as_mut() {
+                    Some(r) if joins => {
+                        r.len += len;
+                        r.datagrams += 1;
+                        r.segment = Some(segment);
+                    }
+                    _ => {
+                        self.replies.extend(run.take());
+                        run = Some(Reply {
+                            slot,
+                            offset: write,
+                            len,
+                            segment: None,
+                            datagrams: 1,
+                        });
+                    }
+                }
+                write += len;
+            }
+            self.replies.extend(run);
+        }
+        self.send_replies(socket)
+    }
+
+    /// Whether coalesced datagrams still go back coalesced (false once the kernel refused).
+    #[cfg(test)]
+    pub(crate) fn gso(&self) -> bool {
+        !self.no_gso
+    }
+
+    /// Sends the batch's replies with `sendmmsg`; how many datagrams the kernel refused.
+    fn send_replies(&mut self, socket: &UdpSocket) -> usize {
+        if let [r @ Reply { segment: None, .. }] = self.replies[..] {
+            // One reply (ping-pong).
+            let datagram = &self.data[r.slot * SLOT + r.offset..][..r.len];
+            let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+            let sent = send_one(socket, datagram, &self.names[r.slot], namelen);
+            return usize::from(sent.is_err());
+        }
+        let k = self.replies.len();
+        // Safety: all-zero is a valid value for these plain C structs.
+        self.out_iovecs.resize(k, unsafe { std::mem::zeroed() });
+        self.outgoing.resize(k, unsafe { std::mem::zeroed() });
+        self.out_control.resize(k, [0u64; GSO_CONTROL_WORDS]);
+        for (j, r) in self.replies.iter().enumerate() {
+            self.out_iovecs[j] = libc::iovec {
+                iov_base: self.data[r.slot * SLOT + r.offset..].as_mut_ptr().cast(),
+                iov_len: r.len,
+            };
+            let h = &mut self.outgoing[j].msg_hdr;
+            h.msg_name = (&mut self.names[r.slot] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+            h.msg_iov = &mut self.out_iovecs[j];
+            h.msg_iovlen = 1;
+            h.msg_flags = 0;
+            match r.segment {
+                Some(size) => write_segment_size(h, &mut self.out_control[j], size),
+                None => {
+                    h.msg_control = std::ptr::null_mut();
+                    h.msg_controllen = 0;
+                }
+            }
+        }
+        let (mut start, mut refused) = (0, 0);
+        while start < k {
+            // Safety: outgoing[start..k] were just built over this struct's slots, names and
+            // control buffers.
+            let headers = unsafe { self.outgoing.as_mut_ptr().add(start) };
+            match send_messages(socket, headers, k - start) {
+                Ok(sent) if sent > 0 => start += sent,
+                result => {
+                    // The message at `start` could not go.
+                    let r = self.replies[start];
+                    match result {
+                        Err(e) if r.segment.is_some() && refuses_gso(&e) => {
+                            self.no_gso = true;
+                            refused += self.send_one_by_one(socket, r);
+                        }
+                        _ => refused += r.datagrams,
+                    }
+                    start += 1;
+                }
+            }
+        }
+        refused
+    }
+
+    /// Sends the datagrams of a coalesced reply one by one; how many were refused.
+    fn send_one_by_one(&mut self, socket: &UdpSocket, r: Reply) -> usize {
+        let segment = r.segment.unwrap_or(r.len).max(1);
+        let reply = &self.data[r.slot * SLOT + r.offset..][..r.len];
+        let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+        datagram_ranges(r.len, segment)
+            .filter(|&(start, end)| {
+                send_one(socket, &reply[start..end], &self.names[r.slot], namelen).is_err()
+            })
+            .count()
+    }
+}

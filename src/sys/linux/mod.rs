@@ -1,0 +1,30 @@
+//! Linux: batched receive and send (`recvmmsg`/`sendmmsg`), UDP GSO and GRO, kernel receive
+//! timestamps and drop counters, the ICMP error queue, and a `timerfd`.
+
+mod errqueue;
+mod mmsg;
+mod send;
+mod sockopt;
+#[cfg(test)]
+mod tests;
+mod timer;
+
+pub(crate) use errqueue::drain_error_queue;
+pub(crate) use mmsg::MmsgBatch;
+pub(super) use send::Sender;
+pub(crate) use sockopt::{
+    enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, request_buffers,
+    socket_drops,
+};
+pub(crate) use timer::{set_timer_slack, PreciseTimer};
+
+use std::io;
+
+/// A libc return value as a result: negative means `errno` says what failed.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}

@@ -1,0 +1,230 @@
+//! Sending: `sendmmsg` runs with UDP GSO (`UDP_SEGMENT`), and a lone datagram with `sendto`.
+
+use mio::net::UdpSocket;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Control space for one `UDP_SEGMENT` message: a u16 and its header, aligned (32 bytes).
+pub(super) const GSO_CONTROL_WORDS: usize = 4;
+/// Most datagrams in one GSO send: the kernel's `UDP_MAX_SEGMENTS` (64 before Linux 6.x).
+pub(super) const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one GSO send: under the largest UDP payload over IPv4 (65 507).
+pub(super) const GSO_MAX_BYTES: usize = 65_000;
+
+/// Errors with which a kernel, device or route refuses segmentation offload (not the
+/// datagrams themselves): the send is tried again one datagram at a time.
+pub(super) fn refuses_gso(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::EMSGSIZE)
+    )
+}
+
+/// Points `header` at `control` and writes one `UDP_SEGMENT` control message of `size`.
+pub(super) fn write_segment_size(
+    header: &mut libc::msghdr,
+    control: &mut [u64; GSO_CONTROL_WORDS],
+    size: usize,
+) {
+    header.msg_control = control.as_mut_ptr().cast();
+    // Safety: CMSG_SPACE of a u16 is 24 bytes, within the 32 of `control`; CMSG_FIRSTHDR
+    // then points at its start, and the header and data writes stay inside it.
+    unsafe {
+        header.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(header);
+        (*cmsg).cmsg_level = libc::IPPROTO_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+    }
+}
+
+/// One `sendmmsg` of `count` prepared headers; how many messages went.
+pub(super) fn send_messages(
+    socket: &UdpSocket,
+    headers: *mut libc::mmsghdr,
+    count: usize,
+) -> io::Result<usize> {
+    socket.try_io(|| {
+        // Safety: the caller prepared `count` headers at `headers`, each pointing at buffers
+        // that live for the call.
+        let n = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                headers,
+                count as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    })
+}
+
+/// One datagram to `name` with `sendto`: less work for the kernel than a `sendmmsg` of one.
+pub(super) fn send_one(
+    socket: &UdpSocket,
+    datagram: &[u8],
+    name: &libc::sockaddr_storage,
+    namelen: libc::socklen_t,
+) -> io::Result<()> {
+    socket.try_io(|| {
+        // Safety: the datagram and the address live for the call, with their lengths passed
+        // alongside.
+        let n = unsafe {
+            libc::sendto(
+                socket.as_raw_fd(),
+                datagram.as_ptr().cast(),
+                datagram.len(),
+                libc::MSG_DONTWAIT,
+                (name as *const libc::sockaddr_storage).cast(),
+                namelen,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// Sends slots of a [`SendBatch`](super::SendBatch) to one destination with `sendmmsg`,
+/// each run of slots as one GSO message when asked.
+pub(crate) struct Sender {
+    target: libc::sockaddr_storage,
+    target_len: libc::socklen_t,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    control: Vec<[u64; GSO_CONTROL_WORDS]>,
+    /// Datagrams in each message of the last send.
+    runs: Vec<usize>,
+    /// Messages of several datagrams sent so far.
+    gso_runs: u64,
+    gso: bool,
+    gso_refused: Option<io::Error>,
+}
+
+// Safety: the pointers in iovecs/headers are rebuilt before every call from the buffer and
+// target passed to it; none outlives the call.
+unsafe impl Send for Sender {}
+
+impl Sender {
+    pub(crate) fn new(capacity: usize, target: std::net::SocketAddr) -> Self {
+        let target = socket2::SockAddr::from(target);
+        // Safety: all-zero is a valid sockaddr_storage; the copy is bounded by its size.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let target_len = target.len();
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                target.as_ptr().cast::<u8>(),
+                (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                target_len as usize,
+            );
+        }
+        Self {
+            target: storage,
+            target_len,
+            // Safety: all-zero is a valid value for these plain C structs.
+            iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
+            headers: vec![unsafe { std::mem::zeroed() }; capacity],
+            control: vec![[0u64; GSO_CONTROL_WORDS]; capacity],
+            runs: Vec::with_capacity(capacity),
+            gso_runs: 0,
+            gso: false,
+            gso_refused: None,
+        }
+    }
+
+    pub(crate) fn set_gso(&mut self, on: bool) {
+        self.gso = on && self.gso_refused.is_none();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn gso(&self) -> bool {
+        self.gso
+    }
+
+    pub(crate) fn gso_refused(&self) -> Option<&io::Error> {
+        self.gso_refused.as_ref()
+    }
+
+    pub(crate) fn gso_runs(&self) -> u64 {
+        self.gso_runs
+    }
+
+    /// Sends slots `from..len` of `data` (slots of `size` bytes): how many went, or the
+    /// error of the first that could not.
+    pub(crate) fn send(
+        &mut self,
+        socket: &UdpSocket,
+        data: &mut [u8],
+        size: usize,
+        from: usize,
+        len: usize,
+    ) -> io::Result<usize> {
+        let per_run = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size.max(1));
+        if self.gso && len - from > 1 && per_run > 1 {
+            match self.send_runs(socket, data, size, from, len, per_run) {
+                Err(e) if refuses_gso(&e) => {
+                    // Switched off for good; the caller reports it once.
+                    self.gso = false;
+                    self.gso_refused = Some(e);
+                }
+                result => return result,
+            }
+        }
+        if len - from == 1 {
+            // One datagram (a window of one, a paced probe).
+            let datagram = &data[from * size..(from + 1) * size];
+            return send_one(socket, datagram, &self.target, self.target_len).map(|()| 1);
+        }
+        self.send_runs(socket, data, size, from, len, 1)
+    }
+
+    /// Slots `from..len` in one `sendmmsg`, as messages of up to `per_run` datagrams each
+    /// (GSO when more than one).
+    fn send_runs(
+        &mut self,
+        socket: &UdpSocket,
+        data: &mut [u8],
+        size: usize,
+        from: usize,
+        len: usize,
+        per_run: usize,
+    ) -> io::Result<usize> {
+        self.runs.clear();
+        let mut start = from;
+        while start < len {
+            let m = self.runs.len();
+            let count = per_run.min(len - start);
+            self.iovecs[m] = libc::iovec {
+                iov_base: data[start * size..].as_mut_ptr().cast(),
+                iov_len: count * size,
+            };
+            let h = &mut self.headers[m].msg_hdr;
+            h.msg_name = (&mut self.target as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.target_len;
+            h.msg_iov = &mut self.iovecs[m];
+            h.msg_iovlen = 1;
+            h.msg_flags = 0;
+            if count > 1 {
+                write_segment_size(h, &mut self.control[m], size);
+            } else {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+            self.runs.push(count);
+            start += count;
+        }
+        // Safety: headers[..runs.len()] were just built over `data` and this struct's
+        // target and control buffers.
+        let sent = send_messages(socket, self.headers.as_mut_ptr(), self.runs.len())?;
+        let runs = &self.runs[..sent];
+        self.gso_runs += runs.iter().filter(|&&n| n > 1).count() as u64;
+        Ok(runs.iter().sum())
+    }
+}

@@ -1,0 +1,107 @@
+//! Socket options: buffers, drop counters, receive timestamps, GRO, ICMP errors.
+
+use super::cvt;
+use mio::net::UdpSocket;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Asks the kernel to queue ICMP errors on this (unconnected) socket. Without it Linux drops
+/// port-unreachable for unconnected UDP sockets, and a stopped server looks like plain loss.
+pub(crate) fn enable_icmp_errors(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVERR)
+    };
+    set_int_option(socket, level, name, 1)
+}
+
+pub(super) fn set_int_option(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // Safety: the fd is a live socket owned by `socket`; the value is a c_int that outlives
+    // the call, and its size is passed alongside.
+    cvt(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+fn get_int_option(socket: &UdpSocket, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // Safety: the fd is live; value and len are valid for writes of the sizes given.
+    cvt(unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// Asks for receive and send buffers of these sizes; the kernel caps each request at
+/// `net.core.rmem_max` / `wmem_max` without failing.
+pub(crate) fn request_buffers(socket: &UdpSocket, rcv: usize, snd: usize) -> io::Result<()> {
+    let clamp = |b: usize| b.min(libc::c_int::MAX as usize / 2) as libc::c_int;
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, clamp(rcv))?;
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_SNDBUF, clamp(snd))
+}
+
+/// The buffer sizes the kernel granted, (receive, send), as it reports them: Linux doubles
+/// a request to account for its bookkeeping, so 4 MiB asked reads back as 8 MiB.
+pub(crate) fn granted_buffers(socket: &UdpSocket) -> io::Result<(usize, usize)> {
+    Ok((
+        get_int_option(socket, libc::SO_RCVBUF)? as usize,
+        get_int_option(socket, libc::SO_SNDBUF)? as usize,
+    ))
+}
+
+/// Datagrams the socket has dropped for want of receive-buffer space, read from the kernel
+/// (`SO_MEMINFO`): unlike the `SO_RXQ_OVFL` control message, which rides on the next datagram
+/// received, it also counts drops after the last one.
+pub(crate) fn socket_drops(socket: &UdpSocket) -> Option<u32> {
+    // SK_MEMINFO_VARS is 9 (DROPS is the last); newer kernels may add more.
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // Safety: the fd is live; info and len are valid for writes of the sizes given, and the
+    // kernel writes at most len bytes.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    (ret == 0 && len as usize > drops * 4).then(|| info[drops])
+}
+
+/// Turns on the receive-queue drop counter, and kernel receive timestamps if `timestamps`;
+/// says which the kernel accepted.
+pub(crate) fn enable_rx_metadata(socket: &UdpSocket, timestamps: bool) -> (bool, bool) {
+    (
+        timestamps && set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok(),
+        set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok(),
+    )
+}
+
+/// Lets the kernel hand over several datagrams of one sender in one buffer (`UDP_GRO`), as
+/// a GSO sender sent them or a NIC coalesced them; says whether it accepted.
+pub(crate) fn enable_gro(socket: &UdpSocket) -> bool {
+    set_int_option(socket, libc::IPPROTO_UDP, libc::UDP_GRO, 1).is_ok()
+}

@@ -1,0 +1,157 @@
+//! The batch and offload paths against the real kernel, on loopback.
+
+use super::sockopt::set_int_option;
+use super::*;
+use crate::sys::{RecvMeta, SendBatch};
+use mio::net::UdpSocket;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn bound() -> (UdpSocket, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// Receives on `socket` until `n` datagrams (or a short wait) and returns them.
+fn take(socket: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65_536];
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while got.len() < n && std::time::Instant::now() < deadline {
+        match socket.recv_from(&mut buf) {
+            Ok((len, _)) => got.push(buf[..len].to_vec()),
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    got
+}
+
+/// Sends 10 datagrams of 100 bytes (datagram k filled with byte k) from `client` as one GSO
+/// run, and receives them on `echo` (GRO on): one slot.
+fn coalesced_run(client: &UdpSocket, echo: &UdpSocket) -> MmsgBatch {
+    let client_addr = client.local_addr().unwrap();
+    assert!(enable_gro(echo), "UDP_GRO refused by this kernel");
+    let mut out = SendBatch::new(10, 100, echo.local_addr().unwrap());
+    out.set_gso(true);
+    for k in 0..10u8 {
+        out.push().unwrap().fill(k);
+    }
+    assert_eq!(out.send(client, 0).unwrap(), 10);
+    assert!(out.gso(), "{:?}", out.gso_refused());
+    let mut batch = MmsgBatch::new();
+    let mut slots = 0;
+    for _ in 0..200 {
+        slots = batch.receive(echo).unwrap();
+        if slots > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(slots, 1, "the run should arrive as one buffer");
+    let meta = batch.meta(0).unwrap();
+    assert_eq!(
+        (meta.len, meta.segment, meta.from),
+        (1000, Some(100), client_addr)
+    );
+    let seen: Vec<u8> = meta.datagrams(batch.payload(0)).map(|d| d[0]).collect();
+    assert_eq!(seen, (0..10).collect::<Vec<u8>>());
+    batch
+}
+
+#[test]
+fn a_gso_run_arrives_coalesced_and_goes_back_as_the_datagrams_answered() {
+    let (client, _) = bound();
+    let (echo, _) = bound();
+    let mut batch = coalesced_run(&client, &echo);
+    let slots = 1;
+    // Refuse 2 and 7, shorten 5 (so a run must end after it): replies 0 1 | 3 4 5' | 6 8 9.
+    let mut calls = 0;
+    let refused = batch.reply_with(&echo, slots, |slot, datagram| {
+        assert_eq!(slot, 0);
+        calls += 1;
+        match datagram[0] {
+            2 | 7 => None,
+            5 => Some(40),
+            _ => Some(1_000_000), // capped at what arrived
+        }
+    });
+    assert_eq!((refused, calls), (0, 10));
+    let replies = take(&client, 8);
+    let summary: Vec<(u8, usize)> = replies.iter().map(|r| (r[0], r.len())).collect();
+    assert_eq!(
+        summary,
+        [
+            (0, 100),
+            (1, 100),
+            (3, 100),
+            (4, 100),
+            (5, 40),
+            (6, 100),
+            (8, 100),
+            (9, 100)
+        ]
+    );
+    for r in &replies {
+        assert!(
+            r.iter().all(|&b| b == r[0]),
+            "a reply mixes datagrams: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn an_echo_whose_gso_reply_is_refused_answers_one_by_one() {
+    let (client, _) = bound();
+    let (echo, _) = bound();
+    let mut batch = coalesced_run(&client, &echo);
+    // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
+    set_int_option(&echo, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+    assert!(batch.gso());
+    assert_eq!(batch.reply_with(&echo, 1, |_, d| Some(d.len())), 0);
+    assert!(!batch.gso(), "the GSO reply should have been refused");
+    let got: Vec<(u8, usize)> = take(&client, 10).iter().map(|d| (d[0], d.len())).collect();
+    assert_eq!(got, (0..10).map(|k| (k, 100)).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_kernel_refusing_gso_gets_one_datagram_per_message_and_nothing_is_lost() {
+    let (client, _) = bound();
+    let (echo, echo_addr) = bound();
+    // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
+    set_int_option(&client, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
+    let mut out = SendBatch::new(8, 64, echo_addr);
+    out.set_gso(true);
+    for k in 0..8u8 {
+        out.push().unwrap().fill(k);
+    }
+    assert_eq!(out.send(&client, 0).unwrap(), 8);
+    assert!(!out.gso());
+    assert_eq!(
+        out.gso_refused().and_then(io::Error::raw_os_error),
+        Some(libc::EINVAL)
+    );
+    let got: Vec<u8> = take(&echo, 8).iter().map(|d| d[0]).collect();
+    assert_eq!(got, (0..8).collect::<Vec<u8>>());
+    // Off for good: asking again does not turn it back on.
+    out.set_gso(true);
+    assert!(!out.gso());
+}
+
+#[test]
+fn datagrams_of_a_receive_split_at_the_segment_size() {
+    let meta = |segment| RecvMeta {
+        len: 0,
+        from: "127.0.0.1:1".parse().unwrap(),
+        kernel_rx: None,
+        drops: None,
+        segment,
+    };
+    let data = [0u8; 250];
+    let sizes = |m: RecvMeta, d: &[u8]| m.datagrams(d).map(<[u8]>::len).collect::<Vec<_>>();
+    assert_eq!(sizes(meta(Some(100)), &data), [100, 100, 50]);
+    assert_eq!(sizes(meta(None), &data), [250]);
+    // An empty datagram is still a datagram.
+    assert_eq!(sizes(meta(None), &[]), [0]);
+}

@@ -1,0 +1,83 @@
+//! Waking up on time: a `timerfd` for microsecond deadlines, and a lower timer slack.
+
+use super::cvt;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+/// Lowers this thread's timer slack so that sleeps end when asked (the default slack is
+/// 50 µs, as long as a loopback round trip).
+pub(crate) fn set_timer_slack(slack: Duration) {
+    // Safety: PR_SET_TIMERSLACK takes one unsigned long and touches only this thread.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            slack.as_nanos() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+}
+
+/// A `timerfd` the poll loop sleeps on when it needs to wake up with microsecond precision
+/// (epoll's own timeout counts whole milliseconds).
+pub(crate) struct PreciseTimer {
+    fd: OwnedFd,
+}
+
+impl PreciseTimer {
+    pub(crate) fn new() -> io::Result<Self> {
+        // Safety: plain syscall; on success we own the returned descriptor.
+        let fd = cvt(unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        })?;
+        // Safety: fd is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd })
+    }
+
+    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(
+            &mut SourceFd(&self.fd.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )
+    }
+
+    /// Fires once, `after` from now (a zero duration is raised to 1 ns: zero would disarm).
+    pub(crate) fn arm(&mut self, after: Duration) -> io::Result<()> {
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // Safety: fd is our timerfd; spec is a valid itimerspec; old value not requested.
+        cvt(unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) })?;
+        Ok(())
+    }
+
+    /// Consumes an expiry so that the next one raises a fresh edge.
+    pub(crate) fn acknowledge(&mut self) {
+        let mut expirations = 0u64;
+        // Safety: reads 8 bytes into a u64 from our non-blocking timerfd; EAGAIN is harmless.
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut expirations as *mut u64).cast(),
+                8,
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Platform code at the syscall boundary, and nothing else: this module knows sockets and
+//! clocks, not probes, and depends on nothing else in the crate.
+//!
+//! The portable types live here ([`RecvMeta`], [`IcmpError`], [`SendBatch`]); one file per
+//! platform provides the rest under a single module name, chosen with `#[cfg]` and `#[path]` so
+//! that callers never see a `cfg`. Linux (`linux/`) has the real thing; `fallback.rs` serves
+//! every other platform with one datagram a call. Each platform must provide:
+//!
+//! | item | what it does | fallback |
+//! |---|---|---|
+//! | `request_buffers`, `granted_buffers` | ask for socket buffers, read what was granted | no-op, unknown |
+//! | `enable_rx_metadata` | kernel receive timestamps, the receive-queue drop counter | neither |
+//! | `socket_drops` | datagrams the socket dropped for want of room | unknown |
+//! | `enable_gro` | take coalesced datagrams (`UDP_GRO`) | refused |
+//! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket | none |
+//! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
+//! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
+//! | `PreciseTimer`, `set_timer_slack` | microsecond wake-ups | none: the loop spins |
+
+use mio::net::UdpSocket;
+use std::io;
+use std::time::Duration;
+
+#[cfg(target_os = "linux")]
+#[path = "linux/mod.rs"]
+mod imp;
+
+#[cfg(not(target_os = "linux"))]
+#[path = "fallback.rs"]
+mod imp;
+
+pub(crate) use imp::{
+    drain_error_queue, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers,
+    request_buffers, set_timer_slack, socket_drops, MmsgBatch, PreciseTimer,
+};
+
+/// One received datagram and what the kernel said about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecvMeta {
+    pub len: usize,
+    pub from: std::net::SocketAddr,
+    /// Kernel receive time (`SO_TIMESTAMPNS`): CLOCK_REALTIME, since the Unix epoch.
+    pub kernel_rx: Option<Duration>,
+    /// Datagrams the socket has dropped for want of buffer space since the count was enabled
+    /// (`SO_RXQ_OVFL`); the kernel only reports it once it is above zero.
+    pub drops: Option<u32>,
+    /// Several datagrams of one sender coalesced by the kernel (`UDP_GRO`): each is this many
+    /// bytes, the last possibly fewer. `None`: one datagram.
+    pub segment: Option<usize>,
+}
+
+impl RecvMeta {
+    /// The bytes of each datagram in `payload` (this meta's receive).
+    pub(crate) fn datagrams<'p>(&self, payload: &'p [u8]) -> impl Iterator<Item = &'p [u8]> {
+        let segment = self.segment.unwrap_or(payload.len()).max(1);
+        datagram_ranges(payload.len(), segment).map(move |(start, end)| &payload[start..end])
+    }
+}
+
+/// The byte ranges of the datagrams in `len` received bytes cut every `segment` bytes (an empty
+/// datagram is one empty range).
+fn datagram_ranges(len: usize, segment: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = len.div_ceil(segment).max(1);
+    (0..count).map(move |k| (k * segment, ((k + 1) * segment).min(len)))
+}
+
+/// One ICMP error the kernel reported for a datagram we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IcmpError {
+    /// The errno it maps to (`ECONNREFUSED` for port unreachable, `EHOSTUNREACH`, ...).
+    pub errno: i32,
+}
+
+/// Datagrams to one destination, filled slot by slot and sent in one call (`sendmmsg` on
+/// Linux, one `send_to` at a time elsewhere). Each slot holds its own bytes.
+pub(crate) struct SendBatch {
+    data: Vec<u8>,
+    size: usize,
+    len: usize,
+    capacity: usize,
+    sender: imp::Sender,
+}
+
+impl SendBatch {
+    /// Room for `capacity` datagrams of `size` bytes to `target`.
+    pub(crate) fn new(capacity: usize, size: usize, target: std::net::SocketAddr) -> Self {
+        Self {
+            data: vec![0u8; capacity * size],
+            size,
+            len: 0,
+            capacity,
+            sender: imp::Sender::new(capacity, target),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The next slot, to be filled; `None` when the batch is full.
+    pub(crate) fn push(&mut self) -> Option<&mut [u8]> {
+        if self.len == self.capacity {
+            return None;
+        }
+        self.len += 1;
+        Some(self.slot_mut(self.len - 1))
+    }
+
+    pub(crate) fn slot(&self, i: usize) -> &[u8] {
+        &self.data[i * self.size..(i + 1) * self.size]
+    }
+
+    pub(crate) fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.data[i * self.size..(i + 1) * self.size]
+    }
+
+    /// Sends slots `from..` (those pushed): how many went, or the error of the first that could
+    /// not.
+    pub(crate) fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
+        self.sender
+            .send(socket, &mut self.data, self.size, from, self.len)
+    }
+
+    /// Sends runs of slots as one buffer the kernel cuts into datagrams (UDP GSO): one trip
+    /// through the stack per run instead of one per datagram. Linux only; a kernel or route that
+    /// refuses it turns it off for good, see [`SendBatch::gso_refused`].
+    pub(crate) fn set_gso(&mut self, on: bool) {
+        self.sender.set_gso(on);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn gso(&self) -> bool {
+        self.sender.gso()
+    }
+
+    /// Why GSO was switched off at run time, if it was.
+    pub(crate) fn gso_refused(&self) -> Option<&io::Error> {
+        self.sender.gso_refused()
+    }
+
+    /// Runs of datagrams sent as one GSO message so far.
+    pub(crate) fn gso_runs(&self) -> u64 {
+        self.sender.gso_runs()
+    }
+}

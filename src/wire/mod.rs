@@ -1,0 +1,195 @@
+//! Probe formats: bytes in, typed header out. Nothing here knows sockets or clocks.
+//!
+//! Every format says, through [`Wire`]:
+//! - how long its header is ([`Wire::header_len`]): the smallest probe;
+//! - how a pinger writes a probe into a datagram ([`Wire::encode`]);
+//! - what a reply says about the probe it answers ([`Wire::decode_reply`]);
+//! - how a reflector answers a datagram ([`Wire::reflect`]): how many of its bytes go back, never
+//!   more than arrived.
+//!
+//! The formats: [`sonde`] (sonde's own header, optionally signed with [`auth`]) and [`sockperf`]
+//! (sockperf's message header, to measure or serve sockperf's peer).
+
+pub mod auth;
+pub mod sockperf;
+pub mod sonde;
+
+use auth::Key;
+pub use sonde::{fill_padding, fill_padding_after, DecodeError, ProbeHeader, HEADER_LEN};
+
+/// Which probe format a pinger sends and an echo understands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Wire {
+    /// sonde's own header ([`ProbeHeader`]); the echo returns every datagram untouched.
+    #[default]
+    Sonde,
+    /// sockperf's message header ([`sockperf`]), so that sonde and sockperf can be measured
+    /// against the same peer.
+    Sockperf,
+}
+
+/// What a pinger writes at the front of one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Random per run: replies to other runs are foreign.
+    pub session: u64,
+    pub seq: u64,
+    /// Send time, ns since the run started.
+    pub send_ns: u64,
+}
+
+/// What a reply from the target says about the probe it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// A reply to probe `seq`; `send_ns` is the send time it carries, where the format has one.
+    Probe { seq: u64, send_ns: Option<u64> },
+    /// A probe of this format, but of another run.
+    OtherSession,
+    /// Probe `seq` of this run, whose authentication tag does not check out.
+    AuthFailed { seq: u64 },
+    /// Not a reply of this format at all (the reason, for per-probe output).
+    NotAReply(&'static str),
+}
+
+impl Wire {
+    /// Bytes of header this format needs: the smallest probe.
+    pub fn header_len(self) -> usize {
+        match self {
+            Wire::Sonde => HEADER_LEN,
+            Wire::Sockperf => sockperf::HEADER_LEN,
+        }
+    }
+
+    /// Writes `probe`'s header at the front of `buf` (the whole datagram), signed with `key`
+    /// where the format allows it.
+    pub fn encode(self, buf: &mut [u8], probe: &Probe, key: Option<&Key>) {
+        match self {
+            Wire::Sonde => {
+                ProbeHeader {
+                    session: probe.session,
+                    seq: probe.seq,
+                    send_ns: probe.send_ns,
+                }
+                .encode(buf);
+                if let Some(key) = key {
+                    key.sign(buf);
+                }
+            }
+            Wire::Sockperf => sockperf::Header {
+                seq: probe.seq,
+                flags: sockperf::FLAG_CLIENT | sockperf::FLAG_PONG_REQUEST,
+                length: buf.len() as u32,
+            }
+            .encode(buf),
+        }
+    }
+
+    /// Reads a reply to one of run `session`'s probes; with `key`, only signed replies count.
+    pub fn decode_reply(self, data: &[u8], session: u64, key: Option<&Key>) -> Reply {
+        match self {
+            Wire::Sonde => {
+                let Ok(header) = ProbeHeader::decode(data) else {
+                    return Reply::NotAReply("not a sonde probe");
+                };
+                if header.session != session {
+                    return Reply::OtherSession;
+                }
+                if key.is_some_and(|key| !key.verify(data)) {
+                    return Reply::AuthFailed { seq: header.seq };
+                }
+                Reply::Probe {
+                    seq: header.seq,
+                    send_ns: Some(header.send_ns),
+                }
+            }
+            Wire::Sockperf => match sockperf::Header::decode(data) {
+                Some(h)
+                    if h.flags & sockperf::FLAG_CLIENT == 0
+                        && h.flags & sockperf::FLAG_PONG_REQUEST != 0 =>
+                {
+                    Reply::Probe {
+                        seq: h.seq,
+                        send_ns: None,
+                    }
+                }
+                _ => Reply::NotAReply("not a sockperf reply"),
+            },
+        }
+    }
+
+    /// How a reflector answers `datagram`: `Some(n)` sends back its first `n` bytes (after any
+    /// rewrite in place), `None` stays silent. Never more than arrived.
+    pub fn reflect(self, datagram: &mut [u8]) -> Option<usize> {
+        match self {
+            Wire::Sonde => Some(datagram.len()),
+            Wire::Sockperf => sockperf::server_reply(datagram),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_format_decodes_what_it_encodes() {
+        let probe = Probe {
+            session: 42,
+            seq: 7,
+            send_ns: 1_000,
+        };
+        for wire in [Wire::Sonde, Wire::Sockperf] {
+            let mut buf = vec![0u8; 64];
+            wire.encode(&mut buf, &probe, None);
+            // What a reflector of the same format sends back is what the pinger reads.
+            let n = wire.reflect(&mut buf).expect("a probe is answered");
+            let got = wire.decode_reply(&buf[..n], 42, None);
+            let send_ns = (wire == Wire::Sonde).then_some(1_000);
+            assert_eq!(got, Reply::Probe { seq: 7, send_ns }, "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn replies_of_other_runs_and_other_formats_are_told_apart() {
+        let mut buf = vec![0u8; 64];
+        let probe = Probe {
+            session: 1,
+            seq: 0,
+            send_ns: 0,
+        };
+        Wire::Sonde.encode(&mut buf, &probe, None);
+        assert_eq!(Wire::Sonde.decode_reply(&buf, 2, None), Reply::OtherSession);
+        assert!(matches!(
+            Wire::Sonde.decode_reply(b"hello", 1, None),
+            Reply::NotAReply(_)
+        ));
+        // A sockperf probe (client flag still set) is not a sockperf reply.
+        Wire::Sockperf.encode(&mut buf, &probe, None);
+        assert!(matches!(
+            Wire::Sockperf.decode_reply(&buf, 1, None),
+            Reply::NotAReply(_)
+        ));
+    }
+
+    #[test]
+    fn a_signed_format_refuses_an_unsigned_reply() {
+        let key = Key::new(b"a key of sixteen bytes".to_vec()).unwrap();
+        let probe = Probe {
+            session: 1,
+            seq: 3,
+            send_ns: 0,
+        };
+        let mut buf = vec![0u8; 64];
+        Wire::Sonde.encode(&mut buf, &probe, Some(&key));
+        assert!(matches!(
+            Wire::Sonde.decode_reply(&buf, 1, Some(&key)),
+            Reply::Probe { seq: 3, .. }
+        ));
+        let mut unsigned = vec![0u8; 64];
+        Wire::Sonde.encode(&mut unsigned, &probe, None);
+        assert_eq!(
+            Wire::Sonde.decode_reply(&unsigned, 1, Some(&key)),
+            Reply::AuthFailed { seq: 3 }
+        );
+    }
+}
