@@ -1,10 +1,10 @@
 //! `sonde impair`: arguments to two impairment specs (one per direction), then the relay.
 
 use super::args::{Direction, ImpairArgs};
-use super::serve;
 use crate::config::{ImpairSpec, LossModel, RelayConfig};
+use crate::engine::{Engine, Role};
 use crate::error::Error;
-use crate::output::report;
+use crate::output::{out, report};
 use crate::roles::pinger::random_session;
 use crate::roles::Relay;
 
@@ -57,4 +57,29 @@ pub(super) fn run(args: ImpairArgs) -> Result<(), Error> {
         Relay::summary,
         report::relay_text,
     )
+}
+
+/// Runs one service role until Ctrl-C or SIGTERM, then prints its counters as JSON or text.
+/// The banner goes out once the signal handlers are in place, so a Ctrl-C sent on seeing it is
+/// never the default, silent one.
+fn serve<R: Role, S: serde::Serialize>(
+    role: &mut R,
+    banner: Option<String>,
+    json: bool,
+    summarize: impl Fn(&R) -> S,
+    text: impl Fn(&S) -> String,
+) -> Result<(), Error> {
+    let mut engine = Engine::new()?;
+    engine.stop_on_signals()?;
+    if let Some(banner) = banner {
+        out(&banner);
+    }
+    let result = engine.run(&mut [role]);
+    let summary = summarize(role);
+    out(&if json {
+        report::json(&summary) + "\n"
+    } else {
+        text(&summary)
+    });
+    result.map(|_| ())
 }

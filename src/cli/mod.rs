@@ -10,9 +10,8 @@ mod parse;
 mod ping;
 mod probe;
 
-use crate::engine::{Engine, Role};
+use crate::engine::Engine;
 use crate::error::{Error, EXIT_USAGE};
-use crate::output::{out, report};
 use args::{Cli, Command};
 use clap::Parser;
 
@@ -76,29 +75,4 @@ fn loop_for_thread(busy_poll: bool) -> Result<Engine, Error> {
     engine.stop_on_signals()?;
     engine.busy_poll(busy_poll);
     Ok(engine)
-}
-
-/// Runs one service role until Ctrl-C or SIGTERM, then prints its counters as JSON or text.
-/// The banner goes out once the signal handlers are in place, so a Ctrl-C sent on seeing it is
-/// never the default, silent one.
-fn serve<R: Role, S: serde::Serialize>(
-    role: &mut R,
-    banner: Option<String>,
-    json: bool,
-    summarize: impl Fn(&R) -> S,
-    text: impl Fn(&S) -> String,
-) -> Result<(), Error> {
-    let mut engine = Engine::new()?;
-    engine.stop_on_signals()?;
-    if let Some(banner) = banner {
-        out(&banner);
-    }
-    let result = engine.run(&mut [role]);
-    let summary = summarize(role);
-    out(&if json {
-        report::json(&summary) + "\n"
-    } else {
-        text(&summary)
-    });
-    result.map(|_| ())
 }

@@ -15,7 +15,7 @@ mod receive;
 mod results;
 mod send;
 
-#[doc(hidden)]
+// The fuzz targets drive the sequence table directly.
 pub(crate) use inflight::{InFlight, ProbeState, Verdict};
 
 use crate::config::{Pace, PingConfig};
