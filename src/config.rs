@@ -145,16 +145,16 @@ impl PingConfig {
 
     /// Bytes before the padding: the probe header, and the authentication tag with a key.
     pub fn header_len(&self) -> usize {
-        self.wire.header_len() + self.key.as_ref().map_or(0, |_| crate::wire::auth::TAG_LEN)
+        self.wire.header_len(self.key.is_some())
     }
 
     /// Checks every value, naming the flag of the first bad one.
     pub fn validate(&self) -> Result<(), Error> {
         let max = max_payload(&self.target);
-        if self.key.is_some() && self.wire != Wire::Sonde {
+        if self.key.is_some() && !self.wire.can_sign() {
             return Err(Error::config(
                 "--key-file",
-                "authentication needs sonde's probe format (not --wire sockperf)",
+                "authentication needs sonde's or STAMP's probe format (not --wire sockperf)",
             ));
         }
         let header = self.header_len();
@@ -245,6 +245,9 @@ pub struct EchoConfig {
     pub policy: Policy,
     /// Take datagrams a GSO sender sent together in one buffer, and reply the same way (`UDP_GRO`).
     pub gro: bool,
+    /// STAMP: keep a sequence counter per session (RFC 8762 §4.3), so that senders can tell
+    /// forward from backward loss; stateless (the sender's number copied) otherwise.
+    pub stateful: bool,
 }
 
 impl Default for EchoConfig {
@@ -256,6 +259,7 @@ impl Default for EchoConfig {
             wire: Wire::Sonde,
             policy: Policy::default(),
             gro: true,
+            stateful: false,
         }
     }
 }

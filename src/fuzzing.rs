@@ -44,6 +44,29 @@ pub fn wire(data: &[u8]) {
     }
 }
 
+/// STAMP packets of both modes on arbitrary bytes: what decodes re-encodes to the same fields,
+/// nothing unsigned passes for authenticated, and a sender reads any reply without a panic.
+pub fn stamp(data: &[u8]) {
+    use crate::wire::stamp::{Mode, Reflected, TestPacket};
+    if let Ok(packet) = TestPacket::decode(data, Mode::Open, None) {
+        let mut again = vec![0u8; Mode::Open.base_len()];
+        packet.encode(&mut again, Mode::Open, None);
+        assert_eq!(TestPacket::decode(&again, Mode::Open, None), Ok(packet));
+    }
+    if let Ok(reflected) = Reflected::decode(data, Mode::Open, None) {
+        let mut again = vec![0u8; Mode::Open.base_len()];
+        reflected.encode(&mut again, Mode::Open, None);
+        assert_eq!(Reflected::decode(&again, Mode::Open, None), Ok(reflected));
+    }
+    let key = crate::wire::auth::Key::new(b"fuzzing key, 16+ bytes".to_vec()).expect("a valid key");
+    assert!(
+        TestPacket::decode(data, Mode::Authenticated, Some(&key)).is_err()
+            && Reflected::decode(data, Mode::Authenticated, Some(&key)).is_err(),
+        "an unsigned STAMP packet verified"
+    );
+    let _ = crate::wire::Wire::Stamp(Default::default()).decode_reply(data, 1, None);
+}
+
 /// The readers of sonde's own files (CSV rows, `.hgrm`, interval logs) on arbitrary bytes:
 /// errors, never panics.
 pub fn files(data: &[u8]) {
@@ -180,6 +203,11 @@ mod tests {
             let back = ProbeHeader::decode(&buf).unwrap();
             prop_assert_eq!((back.session, back.seq, back.send_ns), (session, seq, send_ns));
             wire(&buf);
+        }
+
+        #[test]
+        fn stamp_decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            stamp(&data);
         }
 
         #[test]

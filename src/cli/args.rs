@@ -7,10 +7,11 @@
 
 use super::parse::{
     parse_addr, parse_cidr, parse_duration, parse_gemodel, parse_interval, parse_limit,
-    parse_link_rate, parse_percent, parse_rate, parse_size,
+    parse_link_rate, parse_percent, parse_rate, parse_size, parse_target,
 };
 use crate::config::{Gso, LossModel};
 use crate::engine::threads::CpuList;
+use crate::wire::stamp::TimeFormat;
 use crate::wire::Wire;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -166,6 +167,10 @@ pub(crate) struct EchoArgs {
     /// Print the counters (echoed, refused by reason) every DURATION, as well as at the end
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub(crate) stats_interval: Option<Duration>,
+    /// With --wire stamp: count each session's test packets (RFC 8762 stateful reflector), so
+    /// that senders can tell forward from backward loss [default: stateless]
+    #[arg(long)]
+    pub(crate) stateful: bool,
     #[command(flatten)]
     pub(crate) socket: SocketArgs,
 }
@@ -182,7 +187,8 @@ pub(crate) struct SocketArgs {
     /// Never sleep: spin on non-blocking polls for the lowest, steadiest latency (costs a core)
     #[arg(long)]
     pub(crate) busy_poll: bool,
-    /// Probe format: sonde's own, or sockperf's (to measure, or serve, sockperf's peer)
+    /// Probe format: sonde's own, sockperf's (to measure, or serve, sockperf's peer), or STAMP
+    /// test packets (RFC 8762: to measure, or serve, standard reflectors and senders)
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = WireArg::Sonde)]
     pub(crate) wire: WireArg,
     /// Where receive times come from: the kernel (excludes time queued in the socket) or user
@@ -203,9 +209,10 @@ pub(crate) struct SocketArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PingArgs {
-    /// Echo server to measure, HOST:PORT (e.g. 127.0.0.1:9999, [::1]:9999, localhost:9999)
-    #[arg(value_name = "HOST:PORT", value_parser = parse_addr)]
-    pub(crate) target: SocketAddr,
+    /// Echo server to measure, HOST:PORT (e.g. 127.0.0.1:9999, [::1]:9999, localhost:9999);
+    /// with --wire stamp the port may be left out (862)
+    #[arg(value_name = "HOST:PORT", value_parser = parse_target)]
+    pub(crate) target: Target,
     /// Local address to send from
     #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) bind: Option<SocketAddr>,
@@ -225,15 +232,10 @@ pub(crate) struct LoopbackArgs {
 /// Probe options shared by `ping` and `loopback`.
 #[derive(Debug, Args)]
 pub(crate) struct ProbeArgs {
-    /// Datagram size in bytes, the 32-byte probe header included
-    #[arg(
-        short,
-        long,
-        value_name = "BYTES",
-        default_value_t = 64,
-        allow_negative_numbers = true
-    )]
-    pub(crate) size: usize,
+    /// Datagram size in bytes, the probe header included (sonde's: 32 bytes) [default: 64, or
+    /// the header where it is longer: 112 for authenticated STAMP]
+    #[arg(short, long, value_name = "BYTES", allow_negative_numbers = true)]
+    pub(crate) size: Option<usize>,
     /// Stop after N probes
     #[arg(
         short,
@@ -306,6 +308,9 @@ pub(crate) struct ProbeArgs {
     /// --key-file); at least 16 bytes, one trailing newline ignored
     #[arg(long, value_name = "FILE")]
     pub(crate) key_file: Option<String>,
+    /// With --wire stamp: timestamps in NTP's 64-bit format or PTPv2's truncated one (the Z bit)
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = StampClock::Ntp)]
+    pub(crate) stamp_clock: StampClock,
     /// Independent flows, each with its own socket, port and poll loop, pinned to a core; --rate,
     /// --count and --inflight apply to each [ping: 1; loopback: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -330,15 +335,35 @@ pub(crate) enum Format {
 pub(crate) enum WireArg {
     Sonde,
     Sockperf,
+    Stamp,
 }
 
-impl From<WireArg> for Wire {
-    fn from(arg: WireArg) -> Self {
-        match arg {
+impl WireArg {
+    /// The core type, STAMP's timestamps in `clock`'s format.
+    pub(crate) fn with_clock(self, clock: StampClock) -> Wire {
+        match self {
             WireArg::Sonde => Wire::Sonde,
             WireArg::Sockperf => Wire::Sockperf,
+            WireArg::Stamp => Wire::Stamp(match clock {
+                StampClock::Ntp => TimeFormat::Ntp,
+                StampClock::Ptp => TimeFormat::Ptp,
+            }),
         }
     }
+}
+
+/// `--stamp-clock`: STAMP's timestamp format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StampClock {
+    Ntp,
+    Ptp,
+}
+
+/// A ping target as given: an address, and whether the port was given with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) port: bool,
 }
 
 /// `--timestamps`: where receive times come from.

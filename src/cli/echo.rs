@@ -1,7 +1,7 @@
 //! `sonde echo`: arguments to an echo config (the guard's limits defaulting by exposure), one
 //! socket and pinned loop per thread, stats lines while it runs, the total at the end.
 
-use super::args::{EchoArgs, LimitArg, When, WireArg};
+use super::args::{EchoArgs, LimitArg, StampClock, When, WireArg};
 use super::loop_for_thread;
 use crate::config::{EchoConfig, Limit, Policy};
 use crate::engine::threads;
@@ -50,10 +50,18 @@ pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
 /// measuring itself.
 fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, Error> {
     let key = args.key_file.as_deref().map(Key::load).transpose()?;
-    if key.is_some() && args.socket.wire != WireArg::Sonde {
+    // A reflector answers in each sender's own timestamp format: the clock flag is the pinger's.
+    let wire = args.socket.wire.with_clock(StampClock::Ntp);
+    if key.is_some() && !wire.can_sign() {
         return Err(Error::config(
             "--key-file",
-            "authentication needs sonde's probe format (not --wire sockperf)",
+            "authentication needs sonde's or STAMP's probe format (not --wire sockperf)",
+        ));
+    }
+    if args.stateful && args.socket.wire != WireArg::Stamp {
+        return Err(Error::config(
+            "--stateful",
+            "is for a STAMP reflector (--wire stamp)",
         ));
     }
     let limit = |asked: Option<LimitArg>, default: f64| match asked {
@@ -67,7 +75,7 @@ fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, 
         bind: args.bind,
         buffers: args.socket.buffers(),
         reuse_port: threads > 1,
-        wire: args.socket.wire.into(),
+        wire,
         policy: Policy {
             allow: args.allow.clone(),
             per_source: per_source.map(Limit::per_second),
@@ -76,6 +84,7 @@ fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, 
         },
         // An echo replies to coalesced datagrams together (see --gro's help).
         gro: args.socket.gro != When::Off,
+        stateful: args.stateful,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Value parsers for the flags: each says what it expected, so that clap's error names the flag
 //! and the fix.
 
-use super::args::LimitArg;
+use super::args::{LimitArg, Target};
 use crate::config::LossModel;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -36,6 +36,29 @@ pub(super) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.to_socket_addrs()
         .map_err(|e| format!("{expected} ({e})"))?
         .next()
+        .ok_or_else(|| format!("{s} resolves to no address"))
+}
+
+/// A ping target: `HOST:PORT`, or a bare host (`HOST`, `[::1]`) whose port the probe format
+/// may supply (STAMP's 862).
+pub(super) fn parse_target(s: &str) -> Result<Target, String> {
+    if let Ok(addr) = parse_addr(s) {
+        return Ok(Target { addr, port: true });
+    }
+    let host = s
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(s);
+    if host.parse::<std::net::Ipv6Addr>().is_err() && host.contains(':') {
+        return parse_addr(s).map(|addr| Target { addr, port: true });
+    }
+    let expected =
+        "expected HOST:PORT, e.g. 127.0.0.1:9999 or [::1]:9999 (HOST alone with --wire stamp)";
+    (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("{expected} ({e})"))?
+        .next()
+        .map(|addr| Target { addr, port: false })
         .ok_or_else(|| format!("{s} resolves to no address"))
 }
 

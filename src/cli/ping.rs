@@ -2,7 +2,7 @@
 //! open the outputs, wire them to the flows, run the flows on pinned loops while following them,
 //! and finish (summary, exports, plot, thresholds).
 
-use super::args::{Format, LoopbackArgs, PingArgs, ProbeArgs};
+use super::args::{Format, LoopbackArgs, PingArgs, ProbeArgs, WireArg};
 use super::loop_for_thread;
 use crate::config::{Pace, PingConfig};
 use crate::engine::threads;
@@ -14,6 +14,7 @@ use crate::output::follow::{self, FinishGuard, Length, Message, Outputs, Progres
 use crate::output::threshold::EXIT_CROSSED;
 use crate::output::{out, plot, report};
 use crate::roles::{Echo, Pinger};
+use crate::wire::stamp::PORT as STAMP_PORT;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -27,9 +28,20 @@ struct Flow {
 
 /// `sonde ping`: `--flows` independent pingers toward one target.
 pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
-    let mut cfg = args.probe.config(args.target, false);
+    let mut target = args.target.addr;
+    if !args.target.port {
+        if args.probe.socket.wire != WireArg::Stamp {
+            return Err(Error::config(
+                "HOST:PORT",
+                format!(
+                    "{target}: a port is needed (only --wire stamp has a default, {STAMP_PORT})"
+                ),
+            ));
+        }
+        target.set_port(STAMP_PORT);
+    }
+    let mut cfg = args.probe.keyed_config(target, false, args.probe.key()?);
     cfg.bind = args.bind;
-    cfg.key = args.probe.key()?;
     cfg.validate()?;
     let flows = (0..args.probe.flows.unwrap_or(1))
         .map(|_| {
@@ -54,8 +66,7 @@ pub(super) fn loopback(args: LoopbackArgs) -> Result<i32, Error> {
     let key = args.probe.key()?;
     let flows = (0..n)
         .map(|_| {
-            let mut cfg = args.probe.config(ip, true);
-            cfg.key = key.clone();
+            let cfg = args.probe.keyed_config(ip, true, key.clone());
             let (echo, pinger) = crate::run::loopback_pair(cfg)?;
             Ok(Flow {
                 pinger,

@@ -14,8 +14,26 @@ use std::time::Duration;
 pub(super) const LOOPBACK_RATE: f64 = 50_000.0;
 pub(super) const LOOPBACK_DURATION: Duration = Duration::from_secs(5);
 
+/// `--size` when not given (raised to the header where that is longer).
+const DEFAULT_SIZE: usize = 64;
+
 impl ProbeArgs {
-    pub(super) fn config(&self, target: SocketAddr, loopback: bool) -> PingConfig {
+    /// The typed config, signed with `key` when there is one.
+    pub(super) fn keyed_config(
+        &self,
+        target: SocketAddr,
+        loopback: bool,
+        key: Option<Key>,
+    ) -> PingConfig {
+        let mut cfg = self.config(target, loopback);
+        cfg.key = key;
+        if self.size.is_none() {
+            cfg.size = cfg.size.max(cfg.header_len());
+        }
+        cfg
+    }
+
+    fn config(&self, target: SocketAddr, loopback: bool) -> PingConfig {
         let pace = match (self.rate, self.inflight) {
             (Some(rate), _) => Pace::Rate(rate),
             (None, Some(_)) => Pace::Window,
@@ -29,14 +47,14 @@ impl ProbeArgs {
         PingConfig {
             target,
             bind: None,
-            size: self.size,
+            size: self.size.unwrap_or(DEFAULT_SIZE),
             count: self.count,
             duration,
             pace,
             inflight: self.inflight,
             timeout: self.timeout,
             buffers: self.socket.buffers(),
-            wire: self.socket.wire.into(),
+            wire: self.socket.wire.with_clock(self.stamp_clock),
             kernel_timestamps: self.socket.timestamps == Timestamps::Kernel,
             key: None,
             gso: self.socket.gso.into(),

@@ -3,7 +3,7 @@
 //! histograms, never from averaged percentiles.
 
 use super::stats::{Latency, PingDistributions};
-use super::summary::{Counters, EchoSummary, LagSummary, PingSummary};
+use super::summary::{Counters, EchoSummary, LagSummary, OneWay, PingSummary};
 
 /// Adds up the counters of several echo sockets serving one address (`--threads`). Peers are
 /// summed: `SO_REUSEPORT` keeps each peer on one socket.
@@ -111,6 +111,16 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
     } else {
         None
     };
+    if let Some(one_way) = all.one_way.as_deref() {
+        // Synchronised in total only where every flow said so.
+        let synchronized = flows
+            .iter()
+            .all(|f| f.forward.as_ref().is_some_and(|w| w.clocks_synchronized));
+        let [forward, backward] = OneWay::of(one_way, synchronized);
+        total.reflector_dwell = one_way.dwell.summary();
+        total.forward = Some(forward);
+        total.backward = Some(backward);
+    }
     total.flows = flows;
     total
 }

@@ -15,8 +15,8 @@ pub mod summary;
 
 pub use event::{ProbeEvent, ReplyKind};
 pub use interval::{IntervalClock, IntervalReport, IntervalSummary};
-pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
+pub use stats::{Jitter, Latency, LatencySummary, OneWayDistributions, PingDistributions, MAX_NS};
 pub use summary::{
-    Batching, Counters, DirectionStats, EchoSummary, LagSummary, LossBursts, Outage, PingSummary,
-    Refusals, RelaySummary, RxTimestamps, SocketSummary,
+    Batching, Counters, DirectionStats, EchoSummary, LagSummary, LossBursts, OneWay, Outage,
+    PingSummary, Refusals, RelaySummary, RxTimestamps, SocketSummary,
 };

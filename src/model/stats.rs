@@ -144,6 +144,8 @@ pub struct PingDistributions {
     pub rtt_from_intended: Latency,
     /// Fixed rate: how late each probe left compared with its slot.
     pub schedule_lag: Latency,
+    /// STAMP runs: what the reflector's timestamps split the round trip into.
+    pub one_way: Option<Box<OneWayDistributions>>,
 }
 
 impl PingDistributions {
@@ -151,6 +153,40 @@ impl PingDistributions {
         self.rtt.merge(&other.rtt);
         self.rtt_from_intended.merge(&other.rtt_from_intended);
         self.schedule_lag.merge(&other.schedule_lag);
+        if let Some(theirs) = &other.one_way {
+            self.one_way
+                .get_or_insert_with(Default::default)
+                .merge(theirs);
+        }
+    }
+}
+
+/// A STAMP round trip split by the reflector's timestamps T2 (received) and T3 (sent): the
+/// forward delay T2 − T1 and backward delay T4 − T3, which cross two clocks, and the dwell
+/// T3 − T2, which does not.
+#[derive(Clone, Default)]
+pub struct OneWayDistributions {
+    pub forward: Latency,
+    pub backward: Latency,
+    pub dwell: Latency,
+    /// One-way samples below zero (the clocks' offset is larger than the delay): counted here,
+    /// since a histogram holds no negative value.
+    pub forward_below_zero: u64,
+    pub backward_below_zero: u64,
+    /// Replies whose reflector said its clock is synchronised, and replies in all.
+    pub reflector_synchronized: u64,
+    pub replies: u64,
+}
+
+impl OneWayDistributions {
+    pub fn merge(&mut self, other: &OneWayDistributions) {
+        self.forward.merge(&other.forward);
+        self.backward.merge(&other.backward);
+        self.dwell.merge(&other.dwell);
+        self.forward_below_zero += other.forward_below_zero;
+        self.backward_below_zero += other.backward_below_zero;
+        self.reflector_synchronized += other.reflector_synchronized;
+        self.replies += other.replies;
     }
 }
 

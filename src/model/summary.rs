@@ -187,9 +187,51 @@ pub struct PingSummary {
     pub loss_bursts: LossBursts,
     pub outages: Vec<Outage>,
     pub socket: SocketSummary,
+    /// STAMP: the reflector's dwell time T3 − T2 (already taken off `rtt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reflector_dwell: Option<LatencySummary>,
+    /// STAMP: the way out (T2 − T1) and the way back (T4 − T3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<OneWay>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backward: Option<OneWay>,
     /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<PingSummary>,
+}
+
+/// One direction of a STAMP round trip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OneWay {
+    /// Delays on two clocks: true one-way delays when both are synchronised (see
+    /// `clocks_synchronized`); otherwise they also hold the clocks' offset.
+    pub delay: Option<LatencySummary>,
+    /// Samples below zero (an offset larger than the delay), left out of `delay`.
+    pub below_zero: u64,
+    /// This host's clock and the reflector's both said they were synchronised (the reflector
+    /// in every reply).
+    pub clocks_synchronized: bool,
+    /// Probes lost this way. `null`: the split is not known (it needs a stateful reflector's
+    /// count, not yet read).
+    pub lost: Option<u64>,
+}
+
+impl OneWay {
+    /// Both directions of `d`, given whether this host's clock is synchronised.
+    pub fn of(d: &super::stats::OneWayDistributions, local_synchronized: bool) -> [OneWay; 2] {
+        let synchronized =
+            local_synchronized && d.replies > 0 && d.reflector_synchronized == d.replies;
+        let way = |delay: &super::stats::Latency, below_zero| OneWay {
+            delay: delay.summary(),
+            below_zero,
+            clocks_synchronized: synchronized,
+            lost: None,
+        };
+        [
+            way(&d.forward, d.forward_below_zero),
+            way(&d.backward, d.backward_below_zero),
+        ]
+    }
 }
 
 /// Everything an echo server counted.

@@ -143,6 +143,7 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
             quartet(r)
         );
     }
+    stamp_lines(&mut out, s);
     if let Some(lag) = &s.schedule_lag {
         let _ = writeln!(
             out,
@@ -214,6 +215,31 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
 }
 
 /// What `sonde merge` found, as text.
+/// STAMP: the reflector's dwell (taken off the rtt above) and the two one-way delays.
+fn stamp_lines(out: &mut String, s: &PingSummary) {
+    if let Some(d) = &s.reflector_dwell {
+        let _ = writeln!(
+            out,
+            "reflector dwell         = {} ms (p50/p90/p99/p99.9, T3 - T2: not in the rtt above)",
+            quartet(d)
+        );
+    }
+    for (name, way) in [("forward ", &s.forward), ("backward", &s.backward)] {
+        let Some(way) = way else { continue };
+        let delay = way.delay.as_ref().map_or("no samples".into(), quartet);
+        let clocks = if way.clocks_synchronized {
+            "clocks synchronised"
+        } else {
+            "clocks not both synchronised: includes their offset"
+        };
+        let below = match way.below_zero {
+            0 => String::new(),
+            n => format!(", {n} below zero"),
+        };
+        let _ = writeln!(out, "{name} delay          = {delay} ms ({clocks}{below})");
+    }
+}
+
 pub(crate) fn merge_text(s: &super::merge::MergeSummary) -> String {
     let mut out = format!(
         "--- sonde merge: {} logs, {} intervals ---\n",
@@ -428,6 +454,9 @@ mod tests {
                 gso_refused: None,
                 gro: false,
             },
+            reflector_dwell: None,
+            forward: None,
+            backward: None,
             flows: Vec::new(),
         }
     }

@@ -8,12 +8,13 @@
 use super::guard::Guard;
 use super::service::{Next, Service};
 use super::socket;
-use crate::config::EchoConfig;
+use super::stamp::{Answer, StampReflector};
+use crate::config::{EchoConfig, Policy};
 use crate::engine::{Role, Wake};
 use crate::error::Error;
-use crate::model::EchoSummary;
+use crate::model::{EchoSummary, Refusals};
 use crate::sys::MmsgBatch;
-use crate::wire::Wire;
+use crate::wire::{ClockQuality, Wire};
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
@@ -39,8 +40,26 @@ struct StatsReports {
     sink: StatsSink,
 }
 
+/// What answers a datagram once the guard has let it through.
+enum Answerer {
+    /// A stateless format: the echo, or sockperf's server.
+    Plain(Wire),
+    /// A STAMP Session-Reflector (with its session table when stateful).
+    Stamp(Box<StampReflector>),
+}
+
+/// Where a received slot came from, and what the kernel said of it.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    from: SocketAddr,
+    kernel_rx: Option<Duration>,
+    ttl: Option<u8>,
+}
+
 pub struct Echo {
-    wire: Wire,
+    answerer: Answerer,
+    /// STAMP test packets whose HMAC did not check out (the guard counts the other refusals).
+    stamp_auth_failed: u64,
     socket: UdpSocket,
     local: SocketAddr,
     batch: MmsgBatch,
@@ -73,10 +92,34 @@ impl Echo {
         let (rcvbuf_bytes, sndbuf_bytes) = crate::sys::granted_buffers(&socket).unwrap_or((0, 0));
         // Datagrams a GSO sender sent as one come in as one, and go back as one.
         let gro = cfg.gro && crate::sys::enable_gro(&socket);
-        let guard = Guard::new(local, cfg.policy.clone());
         let policy = &cfg.policy;
+        let (answerer, guard) = match cfg.wire {
+            Wire::Stamp(_) => {
+                // T2 from the kernel's receive stamp, and the TTL each test packet arrived with.
+                let _ = crate::sys::enable_rx_metadata(&socket, true);
+                let _ = crate::sys::enable_recv_ttl(&socket, local.is_ipv6());
+                let clock = crate::sys::clock_quality()
+                    .map(|(synchronized, error)| ClockQuality {
+                        synchronized,
+                        error,
+                    })
+                    .unwrap_or_default();
+                // The key is STAMP's HMAC, checked by the reflector, not sonde's tag.
+                let reflector = StampReflector::new(policy.key.clone(), cfg.stateful, clock);
+                let unkeyed = Policy {
+                    key: None,
+                    ..policy.clone()
+                };
+                (
+                    Answerer::Stamp(Box::new(reflector)),
+                    Guard::new(local, unkeyed),
+                )
+            }
+            wire => (Answerer::Plain(wire), Guard::new(local, policy.clone())),
+        };
         Ok(Self {
-            wire: cfg.wire,
+            answerer,
+            stamp_auth_failed: 0,
             socket,
             local,
             batch: MmsgBatch::new(),
@@ -127,7 +170,10 @@ impl Echo {
             duration_ms: self.started.elapsed().as_millis() as u64,
             peers: self.peers.len() as u64,
             recv_errors: self.service.receive_errors(),
-            refused: self.guard.refused.clone(),
+            refused: Refusals {
+                auth_failed: self.guard.refused.auth_failed + self.stamp_auth_failed,
+                ..self.guard.refused.clone()
+            },
             ..self.summary.clone()
         }
     }
@@ -151,15 +197,19 @@ impl Echo {
             };
             debug_assert!(n <= MAX_BATCH);
             // Verdicts for every datagram of the batch, in order (a slot may hold several).
-            let mut known = [false; MAX_BATCH];
+            let mut arrivals: [Option<Arrival>; MAX_BATCH] = [None; MAX_BATCH];
             let mut answers = std::mem::take(&mut self.answers);
             answers.clear();
             let now = Instant::now();
-            for (i, known) in known.iter_mut().enumerate().take(n) {
+            for (i, arrival) in arrivals.iter_mut().enumerate().take(n) {
                 let Some(meta) = self.batch.meta(i) else {
                     continue;
                 };
-                *known = true;
+                *arrival = Some(Arrival {
+                    from: meta.from,
+                    kernel_rx: meta.kernel_rx,
+                    ttl: meta.ttl,
+                });
                 self.note_peer(meta.from);
                 let before = answers.len();
                 for datagram in meta.datagrams(self.batch.payload(i)) {
@@ -171,23 +221,36 @@ impl Echo {
                     self.summary.coalesced += (answers.len() - before) as u64;
                 }
             }
-            let (mut silent, mut bytes_out, mut next) = (0u64, 0u64, 0usize);
-            let wire = self.wire;
+            let (mut silent, mut auth_failed, mut bytes_out, mut next) = (0u64, 0u64, 0u64, 0);
+            let answerer = &mut self.answerer;
             let refused = self.batch.reply_with(&self.socket, n, |slot, datagram| {
-                if !known[slot] {
-                    return None;
-                }
+                let arrival = arrivals[slot]?;
                 next += 1;
                 if !answers[next - 1] {
                     return None;
                 }
-                let reply = wire.reflect(datagram);
+                let reply = match answerer {
+                    Answerer::Plain(wire) => wire.reflect(datagram),
+                    Answerer::Stamp(reflector) => {
+                        let (from, t2, ttl) = (arrival.from, arrival.kernel_rx, arrival.ttl);
+                        match reflector.answer(datagram, from, t2, ttl, now) {
+                            Answer::Reply(len) => Some(len),
+                            Answer::NotStamp => None,
+                            Answer::AuthFailed => {
+                                // A refusal, counted with the guard's, not as unanswered.
+                                auth_failed += 1;
+                                return None;
+                            }
+                        }
+                    }
+                };
                 silent += u64::from(reply.is_none());
                 bytes_out += reply.unwrap_or(0) as u64;
                 reply
             });
             self.answers = answers;
             self.summary.not_answered += silent;
+            self.stamp_auth_failed += auth_failed;
             self.summary.send_failed += refused as u64;
             self.summary.bytes_out += bytes_out;
             if n < self.batch.capacity() {

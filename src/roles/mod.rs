@@ -15,6 +15,7 @@ pub(crate) mod pinger;
 pub(crate) mod relay;
 mod service;
 pub(crate) mod socket;
+mod stamp;
 
 pub use echo::Echo;
 pub use pinger::Pinger;

@@ -45,6 +45,14 @@ pub(crate) fn enable_gro(_: &UdpSocket) -> bool {
     false
 }
 
+pub(crate) fn enable_recv_ttl(_: &UdpSocket, _: bool) -> bool {
+    false
+}
+
+pub(crate) fn clock_quality() -> Option<(bool, Duration)> {
+    None
+}
+
 /// Without `sendmmsg`: one `send_to` per call.
 pub(crate) struct Sender {
     target: std::net::SocketAddr,
@@ -127,6 +135,7 @@ impl MmsgBatch {
             kernel_rx: None,
             drops: None,
             segment: None,
+            ttl: None,
         })
     }
 

@@ -12,6 +12,8 @@
 //! | `enable_rx_metadata` | kernel receive timestamps, the receive-queue drop counter | neither |
 //! | `socket_drops` | datagrams the socket dropped for want of room | unknown |
 //! | `enable_gro` | take coalesced datagrams (`UDP_GRO`) | refused |
+//! | `enable_recv_ttl` | each datagram's TTL or hop limit | refused |
+//! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
 //! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket | none |
 //! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
 //! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
@@ -30,8 +32,9 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    drain_error_queue, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers,
-    request_buffers, set_timer_slack, socket_drops, MmsgBatch, PreciseTimer,
+    clock_quality, drain_error_queue, enable_gro, enable_icmp_errors, enable_recv_ttl,
+    enable_rx_metadata, granted_buffers, request_buffers, set_timer_slack, socket_drops, MmsgBatch,
+    PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -47,6 +50,8 @@ pub(crate) struct RecvMeta {
     /// Several datagrams of one sender coalesced by the kernel (`UDP_GRO`): each is this many
     /// bytes, the last possibly fewer. `None`: one datagram.
     pub segment: Option<usize>,
+    /// The TTL (IPv4) or hop limit (IPv6) it arrived with, once asked for (`enable_recv_ttl`).
+    pub ttl: Option<u8>,
 }
 
 impl RecvMeta {

@@ -67,16 +67,27 @@ impl Key {
 
     /// Writes the tag of `probe`'s header after it. `probe` must hold the header and the tag.
     pub fn sign(&self, probe: &mut [u8]) {
-        let tag = self.mac(&probe[..HEADER_LEN]).finalize().into_bytes();
-        probe[HEADER_LEN..HEADER_LEN + TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
+        self.sign_first(probe, HEADER_LEN);
     }
 
     /// Whether `datagram` carries a valid tag of its header (compared in constant time).
     pub fn verify(&self, datagram: &[u8]) -> bool {
-        datagram.len() >= HEADER_LEN + TAG_LEN
+        self.verify_first(datagram, HEADER_LEN)
+    }
+
+    /// Writes the tag of `buf`'s first `covered` bytes right after them (another format's
+    /// layout: STAMP covers 96 bytes). `buf` must hold them and the tag.
+    pub fn sign_first(&self, buf: &mut [u8], covered: usize) {
+        let tag = self.mac(&buf[..covered]).finalize().into_bytes();
+        buf[covered..covered + TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
+    }
+
+    /// Whether the tag after `datagram`'s first `covered` bytes is theirs (constant time).
+    pub fn verify_first(&self, datagram: &[u8], covered: usize) -> bool {
+        datagram.len() >= covered + TAG_LEN
             && self
-                .mac(&datagram[..HEADER_LEN])
-                .verify_truncated_left(&datagram[HEADER_LEN..HEADER_LEN + TAG_LEN])
+                .mac(&datagram[..covered])
+                .verify_truncated_left(&datagram[covered..covered + TAG_LEN])
                 .is_ok()
     }
 }

@@ -7,15 +7,20 @@
 //! - how a reflector answers a datagram ([`Wire::reflect`]): how many of its bytes go back, never
 //!   more than arrived.
 //!
-//! The formats: [`sonde`] (sonde's own header, optionally signed with [`auth`]) and [`sockperf`]
-//! (sockperf's message header, to measure or serve sockperf's peer).
+//! The formats: [`sonde`] (sonde's own header, optionally signed with [`auth`]), [`sockperf`]
+//! (sockperf's message header, to measure or serve sockperf's peer) and [`stamp`] (RFC 8762 test
+//! packets, to measure or serve standard network gear; its reflector keeps per-session state, so
+//! it answers through `roles::stamp` rather than [`Wire::reflect`]).
 
 pub mod auth;
 pub mod sockperf;
 pub mod sonde;
+pub mod stamp;
 
-use auth::Key;
+use auth::{Key, TAG_LEN};
 pub use sonde::{fill_padding, fill_padding_after, DecodeError, ProbeHeader, HEADER_LEN};
+use stamp::{ErrorEstimate, Mode, Reflected, TestPacket, TimeFormat, Timestamp};
+use std::time::Duration;
 
 /// Which probe format a pinger sends and an echo understands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +31,31 @@ pub enum Wire {
     /// sockperf's message header ([`sockperf`]), so that sonde and sockperf can be measured
     /// against the same peer.
     Sockperf,
+    /// STAMP test packets ([`stamp`]), timestamps in this format; authenticated with a key.
+    Stamp(TimeFormat),
+}
+
+/// How the sender's clock stands, for the formats that carry wall-clock time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClockQuality {
+    /// Synchronised to UTC by an external source (NTP, PTP).
+    pub synchronized: bool,
+    /// The clock's estimated error.
+    pub error: Duration,
+}
+
+/// What a STAMP reflector's answer says beyond the probe it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reflection {
+    /// The reflector's sequence number: a copy of ours (stateless) or its own count (stateful).
+    pub seq: u32,
+    /// T2 and T3, on the reflector's clock, since the Unix epoch.
+    pub received: Duration,
+    pub sent: Duration,
+    /// The TTL or hop limit our probe arrived with.
+    pub ttl: u8,
+    /// Whether the reflector says its clock is synchronised.
+    pub synchronized: bool,
 }
 
 /// What a pinger writes at the front of one probe.
@@ -36,13 +66,21 @@ pub struct Probe {
     pub seq: u64,
     /// Send time, ns since the run started.
     pub send_ns: u64,
+    /// The same time on the wall clock, since the Unix epoch (for STAMP's T1).
+    pub wall: Duration,
+    pub clock: ClockQuality,
 }
 
 /// What a reply from the target says about the probe it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
-    /// A reply to probe `seq`; `send_ns` is the send time it carries, where the format has one.
-    Probe { seq: u64, send_ns: Option<u64> },
+    /// A reply to probe `seq` (its low [`Wire::seq_bits`] bits); `send_ns` is the send time it
+    /// carries, where the format has one; `reflection` what a STAMP reflector added.
+    Probe {
+        seq: u64,
+        send_ns: Option<u64>,
+        reflection: Option<Reflection>,
+    },
     /// A probe of this format, but of another run.
     OtherSession,
     /// Probe `seq` of this run, whose authentication tag does not check out.
@@ -52,12 +90,47 @@ pub enum Reply {
 }
 
 impl Wire {
-    /// Bytes of header this format needs: the smallest probe.
-    pub fn header_len(self) -> usize {
+    /// Bytes of header this format needs, signed or not: the smallest probe.
+    pub fn header_len(self, signed: bool) -> usize {
         match self {
+            Wire::Sonde if signed => HEADER_LEN + TAG_LEN,
             Wire::Sonde => HEADER_LEN,
             Wire::Sockperf => sockperf::HEADER_LEN,
+            Wire::Stamp(_) => Self::stamp_mode(signed).base_len(),
         }
+    }
+
+    /// Whether probes of this format can be signed with a key.
+    pub fn can_sign(self) -> bool {
+        !matches!(self, Wire::Sockperf)
+    }
+
+    /// How many low bits of the sequence number a reply carries.
+    pub fn seq_bits(self) -> u32 {
+        match self {
+            Wire::Stamp(_) => 32,
+            Wire::Sonde | Wire::Sockperf => 64,
+        }
+    }
+
+    /// Whether replies carry the probe's padding back untouched (a STAMP reflector's padding
+    /// is its own: RFC 8762 asks only that the answer be as long).
+    pub fn echoes_padding(self) -> bool {
+        !matches!(self, Wire::Stamp(_))
+    }
+
+    fn stamp_mode(signed: bool) -> Mode {
+        if signed {
+            Mode::Authenticated
+        } else {
+            Mode::Open
+        }
+    }
+
+    /// The STAMP SSID (RFC 8972) of a run: from its session id, never 0 (which a reflector
+    /// without SSID support answers with).
+    fn ssid(session: u64) -> u16 {
+        (session as u16) | 1
     }
 
     /// Writes `probe`'s header at the front of `buf` (the whole datagram), signed with `key`
@@ -81,6 +154,13 @@ impl Wire {
                 length: buf.len() as u32,
             }
             .encode(buf),
+            Wire::Stamp(format) => TestPacket {
+                seq: probe.seq as u32,
+                timestamp: Timestamp::new(probe.wall, format),
+                error: ErrorEstimate::new(probe.clock.synchronized, format, probe.clock.error),
+                ssid: Self::ssid(probe.session),
+            }
+            .encode(buf, Self::stamp_mode(key.is_some()), key),
         }
     }
 
@@ -100,6 +180,7 @@ impl Wire {
                 Reply::Probe {
                     seq: header.seq,
                     send_ns: Some(header.send_ns),
+                    reflection: None,
                 }
             }
             Wire::Sockperf => match sockperf::Header::decode(data) {
@@ -110,19 +191,48 @@ impl Wire {
                     Reply::Probe {
                         seq: h.seq,
                         send_ns: None,
+                        reflection: None,
                     }
                 }
                 _ => Reply::NotAReply("not a sockperf reply"),
             },
+            Wire::Stamp(_) => Self::decode_stamp(data, session, key),
         }
     }
 
-    /// How a reflector answers `datagram`: `Some(n)` sends back its first `n` bytes (after any
-    /// rewrite in place), `None` stays silent. Never more than arrived.
+    fn decode_stamp(data: &[u8], session: u64, key: Option<&Key>) -> Reply {
+        let r = match Reflected::decode(data, Self::stamp_mode(key.is_some()), key) {
+            Ok(r) => r,
+            Err(stamp::Refused::TooShort) => return Reply::NotAReply("not a STAMP reply"),
+            Err(stamp::Refused::BadHmac) => return Reply::NotAReply("authentication failed"),
+        };
+        if r.ssid != 0 && r.ssid != Self::ssid(session) {
+            return Reply::OtherSession;
+        }
+        // The reflector stamps in the format it says (its Z bit); a time that is none is 0.
+        let format = r.error.format();
+        let time = |t: Timestamp| t.since_unix(format).unwrap_or_default();
+        Reply::Probe {
+            seq: u64::from(r.sender_seq),
+            send_ns: None,
+            reflection: Some(Reflection {
+                seq: r.seq,
+                received: time(r.receive),
+                sent: time(r.timestamp),
+                ttl: r.sender_ttl,
+                synchronized: r.error.synchronized(),
+            }),
+        }
+    }
+
+    /// How a stateless reflector answers `datagram`: `Some(n)` sends back its first `n` bytes
+    /// (after any rewrite in place), `None` stays silent. Never more than arrived. (STAMP's
+    /// reflector needs times and session state: `None` here.)
     pub fn reflect(self, datagram: &mut [u8]) -> Option<usize> {
         match self {
             Wire::Sonde => Some(datagram.len()),
             Wire::Sockperf => sockperf::server_reply(datagram),
+            Wire::Stamp(_) => None,
         }
     }
 }
@@ -137,6 +247,8 @@ mod tests {
             session: 42,
             seq: 7,
             send_ns: 1_000,
+            wall: Duration::ZERO,
+            clock: ClockQuality::default(),
         };
         for wire in [Wire::Sonde, Wire::Sockperf] {
             let mut buf = vec![0u8; 64];
@@ -145,7 +257,12 @@ mod tests {
             let n = wire.reflect(&mut buf).expect("a probe is answered");
             let got = wire.decode_reply(&buf[..n], 42, None);
             let send_ns = (wire == Wire::Sonde).then_some(1_000);
-            assert_eq!(got, Reply::Probe { seq: 7, send_ns }, "{wire:?}");
+            let want = Reply::Probe {
+                seq: 7,
+                send_ns,
+                reflection: None,
+            };
+            assert_eq!(got, want, "{wire:?}");
         }
     }
 
@@ -156,6 +273,8 @@ mod tests {
             session: 1,
             seq: 0,
             send_ns: 0,
+            wall: Duration::ZERO,
+            clock: ClockQuality::default(),
         };
         Wire::Sonde.encode(&mut buf, &probe, None);
         assert_eq!(Wire::Sonde.decode_reply(&buf, 2, None), Reply::OtherSession);
@@ -178,6 +297,8 @@ mod tests {
             session: 1,
             seq: 3,
             send_ns: 0,
+            wall: Duration::ZERO,
+            clock: ClockQuality::default(),
         };
         let mut buf = vec![0u8; 64];
         Wire::Sonde.encode(&mut buf, &probe, Some(&key));

@@ -26,9 +26,10 @@ use crate::model::{
 };
 use crate::roles::socket;
 use crate::sys::{
-    enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch, SendBatch,
+    clock_quality, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch,
+    SendBatch,
 };
-use crate::wire;
+use crate::wire::{self, ClockQuality, Wire};
 use loss_pattern::LossPattern;
 use mio::event::Event;
 use mio::net::UdpSocket;
@@ -39,7 +40,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Timer-wheel resolution for probe timeouts.
 const TICK_NS: u64 = 100_000;
@@ -90,6 +91,11 @@ pub struct Pinger<'a> {
     loss_pattern: LossPattern,
     phase: Phase,
     epoch: Instant,
+    /// The epoch on the wall clock, since the Unix epoch: T1 and T4 of formats that carry
+    /// wall-clock times are the epoch's plus the monotonic offset (one clock read per run).
+    epoch_wall: Duration,
+    /// This host's clock as the kernel's discipline says (for STAMP's Error Estimate).
+    clock: ClockQuality,
     started: bool,
     /// When sending stopped and when the last verdict came, ns since the epoch.
     send_end_ns: Option<u64>,
@@ -144,7 +150,9 @@ impl<'a> Pinger<'a> {
         let table_max = span.max(inflight_max).saturating_mul(2).min(MAX_TABLE);
         let session = random_session();
         let mut probe = vec![0u8; cfg.size];
-        wire::fill_padding_after(&mut probe, cfg.header_len(), session);
+        if cfg.wire.echoes_padding() {
+            wire::fill_padding_after(&mut probe, cfg.header_len(), session);
+        }
         Ok(Self {
             inflight_max,
             timeout_ns,
@@ -158,12 +166,22 @@ impl<'a> Pinger<'a> {
             table: InFlight::new(inflight_max.saturating_mul(2).min(4096), table_max),
             timeouts: Wheel::new(),
             counters: Counters::default(),
-            dist: PingDistributions::default(),
+            dist: PingDistributions {
+                one_way: matches!(cfg.wire, Wire::Stamp(_)).then(Default::default),
+                ..PingDistributions::default()
+            },
             jitter: Jitter::default(),
             outages: OutageTracker::default(),
             loss_pattern: LossPattern::default(),
             phase: Phase::Sending,
             epoch: Instant::now(),
+            epoch_wall: Duration::ZERO,
+            clock: clock_quality()
+                .map(|(synchronized, error)| ClockQuality {
+                    synchronized,
+                    error,
+                })
+                .unwrap_or_default(),
             started: false,
             send_end_ns: None,
             end_ns: None,
@@ -277,6 +295,9 @@ impl Role for Pinger<'_> {
         if !self.started {
             self.started = true;
             self.epoch = now;
+            self.epoch_wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
         }
         if self.phase == Phase::Done {
             return Ok(Wake::IDLE);

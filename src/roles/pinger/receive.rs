@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::model::{ProbeEvent, ReplyKind};
 use crate::roles::socket;
 use crate::sys::{drain_error_queue, MmsgBatch};
-use crate::wire::{ProbeHeader, Reply};
+use crate::wire::{ProbeHeader, Reflection, Reply};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -106,13 +106,20 @@ impl Pinger<'_> {
             return;
         }
         // The sequence number, and the send time the reply carries where the format has one.
-        let (seq, stamp) =
+        let (seq, stamp, reflection) =
             match self
                 .cfg
                 .wire
                 .decode_reply(data, self.session, self.cfg.key.as_ref())
             {
-                Reply::Probe { seq, send_ns } => (seq, send_ns),
+                Reply::Probe {
+                    seq,
+                    send_ns,
+                    reflection,
+                } => {
+                    let seq = widen(seq, self.cfg.wire.seq_bits(), self.table.next_seq());
+                    (seq, send_ns, reflection)
+                }
                 Reply::OtherSession => {
                     self.counters.foreign += 1;
                     self.emit(ProbeEvent::Foreign { from, len });
@@ -133,7 +140,8 @@ impl Pinger<'_> {
             let header_len = self.cfg.header_len();
             let faithful = len == self.probe.len()
                 && stamp.is_none_or(|sent| sent == slot.sent_ns)
-                && data[header_len..] == self.probe[header_len..];
+                && (!self.cfg.wire.echoes_padding()
+                    || data[header_len..] == self.probe[header_len..]);
             if !faithful {
                 let reason = if len < self.probe.len() {
                     "truncated"
@@ -143,9 +151,12 @@ impl Pinger<'_> {
                 return self.mismatched(Some(seq), len, reason);
             }
         }
-        let rtt_ns = now_ns.saturating_sub(slot.sent_ns);
+        let mut rtt_ns = now_ns.saturating_sub(slot.sent_ns);
         let kind = match self.table.on_reply(seq, now_ns, self.timeout_ns) {
             Verdict::Received { reordered } => {
+                if let Some(r) = reflection {
+                    rtt_ns = self.split_round_trip(&r, slot.sent_ns, now_ns, rtt_ns);
+                }
                 self.counters.received += 1;
                 self.counters.reordered += u64::from(reordered);
                 self.dist.rtt.record(rtt_ns);
@@ -187,6 +198,36 @@ impl Pinger<'_> {
         });
     }
 
+    /// Records what a STAMP reflector's T2 and T3 tell of a round trip from `sent_ns` to
+    /// `arrived_ns`: its dwell, which comes off the round trip (returned), and the forward and
+    /// backward delays across the two clocks.
+    fn split_round_trip(
+        &mut self,
+        r: &Reflection,
+        sent_ns: u64,
+        arrived_ns: u64,
+        rtt_ns: u64,
+    ) -> u64 {
+        let Some(d) = self.dist.one_way.as_deref_mut() else {
+            return rtt_ns;
+        };
+        let t1 = self.epoch_wall + Duration::from_nanos(sent_ns);
+        let t4 = self.epoch_wall + Duration::from_nanos(arrived_ns);
+        let dwell = r.sent.saturating_sub(r.received).as_nanos() as u64;
+        d.dwell.record(dwell);
+        d.replies += 1;
+        d.reflector_synchronized += u64::from(r.synchronized);
+        match r.received.checked_sub(t1) {
+            Some(forward) => d.forward.record(forward.as_nanos() as u64),
+            None => d.forward_below_zero += 1,
+        }
+        match t4.checked_sub(r.sent) {
+            Some(backward) => d.backward.record(backward.as_nanos() as u64),
+            None => d.backward_below_zero += 1,
+        }
+        rtt_ns.saturating_sub(dwell)
+    }
+
     fn mismatched(&mut self, seq: Option<u64>, len: usize, reason: &'static str) {
         self.counters.mismatched += 1;
         self.emit(ProbeEvent::Mismatched { seq, len, reason });
@@ -210,5 +251,37 @@ impl Pinger<'_> {
             self.outages.observe(&slot);
             self.loss_pattern.observe(&slot);
         }
+    }
+}
+
+/// The sequence number whose low `bits` bits are `low`: the latest one before `next` (the next
+/// to be sent), as replies answer probes already sent; `low` itself when there is none.
+fn widen(low: u64, bits: u32, next: u64) -> u64 {
+    if bits >= 64 {
+        return low;
+    }
+    let span = 1u64 << bits;
+    let candidate = (next & !(span - 1)) | low;
+    if candidate >= next && candidate >= span {
+        candidate - span
+    } else {
+        candidate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::widen;
+
+    #[test]
+    fn a_32_bit_sequence_number_widens_to_the_latest_probe_sent() {
+        assert_eq!(widen(5, 64, 0), 5);
+        assert_eq!(widen(5, 32, 10), 5);
+        // Past a wrap: low 3 is probe 2^32 + 3, low 2^32 - 1 the probe just before the wrap.
+        let next = (1u64 << 32) + 10;
+        assert_eq!(widen(3, 32, next), (1 << 32) + 3);
+        assert_eq!(widen(u64::from(u32::MAX), 32, next), u64::from(u32::MAX));
+        // Never sent yet: left as it is (the table calls it never sent).
+        assert_eq!(widen(20, 32, 10), 20);
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Phase, Pinger};
 use crate::config::Pace;
-use crate::model::{Batching, LagSummary, PingDistributions, PingSummary, SocketSummary};
+use crate::model::{Batching, LagSummary, OneWay, PingDistributions, PingSummary, SocketSummary};
 use crate::sys::socket_drops;
 use std::time::Instant;
 
@@ -37,6 +37,8 @@ impl Pinger<'_> {
             Pace::Window => None,
         };
         let schedule_lag = rate.and(LagSummary::of(&self.dist.schedule_lag));
+        let one_way = self.dist.one_way.as_deref();
+        let ways = one_way.map(|d| OneWay::of(d, self.clock.synchronized));
         let mut counters = self.counters.clone();
         if let Some(drops) = socket_drops(&self.socket) {
             counters.local_drops = counters.local_drops.max(drops.into());
@@ -61,6 +63,9 @@ impl Pinger<'_> {
             schedule_lag,
             loss_bursts: self.loss_pattern.summary(),
             socket: self.socket_summary(),
+            reflector_dwell: one_way.as_ref().and_then(|d| d.dwell.summary()),
+            forward: ways.clone().map(|[f, _]| f),
+            backward: ways.map(|[_, b]| b),
             flows: Vec::new(),
             outages: self
                 .outages

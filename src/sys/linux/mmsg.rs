@@ -14,9 +14,9 @@ use std::time::Duration;
 /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 32;
 const SLOT: usize = 65_536;
-/// Control space per received slot: a timestamp, a drop counter and a GRO segment size,
-/// with their headers (96 bytes).
-const CONTROL_WORDS: usize = 12;
+/// Control space per received slot: a timestamp, a drop counter, a GRO segment size and a TTL
+/// or hop limit, with their headers (104 bytes; 128 kept).
+const CONTROL_WORDS: usize = 16;
 
 fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -55,12 +55,13 @@ struct Control {
     kernel_rx: Option<Duration>,
     drops: Option<u32>,
     segment: Option<usize>,
+    ttl: Option<u8>,
 }
 
-/// The receive timestamp, drop count and GRO segment size among a received message's
+/// The receive timestamp, drop count, GRO segment size and TTL among a received message's
 /// control messages.
 fn control_messages(msg: &libc::msghdr) -> Control {
-    let (mut kernel_rx, mut drops, mut segment) = (None, None, None);
+    let (mut kernel_rx, mut drops, mut segment, mut ttl) = (None, None, None, None);
     // Safety: msg was filled by a successful receive; the CMSG_* macros stay within
     // msg_controllen (0 when there is no control buffer), and payloads are read unaligned.
     unsafe {
@@ -77,6 +78,11 @@ fn control_messages(msg: &libc::msghdr) -> Control {
             } else if c.cmsg_level == libc::IPPROTO_UDP && c.cmsg_type == libc::UDP_GRO {
                 let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
                 segment = usize::try_from(size).ok().filter(|&s| s > 0);
+            } else if (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_TTL)
+                || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_HOPLIMIT)
+            {
+                let hops = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                ttl = u8::try_from(hops).ok();
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
@@ -85,6 +91,7 @@ fn control_messages(msg: &libc::msghdr) -> Control {
         kernel_rx,
         drops,
         segment,
+        ttl,
     }
 }
 
@@ -260,6 +267,7 @@ impl MmsgBatch {
             kernel_rx: c.kernel_rx,
             drops: c.drops,
             segment: c.segment,
+            ttl: c.ttl,
         })
     }
 

@@ -13,10 +13,10 @@ pub(crate) use errqueue::drain_error_queue;
 pub(crate) use mmsg::MmsgBatch;
 pub(super) use send::Sender;
 pub(crate) use sockopt::{
-    enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, request_buffers,
-    socket_drops,
+    enable_gro, enable_icmp_errors, enable_recv_ttl, enable_rx_metadata, granted_buffers,
+    request_buffers, socket_drops,
 };
-pub(crate) use timer::{set_timer_slack, PreciseTimer};
+pub(crate) use timer::{clock_quality, set_timer_slack, PreciseTimer};
 
 use std::io;
 

@@ -105,3 +105,14 @@ pub(crate) fn enable_rx_metadata(socket: &UdpSocket, timestamps: bool) -> (bool,
 pub(crate) fn enable_gro(socket: &UdpSocket) -> bool {
     set_int_option(socket, libc::IPPROTO_UDP, libc::UDP_GRO, 1).is_ok()
 }
+
+/// Asks the kernel to say with each datagram the TTL (IPv4) or hop limit (IPv6) it arrived with;
+/// says whether it accepted.
+pub(crate) fn enable_recv_ttl(socket: &UdpSocket, ipv6: bool) -> bool {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVTTL)
+    };
+    set_int_option(socket, level, name, 1).is_ok()
+}

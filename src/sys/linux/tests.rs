@@ -147,6 +147,7 @@ fn datagrams_of_a_receive_split_at_the_segment_size() {
         kernel_rx: None,
         drops: None,
         segment,
+        ttl: None,
     };
     let data = [0u8; 250];
     let sizes = |m: RecvMeta, d: &[u8]| m.datagrams(d).map(<[u8]>::len).collect::<Vec<_>>();

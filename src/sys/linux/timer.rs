@@ -81,3 +81,18 @@ impl PreciseTimer {
         }
     }
 }
+
+/// Whether the wall clock is synchronised to an external source, and its estimated error, as
+/// the kernel's clock discipline (`adjtimex`) says; `None` where it will not say.
+pub(crate) fn clock_quality() -> Option<(bool, Duration)> {
+    // Safety: an all-zero timex with modes 0 asks adjtimex to read, not to change, the clock.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // Safety: tx is a valid timex the call writes into.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state < 0 {
+        return None;
+    }
+    let synchronized = state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0;
+    let error_us = u64::try_from(tx.esterror).unwrap_or(0);
+    Some((synchronized, Duration::from_micros(error_us.max(1))))
+}

@@ -1,0 +1,290 @@
+//! STAMP (RFC 8762): sonde's Session-Sender and Session-Reflector against each other, against
+//! hostile datagrams, and against stamp-suite, an implementation no one here wrote.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `sonde echo --wire stamp` with `extra` flags, JSON counters at the end; returns it and its
+/// address (read from the banner, which goes to stderr with --json).
+fn sonde_reflector(extra: &[&str]) -> (KillOnDrop, String) {
+    let mut child = sonde()
+        .args(["echo", "--wire", "stamp", "--bind", "127.0.0.1:0", "--json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .split([' ', ';'])
+        .next()
+        .unwrap()
+        .to_string();
+    (KillOnDrop(child), addr)
+}
+
+/// Stops a reflector as Ctrl-C would and returns its JSON counters.
+fn counters(mut reflector: KillOnDrop) -> serde_json::Value {
+    signal(&reflector.0, "INT");
+    let mut out = String::new();
+    reflector
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+/// A key file both tools read as the same raw bytes (not hex text, which stamp-suite would
+/// decode), readable by its owner only (stamp-suite refuses anything looser).
+fn key_file(dir: &std::path::Path) -> String {
+    let path = dir.join("stamp.key");
+    std::fs::write(&path, b"sonde+stamp-suite shared key!").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sonde-stamp-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn sonde_sender_and_reflector_split_the_round_trip() {
+    let (reflector, addr) = sonde_reflector(&["--stateful"]);
+    let s = run_json(&["ping", &addr, "--wire", "stamp", "-c", "500", "-r", "5000"]);
+    assert_eq!((u(&s, "sent"), u(&s, "received")), (500, 500), "{s}");
+    assert_eq!(u(&s, "mismatched") + u(&s, "foreign"), 0, "{s}");
+    // Dwell comes off the round trip; the two one-way delays then add up to about it (one
+    // host, one clock).
+    let dwell = f(&s["reflector_dwell"], "p50_us");
+    assert!(dwell > 0.0, "{s}");
+    let forward = f(&s["forward"]["delay"], "mean_us");
+    let backward = f(&s["backward"]["delay"], "mean_us");
+    let rtt = f(&s["rtt"], "mean_us");
+    assert!(
+        ((forward + backward) - rtt).abs() < 0.2 * rtt + 2.0,
+        "forward {forward} + backward {backward} vs rtt {rtt}"
+    );
+    assert_eq!(
+        u(&s["forward"], "below_zero") + u(&s["backward"], "below_zero"),
+        0
+    );
+    let echo = counters(reflector);
+    assert_eq!(u(&echo, "datagrams"), 500);
+    assert_eq!(
+        u(&echo, "bytes_out"),
+        u(&echo, "bytes"),
+        "as long as asked, never longer"
+    );
+}
+
+#[test]
+fn the_reflector_answers_nothing_but_test_packets_of_its_mode() {
+    let dir = temp_dir("hostile");
+    let key = key_file(&dir);
+    let (reflector, addr) = sonde_reflector(&["--key-file", &key]);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Too short, unauthenticated (44 bytes, and 112 with no valid HMAC), garbage.
+    for datagram in [
+        vec![0u8; 10],
+        vec![0u8; 44],
+        vec![0u8; 112],
+        vec![0xff; 300],
+    ] {
+        client.send_to(&datagram, &addr).unwrap();
+    }
+    let mut buf = [0u8; 512];
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "something was answered"
+    );
+    // Signed probes are answered.
+    let s = run_json(&[
+        "ping",
+        &addr,
+        "--wire",
+        "stamp",
+        "--key-file",
+        &key,
+        "-c",
+        "50",
+        "-r",
+        "1000",
+    ]);
+    assert_eq!(u(&s, "received"), 50, "{s}");
+    assert_eq!(s["size_bytes"], 112);
+    let echo = counters(reflector);
+    assert_eq!(u(&echo, "datagrams"), 54);
+    // The two of 112 bytes and more fail the HMAC; the two shorter are no test packets.
+    assert_eq!(u(&echo["refused"], "auth_failed"), 2, "{echo}");
+    assert_eq!(u(&echo, "not_answered"), 2, "{echo}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_stamp_target_without_a_port_is_port_862_and_other_formats_need_one() {
+    let out = run(&["ping", "127.0.0.1", "-c", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
+    // Nothing listens on 862 here: the run says where it sent, and ends.
+    let out = run(&[
+        "ping",
+        "127.0.0.1",
+        "--wire",
+        "stamp",
+        "-c",
+        "1",
+        "-t",
+        "100ms",
+        "--json",
+    ]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["target"], "127.0.0.1:862");
+}
+
+// ---- against stamp-suite (installed by .ci/run) ----
+
+fn stamp_suite() -> Option<Command> {
+    have_peer("stamp-suite").then(|| Command::new("stamp-suite"))
+}
+
+/// stamp-suite as a reflector on a free port, with `extra` flags.
+fn suite_reflector(extra: &[&str]) -> Option<(KillOnDrop, String)> {
+    let mut cmd = stamp_suite()?;
+    let port = free_port().to_string();
+    let child = cmd
+        .args(["-i", "-S", "127.0.0.1", "-o", &port])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    Some((KillOnDrop(child), format!("127.0.0.1:{port}")))
+}
+
+/// stamp-suite sending `count` packets to `addr`: its last JSON line, the summary.
+fn suite_sender(addr: &str, count: u32, extra: &[&str]) -> serde_json::Value {
+    let (ip, port) = addr.rsplit_once(':').unwrap();
+    let out = stamp_suite()
+        .expect("checked by the caller")
+        .args([
+            "-r",
+            ip,
+            "-p",
+            port,
+            "-c",
+            &count.to_string(),
+            "-d",
+            "1ms",
+            "-L",
+            "1",
+        ])
+        .args(["--output-format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'));
+    let last = last.unwrap_or_else(|| {
+        panic!(
+            "no JSON from stamp-suite: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(last).unwrap()
+}
+
+fn sonde_against_suite(extra_suite: &[&str], extra_sonde: &[&str]) {
+    let Some((_suite, addr)) = suite_reflector(extra_suite) else {
+        return;
+    };
+    let mut args = vec!["ping", &addr, "--wire", "stamp", "-c", "300", "-r", "1000"];
+    args.extend_from_slice(extra_sonde);
+    let s = run_json(&args);
+    assert_eq!((u(&s, "sent"), u(&s, "received")), (300, 300), "{s}");
+    assert_eq!(u(&s, "mismatched") + u(&s, "foreign"), 0, "{s}");
+    assert_eq!(u(&s["reflector_dwell"], "count"), 300, "{s}");
+    assert_eq!(u(&s["forward"]["delay"], "count"), 300, "{s}");
+}
+
+#[test]
+fn sonde_measures_a_stateless_stamp_suite_reflector() {
+    sonde_against_suite(&[], &[]);
+}
+
+#[test]
+fn sonde_measures_a_stateful_stamp_suite_reflector_with_ptp_stamps() {
+    sonde_against_suite(&["--stateful-reflector"], &["--stamp-clock", "ptp"]);
+}
+
+#[test]
+fn sonde_measures_an_authenticated_stamp_suite_reflector() {
+    if !have_peer("stamp-suite") {
+        return;
+    }
+    let dir = temp_dir("suite-auth");
+    let key = key_file(&dir);
+    sonde_against_suite(&["-A", "A", "--hmac-key-file", &key], &["--key-file", &key]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn suite_against_sonde(reflector_flags: &[&str], suite_flags: &[&str], stateful: bool) {
+    if stamp_suite().is_none() {
+        return;
+    }
+    let (reflector, addr) = sonde_reflector(reflector_flags);
+    let s = suite_sender(&addr, 200, suite_flags);
+    assert_eq!(s["packets_sent"], 200, "{s}");
+    assert_eq!(s["packets_received"], 200, "{s}");
+    assert_eq!(s["packets_lost"], 0, "{s}");
+    assert_eq!(s["owd"]["samples"], 200, "one-way samples for each: {s}");
+    if stateful {
+        assert_eq!(s["measurements"]["last_reflector_sequence"], 199, "{s}");
+    }
+    let echo = counters(reflector);
+    assert_eq!(u(&echo, "datagrams"), 200, "{echo}");
+}
+
+#[test]
+fn stamp_suite_measures_sonde_stateless_and_stateful() {
+    suite_against_sonde(&[], &[], false);
+    suite_against_sonde(&["--stateful"], &[], true);
+}
+
+#[test]
+fn stamp_suite_measures_sonde_authenticated() {
+    if stamp_suite().is_none() {
+        return;
+    }
+    let dir = temp_dir("sonde-auth");
+    let key = key_file(&dir);
+    suite_against_sonde(
+        &["--key-file", &key, "--stateful"],
+        &["-A", "A", "--hmac-key-file", &key],
+        true,
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
