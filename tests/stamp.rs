@@ -288,3 +288,68 @@ fn stamp_suite_measures_sonde_authenticated() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `sonde impair` between sonde's sender and a stateful sonde reflector, impairing one way.
+fn through_impair(reflector: &[&str], impair: &[&str], ping: &[&str]) -> serde_json::Value {
+    let (reflector, addr) = sonde_reflector(reflector);
+    let mut cmd = sonde();
+    cmd.args([
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &addr,
+        "--seed",
+        "7",
+    ])
+    .args(impair);
+    let relay = spawn_listening(cmd);
+    let mut args = vec!["ping", &relay.addr, "--wire", "stamp"];
+    args.extend_from_slice(ping);
+    let s = run_json(&args);
+    drop(relay);
+    drop(reflector);
+    s
+}
+
+#[test]
+fn forward_loss_is_told_from_backward_by_a_counting_reflector() {
+    let s = through_impair(
+        &["--stateful"],
+        &["--loss", "10%", "--direction", "up"],
+        &["-c", "5000", "-r", "5000", "-t", "200ms"],
+    );
+    let forward = u(&s["forward"], "lost");
+    // 99.9% binomial interval of 10% of 5000: 500 ± 70. Probes lost after the last answered
+    // one are in neither direction.
+    assert!((430..=570).contains(&forward), "{s}");
+    assert_eq!(u(&s["backward"], "lost"), 0, "{s}");
+    assert!(u(&s, "lost") - forward <= 10, "{s}");
+}
+
+#[test]
+fn one_way_delays_show_which_way_is_slow() {
+    let s = through_impair(
+        &["--stateful"],
+        &["--delay", "5ms", "--direction", "up"],
+        &["-c", "200", "-r", "1000"],
+    );
+    assert_eq!(u(&s, "received"), 200, "{s}");
+    assert!(f(&s["forward"]["delay"], "min_us") >= 5_000.0, "{s}");
+    assert!(f(&s["backward"]["delay"], "p50_us") < 1_000.0, "{s}");
+    // A reflector that lost nothing forward cannot say which way the losses went: there were
+    // none, so both are 0.
+    assert_eq!(u(&s["forward"], "lost"), 0);
+}
+
+#[test]
+fn a_stateless_reflector_leaves_the_loss_split_unknown() {
+    let s = through_impair(
+        &[],
+        &["--loss", "10%", "--direction", "up"],
+        &["-c", "1000", "-r", "5000", "-t", "200ms"],
+    );
+    assert!(u(&s, "lost") > 0, "{s}");
+    assert!(s["forward"]["lost"].is_null(), "never a guess: {s}");
+    assert!(s["backward"]["lost"].is_null(), "{s}");
+}

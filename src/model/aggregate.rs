@@ -116,7 +116,8 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
         let synchronized = flows
             .iter()
             .all(|f| f.forward.as_ref().is_some_and(|w| w.clocks_synchronized));
-        let [forward, backward] = OneWay::of(one_way, synchronized);
+        let lost = total.counters.lost;
+        let [forward, backward] = OneWay::of(one_way, synchronized, lost);
         total.reflector_dwell = one_way.dwell.summary();
         total.forward = Some(forward);
         total.backward = Some(backward);

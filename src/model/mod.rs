@@ -18,5 +18,5 @@ pub use interval::{IntervalClock, IntervalReport, IntervalSummary};
 pub use stats::{Jitter, Latency, LatencySummary, OneWayDistributions, PingDistributions, MAX_NS};
 pub use summary::{
     Batching, Counters, DirectionStats, EchoSummary, LagSummary, LossBursts, OneWay, Outage,
-    PingSummary, Refusals, RelaySummary, RxTimestamps, SocketSummary,
+    PingSummary, Refusals, RelaySummary, RxTimestamps, SocketSummary, TtlRange,
 };

@@ -211,26 +211,54 @@ pub struct OneWay {
     /// This host's clock and the reflector's both said they were synchronised (the reflector
     /// in every reply).
     pub clocks_synchronized: bool,
-    /// Probes lost this way. `null`: the split is not known (it needs a stateful reflector's
-    /// count, not yet read).
+    /// Probes lost this way, from a stateful reflector's count (RFC 8762 §4.3), as of the last
+    /// probe answered. `null`: the split is not known (a stateless reflector copies our
+    /// sequence numbers; so does a stateful one that lost nothing forward).
     pub lost: Option<u64>,
+    /// Forward only: the TTL (or hop limit) our probes reached the reflector with, lowest and
+    /// highest; `hops` from the nearest usual initial TTL above it (64, 128 or 255).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<TtlRange>,
+}
+
+/// TTLs seen by the reflector, and the hop count they suggest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TtlRange {
+    pub min: u8,
+    pub max: u8,
+    /// Hops from the nearest usual initial TTL (64, 128, 255) at or above `max`.
+    pub hops: u8,
 }
 
 impl OneWay {
     /// Both directions of `d`, given whether this host's clock is synchronised.
-    pub fn of(d: &super::stats::OneWayDistributions, local_synchronized: bool) -> [OneWay; 2] {
+    pub fn of(
+        d: &super::stats::OneWayDistributions,
+        local_synchronized: bool,
+        lost: u64,
+    ) -> [OneWay; 2] {
         let synchronized =
             local_synchronized && d.replies > 0 && d.reflector_synchronized == d.replies;
-        let way = |delay: &super::stats::Latency, below_zero| OneWay {
+        let split = d.split_loss(lost);
+        let way = |delay: &super::stats::Latency, below_zero, lost| OneWay {
             delay: delay.summary(),
             below_zero,
             clocks_synchronized: synchronized,
-            lost: None,
+            lost,
+            ttl: None,
         };
-        [
-            way(&d.forward, d.forward_below_zero),
-            way(&d.backward, d.backward_below_zero),
-        ]
+        let mut forward = way(&d.forward, d.forward_below_zero, split.map(|s| s.0));
+        forward.ttl = d.ttl.map(|(min, max)| TtlRange {
+            min,
+            max,
+            hops: [64u8, 128, 255]
+                .into_iter()
+                .find(|&initial| initial >= max)
+                .unwrap_or(255)
+                - max,
+        });
+        let backward = way(&d.backward, d.backward_below_zero, split.map(|s| s.1));
+        [forward, backward]
     }
 }
 

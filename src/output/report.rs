@@ -236,7 +236,18 @@ fn stamp_lines(out: &mut String, s: &PingSummary) {
             0 => String::new(),
             n => format!(", {n} below zero"),
         };
-        let _ = writeln!(out, "{name} delay          = {delay} ms ({clocks}{below})");
+        let lost = way
+            .lost
+            .map_or("lost: unknown (reflector does not count)".into(), |n| {
+                format!("lost {n}")
+            });
+        let ttl = way.ttl.map_or(String::new(), |t| {
+            format!(", arrived with TTL {}-{} ({} hops)", t.min, t.max, t.hops)
+        });
+        let _ = writeln!(
+            out,
+            "{name} delay          = {delay} ms ({clocks}{below}); {lost}{ttl}"
+        );
     }
 }
 

@@ -154,10 +154,14 @@ impl Pinger<'_> {
         let mut rtt_ns = now_ns.saturating_sub(slot.sent_ns);
         let kind = match self.table.on_reply(seq, now_ns, self.timeout_ns) {
             Verdict::Received { reordered } => {
+                self.counters.received += 1;
                 if let Some(r) = reflection {
                     rtt_ns = self.split_round_trip(&r, slot.sent_ns, now_ns, rtt_ns);
+                    let received = self.counters.received + self.counters.late;
+                    if let Some(d) = self.dist.one_way.as_deref_mut() {
+                        d.count(seq, r.seq, r.ttl, received);
+                    }
                 }
-                self.counters.received += 1;
                 self.counters.reordered += u64::from(reordered);
                 self.dist.rtt.record(rtt_ns);
                 self.jitter.record(rtt_ns);

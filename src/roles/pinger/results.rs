@@ -38,8 +38,9 @@ impl Pinger<'_> {
         };
         let schedule_lag = rate.and(LagSummary::of(&self.dist.schedule_lag));
         let one_way = self.dist.one_way.as_deref();
-        let ways = one_way.map(|d| OneWay::of(d, self.clock.synchronized));
         let mut counters = self.counters.clone();
+        let lost = counters.lost;
+        let ways = one_way.map(|d| OneWay::of(d, self.clock.synchronized, lost));
         if let Some(drops) = socket_drops(&self.socket) {
             counters.local_drops = counters.local_drops.max(drops.into());
         }
