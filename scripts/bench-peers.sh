@@ -21,8 +21,10 @@ tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reportin
   5. highest open-loop rate with < 0.1% loss, searched the same way for sonde and sockperf
   6. user-space instructions per round trip of each client, 64 in flight, and per datagram of
      each server (valgrind's callgrind: exact counts, unmoved by load; skipped without valgrind)
-  7. irtt's own tests, where installed: RTT p50 at 1 000/s, and the highest clean rate
-and prints one table, with ratios sonde / peer. Peers: sockperf, irtt, python3 (stdlib echo); the
+  7. STAMP: the highest clean rate of sonde's pair and of stamp-suite's, and the STAMP
+     reflector's capacity beside the plain echo's with the same client
+  8. irtt's own tests, where installed: RTT p50 at 1 000/s, and the highest clean rate
+and prints one table, with ratios sonde / peer. Peers: sockperf, irtt, stamp-suite, python3 (stdlib echo); the
 reference: target/release/examples/bare (cargo build --release --examples). sonde's RTTs here use
 user-space receive times (--timestamps user), as the peers do.
 --quick: 2-second runs, one round, a coarser rate search (a smoke test).
@@ -336,6 +338,63 @@ server_cpu() {
   rm -f "$log"
 }
 
+# STAMP (RFC 8762): the sonde pair's highest clean rate beside stamp-suite's own pair (searched
+# the same way), and the STAMP reflector's capacity beside the plain echo's with one client.
+sonde_stamp_clean() {
+  local want=$(($1 * secs * 99 / 100))
+  "$sonde" ping "$P:17601" --wire stamp --rate "$1" --duration "${secs}s" --size "$size" --json |
+    json 'int(d["sent"] >= '"$want"' and d["loss_pct"] < 0.1)' | grep -qx 1
+}
+
+suite_stamp_clean() { # its JSON summary: packets_sent, packets_lost
+  local count=$(($1 * secs)) gap
+  gap=$(python3 -c 'import sys; print("%dus" % max(1, round(1e6 / float(sys.argv[1]))))' "$1")
+  stamp-suite -r "$P" -p 17602 -c "$count" -d "$gap" -L 1 --duration $((secs + 5)) --output-format json 2>/dev/null |
+    grep '"summary"' | tail -n 1 |
+    json 'int(d["packets_sent"] >= 0.99 * '"$count"' and d["packets_lost"] < 0.001 * d["packets_sent"])' | grep -qx 1
+}
+
+stamp_rows() {
+  local best_s best_p label="STAMP: highest rate, < 0.1% loss" plain=() stamp=()
+  start "$sonde" echo --bind "$P:17601" --wire stamp --stateful -q
+  best_s=$(search_rate sonde_stamp_clean)
+  stop_all
+  row "$label" "sonde pair (--stateful reflector)" "$best_s probes/s" "-"
+  if have stamp-suite; then
+    start stamp-suite -i -S "$P" -o 17602 --stateful-reflector
+    best_p=$(search_rate suite_stamp_clean)
+    stop_all
+    row "$label" "stamp-suite pair (stateful)" "$best_p probes/s" "sonde/stamp-suite $(ratio "$best_s" "$best_p")"
+  else
+    row "$label" "stamp-suite pair" "not installed" "-"
+  fi
+  # Open loop, counted by the reflector itself: the plain echo sends STAMP packets back
+  # untouched, which the client cannot match to its probes (a window would stall).
+  local client=(--wire stamp --flows 2 --rate 400000 --timeout 200ms --duration "${secs}s" --size "$size" --json)
+  stamp_served() { # the echo's flags: datagrams it answered per second of the client's run
+    local out duration answered
+    out=$(mktemp)
+    "$sonde" echo --bind "$P:17611" --json "$@" >"$out" 2>/dev/null &
+    local pid=$!
+    sleep 0.5
+    duration=$("$sonde" ping "$P:17611" "${client[@]}" | json 'd["duration_s"]')
+    kill -INT "$pid"
+    wait "$pid" || true
+    answered=$(json 'd["bytes_out"] // '"$size" <"$out")
+    rm -f "$out"
+    python3 -c 'import sys; print(round(float(sys.argv[1]) / float(sys.argv[2])))' "$answered" "$duration"
+  }
+  for ((r = 0; r < repeat; r++)); do
+    plain+=("$(stamp_served)")
+    stamp+=("$(stamp_served --wire stamp --stateful)")
+  done
+  local mp ms
+  mp=$(median "${plain[@]}") ms=$(median "${stamp[@]}")
+  label="STAMP reflector capacity, same client"
+  row "$label" "sonde echo (plain)" "$mp datagrams/s ($(spread "${plain[@]}"))" "-"
+  row "$label" "sonde echo --wire stamp --stateful" "$ms datagrams/s ($(spread "${stamp[@]}"))" "stamp/plain $(ratio "$ms" "$mp")"
+}
+
 echo "bench-peers: ${secs}s runs, $repeat rounds, ${size}-byte messages, loopback; $(nproc) CPUs; $(uname -r)" >&2
 pingpong "ping-pong, blocking" 0
 pingpong "ping-pong, busy-poll" 1
@@ -344,6 +403,7 @@ capacity
 highest_rate
 cpu_per_round_trip
 server_cpu
+stamp_rows
 irtt_rows
 # iperf measures one-way throughput and loss, not round trips: it has no test of the same thing.
 rows+=("| iperf, iperf3 | - | one-way throughput, no round trips: no comparable test | - |")

@@ -56,6 +56,16 @@ struct Arrival {
     ttl: Option<u8>,
 }
 
+impl Arrival {
+    fn of(meta: crate::sys::RecvMeta) -> Self {
+        Arrival {
+            from: meta.from,
+            kernel_rx: meta.kernel_rx,
+            ttl: meta.ttl,
+        }
+    }
+}
+
 pub struct Echo {
     answerer: Answerer,
     /// STAMP test packets whose HMAC did not check out (the guard counts the other refusals).
@@ -65,6 +75,8 @@ pub struct Echo {
     batch: MmsgBatch,
     /// Whether each datagram of the batch being served gets a reply.
     answers: Vec<bool>,
+    /// Where each slot of the batch being served came from.
+    arrivals: Vec<Option<Arrival>>,
     peers: HashSet<SocketAddr>,
     last_peer: Option<SocketAddr>,
     summary: EchoSummary,
@@ -124,6 +136,7 @@ impl Echo {
             local,
             batch: MmsgBatch::new(),
             answers: Vec::new(),
+            arrivals: Vec::with_capacity(MAX_BATCH),
             peers: HashSet::new(),
             last_peer: None,
             summary: EchoSummary {
@@ -187,6 +200,31 @@ impl Echo {
         }
     }
 
+    /// Counts the first `n` received slots and asks the guard about each of their datagrams:
+    /// the verdicts, in order (a slot may hold several); `known` marks the slots from an
+    /// address family we know.
+    fn admit_batch(&mut self, n: usize, now: Instant, known: &mut [bool; MAX_BATCH]) -> Vec<bool> {
+        let mut answers = std::mem::take(&mut self.answers);
+        answers.clear();
+        for (i, known) in known.iter_mut().enumerate().take(n) {
+            let Some(meta) = self.batch.meta(i) else {
+                continue;
+            };
+            *known = true;
+            self.note_peer(meta.from);
+            let before = answers.len();
+            for datagram in meta.datagrams(self.batch.payload(i)) {
+                self.summary.datagrams += 1;
+                self.summary.bytes += datagram.len() as u64;
+                answers.push(self.guard.admit(meta.from, datagram, now));
+            }
+            if meta.segment.is_some() {
+                self.summary.coalesced += (answers.len() - before) as u64;
+            }
+        }
+        answers
+    }
+
     /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams.
     fn serve(&mut self) {
         loop {
@@ -196,35 +234,21 @@ impl Echo {
                 Next::Retry => continue,
             };
             debug_assert!(n <= MAX_BATCH);
-            // Verdicts for every datagram of the batch, in order (a slot may hold several).
-            let mut arrivals: [Option<Arrival>; MAX_BATCH] = [None; MAX_BATCH];
-            let mut answers = std::mem::take(&mut self.answers);
-            answers.clear();
             let now = Instant::now();
-            for (i, arrival) in arrivals.iter_mut().enumerate().take(n) {
-                let Some(meta) = self.batch.meta(i) else {
-                    continue;
-                };
-                *arrival = Some(Arrival {
-                    from: meta.from,
-                    kernel_rx: meta.kernel_rx,
-                    ttl: meta.ttl,
-                });
-                self.note_peer(meta.from);
-                let before = answers.len();
-                for datagram in meta.datagrams(self.batch.payload(i)) {
-                    self.summary.datagrams += 1;
-                    self.summary.bytes += datagram.len() as u64;
-                    answers.push(self.guard.admit(meta.from, datagram, now));
-                }
-                if meta.segment.is_some() {
-                    self.summary.coalesced += (answers.len() - before) as u64;
-                }
+            let mut known = [false; MAX_BATCH];
+            let answers = self.admit_batch(n, now, &mut known);
+            // What a STAMP answer needs of each slot (T2, the TTL, the session's address).
+            let mut arrivals = std::mem::take(&mut self.arrivals);
+            arrivals.clear();
+            if matches!(self.answerer, Answerer::Stamp(_)) {
+                arrivals.extend((0..n).map(|i| self.batch.meta(i).map(Arrival::of)));
             }
             let (mut silent, mut auth_failed, mut bytes_out, mut next) = (0u64, 0u64, 0u64, 0);
             let answerer = &mut self.answerer;
             let refused = self.batch.reply_with(&self.socket, n, |slot, datagram| {
-                let arrival = arrivals[slot]?;
+                if !known[slot] {
+                    return None;
+                }
                 next += 1;
                 if !answers[next - 1] {
                     return None;
@@ -232,8 +256,8 @@ impl Echo {
                 let reply = match answerer {
                     Answerer::Plain(wire) => wire.reflect(datagram),
                     Answerer::Stamp(reflector) => {
-                        let (from, t2, ttl) = (arrival.from, arrival.kernel_rx, arrival.ttl);
-                        match reflector.answer(datagram, from, t2, ttl, now) {
+                        let a = arrivals[slot]?;
+                        match reflector.answer(datagram, a.from, a.kernel_rx, a.ttl, now) {
                             Answer::Reply(len) => Some(len),
                             Answer::NotStamp => None,
                             Answer::AuthFailed => {
@@ -249,6 +273,7 @@ impl Echo {
                 reply
             });
             self.answers = answers;
+            self.arrivals = arrivals;
             self.summary.not_answered += silent;
             self.stamp_auth_failed += auth_failed;
             self.summary.send_failed += refused as u64;

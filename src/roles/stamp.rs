@@ -4,12 +4,15 @@
 //! each session (sender address and port, and SSID) in a bounded table whose idle entries are
 //! swept, so a flood of spoofed sessions cannot grow memory.
 
+use crate::sys::wall_clock;
 use crate::wire::auth::Key;
-use crate::wire::stamp::{ErrorEstimate, Mode, Reflected, Refused, TestPacket, Timestamp};
+use crate::wire::stamp::{
+    ErrorEstimate, Mode, Reflected, Refused, TestPacket, TimeFormat, Timestamp,
+};
 use crate::wire::ClockQuality;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Most sessions a stateful reflector tracks; when full, idle ones are swept and a new session
 /// that still finds no room is answered statelessly (its sequence number copied).
@@ -37,8 +40,12 @@ pub(crate) struct StampReflector {
     mode: Mode,
     key: Option<Key>,
     stateful: bool,
-    clock: ClockQuality,
+    /// This host's Error Estimate in each timestamp format (NTP, PTP): computed once.
+    errors: [ErrorEstimate; 2],
     sessions: HashMap<(SocketAddr, u16), Session>,
+    /// The session answered last, and its next sequence number: test packets come in runs
+    /// from one sender, so the table is hashed only when the sender changes.
+    last: Option<((SocketAddr, u16), u32)>,
 }
 
 impl StampReflector {
@@ -52,8 +59,10 @@ impl StampReflector {
             },
             key,
             stateful,
-            clock,
+            errors: [TimeFormat::Ntp, TimeFormat::Ptp]
+                .map(|format| ErrorEstimate::new(clock.synchronized, format, clock.error)),
             sessions: HashMap::new(),
+            last: None,
         }
     }
 
@@ -75,16 +84,11 @@ impl StampReflector {
         let seq = self.sequence(&request, from, now);
         // Answer in the sender's own timestamp format (its Error Estimate's Z bit).
         let format = request.error.format();
-        let wall = || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-        };
-        let t2 = received.unwrap_or_else(wall);
+        let t2 = received.unwrap_or_else(wall_clock);
         let mut reflected = Reflected {
             seq,
             timestamp: Timestamp::default(),
-            error: ErrorEstimate::new(self.clock.synchronized, format, self.clock.error),
+            error: self.errors[usize::from(format == TimeFormat::Ptp)],
             ssid: request.ssid,
             receive: Timestamp::new(t2, format),
             sender_seq: request.seq,
@@ -93,7 +97,7 @@ impl StampReflector {
             sender_ttl: ttl.unwrap_or(0),
         };
         // T3 as late as the answer allows: taken last, just before the packet is sealed.
-        reflected.timestamp = Timestamp::new(wall(), format);
+        reflected.timestamp = Timestamp::new(wall_clock(), format);
         reflected.encode(datagram, self.mode, self.key.as_ref());
         Answer::Reply(datagram.len())
     }
@@ -104,6 +108,14 @@ impl StampReflector {
             return request.seq;
         }
         let id = (from, request.ssid);
+        if let Some((last, next)) = self.last.as_mut() {
+            if *last == id {
+                let seq = *next;
+                *next = seq.wrapping_add(1);
+                return seq;
+            }
+        }
+        self.park_last(now);
         if !self.sessions.contains_key(&id) && self.sessions.len() >= MAX_SESSIONS {
             self.sessions
                 .retain(|_, s| now.saturating_duration_since(s.last_seen) < SESSION_IDLE);
@@ -117,8 +129,18 @@ impl StampReflector {
         });
         session.last_seen = now;
         let seq = session.next_seq;
-        session.next_seq = seq.wrapping_add(1);
+        self.last = Some((id, seq.wrapping_add(1)));
         seq
+    }
+
+    /// Writes the cached session's count back into the table.
+    fn park_last(&mut self, now: Instant) {
+        if let Some((id, next_seq)) = self.last.take() {
+            if let Some(session) = self.sessions.get_mut(&id) {
+                session.next_seq = next_seq;
+                session.last_seen = now;
+            }
+        }
     }
 
     /// Sessions tracked now (stateful mode).
@@ -131,7 +153,7 @@ impl StampReflector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::stamp::{TimeFormat, OPEN_LEN};
+    use crate::wire::stamp::OPEN_LEN;
 
     fn test_packet(seq: u32, ssid: u16, len: usize) -> Vec<u8> {
         let mut buf = vec![0u8; len];

@@ -53,6 +53,12 @@ pub(crate) fn clock_quality() -> Option<(bool, Duration)> {
     None
 }
 
+pub(crate) fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Without `sendmmsg`: one `send_to` per call.
 pub(crate) struct Sender {
     target: std::net::SocketAddr,

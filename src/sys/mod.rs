@@ -13,6 +13,7 @@
 //! | `socket_drops` | datagrams the socket dropped for want of room | unknown |
 //! | `enable_gro` | take coalesced datagrams (`UDP_GRO`) | refused |
 //! | `enable_recv_ttl` | each datagram's TTL or hop limit | refused |
+//! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
 //! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket | none |
 //! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
@@ -33,8 +34,8 @@ mod imp;
 
 pub(crate) use imp::{
     clock_quality, drain_error_queue, enable_gro, enable_icmp_errors, enable_recv_ttl,
-    enable_rx_metadata, granted_buffers, request_buffers, set_timer_slack, socket_drops, MmsgBatch,
-    PreciseTimer,
+    enable_rx_metadata, granted_buffers, request_buffers, set_timer_slack, socket_drops,
+    wall_clock, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.

@@ -66,8 +66,8 @@ pub struct Probe {
     pub seq: u64,
     /// Send time, ns since the run started.
     pub send_ns: u64,
-    /// The same time on the wall clock, since the Unix epoch (for STAMP's T1).
-    pub wall: Duration,
+    /// The run's start on the wall clock, since the Unix epoch: with `send_ns`, STAMP's T1.
+    pub epoch_wall: Duration,
     pub clock: ClockQuality,
 }
 
@@ -135,6 +135,7 @@ impl Wire {
 
     /// Writes `probe`'s header at the front of `buf` (the whole datagram), signed with `key`
     /// where the format allows it.
+    #[inline]
     pub fn encode(self, buf: &mut [u8], probe: &Probe, key: Option<&Key>) {
         match self {
             Wire::Sonde => {
@@ -156,7 +157,10 @@ impl Wire {
             .encode(buf),
             Wire::Stamp(format) => TestPacket {
                 seq: probe.seq as u32,
-                timestamp: Timestamp::new(probe.wall, format),
+                timestamp: Timestamp::new(
+                    probe.epoch_wall + Duration::from_nanos(probe.send_ns),
+                    format,
+                ),
                 error: ErrorEstimate::new(probe.clock.synchronized, format, probe.clock.error),
                 ssid: Self::ssid(probe.session),
             }
@@ -165,6 +169,7 @@ impl Wire {
     }
 
     /// Reads a reply to one of run `session`'s probes; with `key`, only signed replies count.
+    #[inline]
     pub fn decode_reply(self, data: &[u8], session: u64, key: Option<&Key>) -> Reply {
         match self {
             Wire::Sonde => {
@@ -247,7 +252,7 @@ mod tests {
             session: 42,
             seq: 7,
             send_ns: 1_000,
-            wall: Duration::ZERO,
+            epoch_wall: Duration::ZERO,
             clock: ClockQuality::default(),
         };
         for wire in [Wire::Sonde, Wire::Sockperf] {
@@ -273,7 +278,7 @@ mod tests {
             session: 1,
             seq: 0,
             send_ns: 0,
-            wall: Duration::ZERO,
+            epoch_wall: Duration::ZERO,
             clock: ClockQuality::default(),
         };
         Wire::Sonde.encode(&mut buf, &probe, None);
@@ -297,7 +302,7 @@ mod tests {
             session: 1,
             seq: 3,
             send_ns: 0,
-            wall: Duration::ZERO,
+            epoch_wall: Duration::ZERO,
             clock: ClockQuality::default(),
         };
         let mut buf = vec![0u8; 64];

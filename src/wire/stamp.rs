@@ -228,6 +228,11 @@ pub enum Refused {
     BadHmac,
 }
 
+/// Writes `bytes` at `at` of a base packet.
+fn put<const N: usize>(base: &mut [u8; AUTH_LEN], at: usize, bytes: &[u8; N]) {
+    base[at..at + N].copy_from_slice(bytes);
+}
+
 fn read_u16(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])
 }
@@ -296,18 +301,26 @@ impl Reflected {
     /// If `buf` is shorter than the mode's base packet.
     pub fn encode(&self, buf: &mut [u8], mode: Mode, key: Option<&Key>) {
         let l = mode.layout();
-        buf[..l.len].fill(0);
-        buf[0..4].copy_from_slice(&self.seq.to_be_bytes());
-        buf[l.timestamp..l.timestamp + 8].copy_from_slice(&self.timestamp.0.to_be_bytes());
-        buf[l.error..l.error + 2].copy_from_slice(&self.error.0.to_be_bytes());
-        buf[l.ssid..l.ssid + 2].copy_from_slice(&self.ssid.to_be_bytes());
-        buf[l.receive..l.receive + 8].copy_from_slice(&self.receive.0.to_be_bytes());
-        buf[l.sender_seq..l.sender_seq + 4].copy_from_slice(&self.sender_seq.to_be_bytes());
-        let t1 = l.sender_timestamp;
-        buf[t1..t1 + 8].copy_from_slice(&self.sender_timestamp.0.to_be_bytes());
-        let e = l.sender_error;
-        buf[e..e + 2].copy_from_slice(&self.sender_error.0.to_be_bytes());
-        buf[l.sender_ttl] = self.sender_ttl;
+        // Built in a fixed-size array (its offsets checked at compile time), copied once.
+        let mut base = [0u8; AUTH_LEN];
+        put(&mut base, 0, &self.seq.to_be_bytes());
+        put(&mut base, l.timestamp, &self.timestamp.0.to_be_bytes());
+        put(&mut base, l.error, &self.error.0.to_be_bytes());
+        put(&mut base, l.ssid, &self.ssid.to_be_bytes());
+        put(&mut base, l.receive, &self.receive.0.to_be_bytes());
+        put(&mut base, l.sender_seq, &self.sender_seq.to_be_bytes());
+        put(
+            &mut base,
+            l.sender_timestamp,
+            &self.sender_timestamp.0.to_be_bytes(),
+        );
+        put(
+            &mut base,
+            l.sender_error,
+            &self.sender_error.0.to_be_bytes(),
+        );
+        base[l.sender_ttl] = self.sender_ttl;
+        buf[..l.len].copy_from_slice(&base[..l.len]);
         seal(buf, mode, key);
     }
 

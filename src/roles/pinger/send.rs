@@ -168,7 +168,7 @@ impl Pinger<'_> {
             session: self.session,
             seq,
             send_ns: sent_ns,
-            wall: self.epoch_wall + Duration::from_nanos(sent_ns),
+            epoch_wall: self.epoch_wall,
             clock: self.clock,
         };
         self.cfg.wire.encode(buf, &probe, self.cfg.key.as_ref());

@@ -16,7 +16,7 @@ pub(crate) use sockopt::{
     enable_gro, enable_icmp_errors, enable_recv_ttl, enable_rx_metadata, granted_buffers,
     request_buffers, socket_drops,
 };
-pub(crate) use timer::{clock_quality, set_timer_slack, PreciseTimer};
+pub(crate) use timer::{clock_quality, set_timer_slack, wall_clock, PreciseTimer};
 
 use std::io;
 
