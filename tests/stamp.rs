@@ -353,3 +353,43 @@ fn a_stateless_reflector_leaves_the_loss_split_unknown() {
     assert!(s["forward"]["lost"].is_null(), "never a guess: {s}");
     assert!(s["backward"]["lost"].is_null(), "{s}");
 }
+
+#[test]
+fn bad_stamp_flags_name_the_flag_and_exit_2() {
+    for (args, flag) in [
+        (&["echo", "--stateful"][..], "--stateful"),
+        (
+            &[
+                "ping",
+                "127.0.0.1:9",
+                "--wire",
+                "stamp",
+                "--stamp-clock",
+                "gps",
+            ],
+            "--stamp-clock",
+        ),
+        (
+            &[
+                "ping",
+                "127.0.0.1:9",
+                "--wire",
+                "stamp",
+                "--size",
+                "43",
+                "-c",
+                "1",
+            ],
+            "--size",
+        ),
+        (
+            &["echo", "--wire", "stamp", "--key-file", "/nonexistent/key"],
+            "--key-file",
+        ),
+    ] {
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}

@@ -11,7 +11,6 @@ use crate::model::EchoSummary;
 use crate::output::{out, report};
 use crate::roles::Echo;
 use crate::wire::auth::Key;
-use std::net::SocketAddr;
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 /// Default limits of a reflector reachable from the network (`sonde echo` bound to anything but
@@ -34,7 +33,7 @@ pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
     if let Some(period) = args.stats_interval {
         report_stats(&mut echoes, period, &tx);
     }
-    let banner = banner(&echoes[0], echoes[0].local_addr(), threads, exposed);
+    let banner = banner(&echoes[0], &args, threads, exposed);
     let parts = serve(echoes, &args, banner, rx, tx)?;
     let total = merge_echoes(&parts.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
     out(&if args.json {
@@ -156,7 +155,8 @@ impl<F: FnMut()> Drop for OnDrop<F> {
     }
 }
 
-fn banner(echo: &Echo, bind: SocketAddr, threads: usize, exposed: bool) -> String {
+fn banner(echo: &Echo, args: &EchoArgs, threads: usize, exposed: bool) -> String {
+    let bind = echo.local_addr();
     let scope = if bind.ip().is_unspecified() {
         " (all interfaces)"
     } else {
@@ -178,8 +178,13 @@ fn banner(echo: &Echo, bind: SocketAddr, threads: usize, exposed: bool) -> Strin
         p.allow.join(", ")
     };
     let total = p.total_limit_pps.map(|t| t * threads as f64);
+    let mode = match (args.socket.wire, args.stateful) {
+        (WireArg::Stamp, true) => "; STAMP test packets, stateful (a count per session)",
+        (WireArg::Stamp, false) => "; STAMP test packets, stateless",
+        (WireArg::Sonde | WireArg::Sockperf, _) => "",
+    };
     banner += &format!(
-        "sonde echo: {}answering {sources}; per source {}, in all {}{}\n",
+        "sonde echo: {}answering {sources}; per source {}, in all {}{}{mode}\n",
         if exposed {
             "not loopback: reachable from the network; "
         } else {
