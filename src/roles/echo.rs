@@ -8,13 +8,13 @@
 use super::guard::Guard;
 use super::service::{Next, Service};
 use super::socket;
-use super::stamp::{Answer, StampReflector};
+use super::stamp::{host_clock, Answer, StampReflector};
 use crate::config::{EchoConfig, Policy};
 use crate::engine::{Role, Wake};
 use crate::error::Error;
 use crate::model::{EchoSummary, Refusals};
 use crate::sys::MmsgBatch;
-use crate::wire::{ClockQuality, Wire};
+use crate::wire::Wire;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
@@ -110,14 +110,8 @@ impl Echo {
                 // T2 from the kernel's receive stamp, and the TTL each test packet arrived with.
                 let _ = crate::sys::enable_rx_metadata(&socket, true);
                 let _ = crate::sys::enable_recv_ttl(&socket, local.is_ipv6());
-                let clock = crate::sys::clock_quality()
-                    .map(|(synchronized, error)| ClockQuality {
-                        synchronized,
-                        error,
-                    })
-                    .unwrap_or_default();
                 // The key is STAMP's HMAC, checked by the reflector, not sonde's tag.
-                let reflector = StampReflector::new(policy.key.clone(), cfg.stateful, clock);
+                let reflector = StampReflector::new(policy.key.clone(), cfg.stateful, host_clock());
                 let unkeyed = Policy {
                     key: None,
                     ..policy.clone()

@@ -31,6 +31,17 @@ pub(crate) enum Answer {
     AuthFailed,
 }
 
+/// This host's clock as the kernel's discipline says (`adjtimex`); unknown reads as an
+/// unsynchronised clock of no stated error.
+pub(crate) fn host_clock() -> ClockQuality {
+    crate::sys::clock_quality()
+        .map(|(synchronized, error)| ClockQuality {
+            synchronized,
+            error,
+        })
+        .unwrap_or_default()
+}
+
 struct Session {
     next_seq: u32,
     last_seen: Instant,

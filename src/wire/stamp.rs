@@ -257,8 +257,29 @@ fn check(buf: &[u8], mode: Mode, key: Option<&Key>) -> Result<&'static Layout, R
     Ok(layout)
 }
 
-/// Writes the HMAC of an authenticated packet (nothing in open mode).
-fn seal(buf: &mut [u8], mode: Mode, key: Option<&Key>) {
+/// A base packet with the four fields both directions carry at the front, every other byte
+/// zero (MBZ). Built in a fixed-size array and copied once, rather than written field by field
+/// into the caller's slice.
+fn head(
+    l: &Layout,
+    seq: u32,
+    timestamp: Timestamp,
+    error: ErrorEstimate,
+    ssid: u16,
+) -> [u8; AUTH_LEN] {
+    let mut base = [0u8; AUTH_LEN];
+    put(&mut base, 0, &seq.to_be_bytes());
+    put(&mut base, l.timestamp, &timestamp.0.to_be_bytes());
+    put(&mut base, l.error, &error.0.to_be_bytes());
+    put(&mut base, l.ssid, &ssid.to_be_bytes());
+    base
+}
+
+/// Copies the base packet to the front of `buf` (what follows, padding or TLVs, untouched) and
+/// writes the HMAC of an authenticated packet.
+fn finish(buf: &mut [u8], base: &[u8; AUTH_LEN], mode: Mode, key: Option<&Key>) {
+    let len = mode.base_len();
+    buf[..len].copy_from_slice(&base[..len]);
     if let (Mode::Authenticated, Some(key)) = (mode, key) {
         key.sign_first(buf, HMAC_AT);
     }
@@ -271,13 +292,14 @@ impl TestPacket {
     /// # Panics
     /// If `buf` is shorter than the mode's base packet; callers size it from a checked config.
     pub fn encode(&self, buf: &mut [u8], mode: Mode, key: Option<&Key>) {
-        let l = mode.layout();
-        buf[..l.len].fill(0);
-        buf[0..4].copy_from_slice(&self.seq.to_be_bytes());
-        buf[l.timestamp..l.timestamp + 8].copy_from_slice(&self.timestamp.0.to_be_bytes());
-        buf[l.error..l.error + 2].copy_from_slice(&self.error.0.to_be_bytes());
-        buf[l.ssid..l.ssid + 2].copy_from_slice(&self.ssid.to_be_bytes());
-        seal(buf, mode, key);
+        let base = head(
+            mode.layout(),
+            self.seq,
+            self.timestamp,
+            self.error,
+            self.ssid,
+        );
+        finish(buf, &base, mode, key);
     }
 
     /// Reads the test packet at the front of `buf`; authenticated, only with a valid HMAC.
@@ -301,12 +323,7 @@ impl Reflected {
     /// If `buf` is shorter than the mode's base packet.
     pub fn encode(&self, buf: &mut [u8], mode: Mode, key: Option<&Key>) {
         let l = mode.layout();
-        // Built in a fixed-size array (its offsets checked at compile time), copied once.
-        let mut base = [0u8; AUTH_LEN];
-        put(&mut base, 0, &self.seq.to_be_bytes());
-        put(&mut base, l.timestamp, &self.timestamp.0.to_be_bytes());
-        put(&mut base, l.error, &self.error.0.to_be_bytes());
-        put(&mut base, l.ssid, &self.ssid.to_be_bytes());
+        let mut base = head(l, self.seq, self.timestamp, self.error, self.ssid);
         put(&mut base, l.receive, &self.receive.0.to_be_bytes());
         put(&mut base, l.sender_seq, &self.sender_seq.to_be_bytes());
         put(
@@ -320,8 +337,7 @@ impl Reflected {
             &self.sender_error.0.to_be_bytes(),
         );
         base[l.sender_ttl] = self.sender_ttl;
-        buf[..l.len].copy_from_slice(&base[..l.len]);
-        seal(buf, mode, key);
+        finish(buf, &base, mode, key);
     }
 
     /// Reads the reflected packet at the front of `buf`; authenticated, only with a valid HMAC.

@@ -25,9 +25,9 @@ use crate::model::{
     Counters, IntervalClock, IntervalReport, Jitter, PingDistributions, ProbeEvent, RxTimestamps,
 };
 use crate::roles::socket;
+use crate::roles::stamp::host_clock;
 use crate::sys::{
-    clock_quality, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch,
-    SendBatch,
+    enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch, SendBatch,
 };
 use crate::wire::{self, ClockQuality, Wire};
 use loss_pattern::LossPattern;
@@ -176,12 +176,7 @@ impl<'a> Pinger<'a> {
             phase: Phase::Sending,
             epoch: Instant::now(),
             epoch_wall: Duration::ZERO,
-            clock: clock_quality()
-                .map(|(synchronized, error)| ClockQuality {
-                    synchronized,
-                    error,
-                })
-                .unwrap_or_default(),
+            clock: host_clock(),
             started: false,
             send_end_ns: None,
             end_ns: None,

@@ -156,11 +156,7 @@ impl Pinger<'_> {
             Verdict::Received { reordered } => {
                 self.counters.received += 1;
                 if let Some(r) = reflection {
-                    rtt_ns = self.split_round_trip(&r, slot.sent_ns, now_ns, rtt_ns);
-                    let received = self.counters.received + self.counters.late;
-                    if let Some(d) = self.dist.one_way.as_deref_mut() {
-                        d.count(seq, r.seq, r.ttl, received);
-                    }
+                    rtt_ns = self.split_round_trip(&r, seq, slot.sent_ns, now_ns, rtt_ns);
                 }
                 self.counters.reordered += u64::from(reordered);
                 self.dist.rtt.record(rtt_ns);
@@ -202,19 +198,22 @@ impl Pinger<'_> {
         });
     }
 
-    /// Records what a STAMP reflector's T2 and T3 tell of a round trip from `sent_ns` to
-    /// `arrived_ns`: its dwell, which comes off the round trip (returned), and the forward and
-    /// backward delays across the two clocks.
+    /// Records what a STAMP reflector's answer to probe `seq` tells of its round trip from
+    /// `sent_ns` to `arrived_ns`: the dwell T3 - T2, which comes off the round trip (returned),
+    /// the forward and backward delays across the two clocks, and the reflector's count.
     fn split_round_trip(
         &mut self,
         r: &Reflection,
+        seq: u64,
         sent_ns: u64,
         arrived_ns: u64,
         rtt_ns: u64,
     ) -> u64 {
+        let received = self.counters.received + self.counters.late;
         let Some(d) = self.dist.one_way.as_deref_mut() else {
             return rtt_ns;
         };
+        d.count(seq, r.seq, r.ttl, received);
         let t1 = self.epoch_wall + Duration::from_nanos(sent_ns);
         let t4 = self.epoch_wall + Duration::from_nanos(arrived_ns);
         let dwell = r.sent.saturating_sub(r.received).as_nanos() as u64;
