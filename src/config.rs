@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use crate::wire::auth::Key;
+use crate::wire::stamp::tlv::Tos;
 use crate::wire::Wire;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -86,6 +87,8 @@ pub struct PingConfig {
     /// Take replies an echo sent as one buffer in one buffer (UDP GRO): fewer calls, but the
     /// kernel counts a coalesced buffer it drops as one drop in `local_drops`.
     pub gro: bool,
+    /// Send probes with this DSCP and ECN (`--dscp`, `--ecn`); `None`: the system's default.
+    pub tos: Option<Tos>,
 }
 
 /// When a pinger uses segmentation offload.
@@ -127,6 +130,7 @@ impl PingConfig {
             key: None,
             gso: Gso::Auto,
             gro: false,
+            tos: None,
         }
     }
 
@@ -171,6 +175,16 @@ impl PingConfig {
                     }
                 ),
             ));
+        }
+        if let Wire::Stamp(stamp) = self.wire {
+            let base =
+                self.wire.header_len(self.key.is_some()) - stamp.tlvs.fixed_len(self.key.is_some());
+            stamp
+                .tlvs
+                .fits(self.size - base, self.key.is_some())
+                .map_err(|reason| {
+                    Error::config("--size", format!("{} bytes: {reason}", self.size))
+                })?;
         }
         if self.size > max {
             let family = if self.target.is_ipv4() {

@@ -6,13 +6,13 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 use super::parse::{
-    parse_addr, parse_cidr, parse_duration, parse_gemodel, parse_interval, parse_limit,
+    parse_addr, parse_cidr, parse_dscp, parse_duration, parse_gemodel, parse_interval, parse_limit,
     parse_link_rate, parse_percent, parse_rate, parse_size, parse_target,
 };
 use crate::config::{Gso, LossModel};
 use crate::engine::threads::CpuList;
-use crate::wire::stamp::TimeFormat;
-use crate::wire::Wire;
+use crate::wire::stamp::{tlv, TimeFormat};
+use crate::wire::{StampOptions, Wire};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -311,6 +311,17 @@ pub(crate) struct ProbeArgs {
     /// With --wire stamp: timestamps in NTP's 64-bit format or PTPv2's truncated one (the Z bit)
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = StampClock::Ntp)]
     pub(crate) stamp_clock: StampClock,
+    /// With --wire stamp: RFC 8972 TLVs in each test packet (comma-separated): padding (as an
+    /// Extra Padding TLV), timestamp-info, cos (Class of Service: the --dscp/--ecn sent, as the
+    /// reflector received them), direct (Direct Measurement counters); with --key-file an HMAC TLV
+    #[arg(long, value_name = "LIST", value_enum, value_delimiter = ',')]
+    pub(crate) stamp_tlv: Vec<StampTlv>,
+    /// Send probes with this DSCP: a name (ef, va, le, cs0..cs7, af11..af43) or 0-63
+    #[arg(long, value_name = "DSCP", value_parser = parse_dscp)]
+    pub(crate) dscp: Option<u8>,
+    /// Send probes with this ECN codepoint
+    #[arg(long, value_name = "ECN", value_enum)]
+    pub(crate) ecn: Option<EcnArg>,
     /// Independent flows, each with its own socket, port and poll loop, pinned to a core; --rate,
     /// --count and --inflight apply to each [ping: 1; loopback: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -339,15 +350,47 @@ pub(crate) enum WireArg {
 }
 
 impl WireArg {
-    /// The core type, STAMP's timestamps in `clock`'s format.
-    pub(crate) fn with_clock(self, clock: StampClock) -> Wire {
+    /// The core type, STAMP's timestamps in `clock`'s format and with `tlvs`.
+    pub(crate) fn with_stamp(self, clock: StampClock, tlvs: tlv::Request) -> Wire {
         match self {
             WireArg::Sonde => Wire::Sonde,
             WireArg::Sockperf => Wire::Sockperf,
-            WireArg::Stamp => Wire::Stamp(match clock {
-                StampClock::Ntp => TimeFormat::Ntp,
-                StampClock::Ptp => TimeFormat::Ptp,
+            WireArg::Stamp => Wire::Stamp(StampOptions {
+                format: match clock {
+                    StampClock::Ntp => TimeFormat::Ntp,
+                    StampClock::Ptp => TimeFormat::Ptp,
+                },
+                tlvs,
             }),
+        }
+    }
+}
+
+/// `--stamp-tlv`: one RFC 8972 TLV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StampTlv {
+    Padding,
+    TimestampInfo,
+    Cos,
+    Direct,
+}
+
+/// `--ecn`: an ECN codepoint (RFC 3168).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum EcnArg {
+    NotEct,
+    Ect1,
+    Ect0,
+    Ce,
+}
+
+impl EcnArg {
+    pub(crate) fn bits(self) -> u8 {
+        match self {
+            EcnArg::NotEct => 0,
+            EcnArg::Ect1 => 1,
+            EcnArg::Ect0 => 2,
+            EcnArg::Ce => 3,
         }
     }
 }

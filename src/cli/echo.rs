@@ -50,7 +50,10 @@ pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
 fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, Error> {
     let key = args.key_file.as_deref().map(Key::load).transpose()?;
     // A reflector answers in each sender's own timestamp format: the clock flag is the pinger's.
-    let wire = args.socket.wire.with_clock(StampClock::Ntp);
+    let wire = args
+        .socket
+        .wire
+        .with_stamp(StampClock::Ntp, Default::default());
     if key.is_some() && !wire.can_sign() {
         return Err(Error::config(
             "--key-file",

@@ -163,3 +163,35 @@ pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
         Err("must be greater than 0".into())
     }
 }
+
+/// A DSCP by name (ef, va, le, cs0..cs7, af11..af43) or number (0-63).
+pub(super) fn parse_dscp(s: &str) -> Result<u8, String> {
+    let expected = || "expected a DSCP name (ef, va, le, cs0..cs7, af11..af43) or 0-63".to_string();
+    let lower = s.to_ascii_lowercase();
+    let digit = |c: Option<char>| c.and_then(|c| c.to_digit(10)).map(|d| d as u8);
+    let dscp = match lower.as_str() {
+        "ef" => 46,
+        "va" => 44,
+        "le" => 1,
+        _ if lower.starts_with("cs") && lower.len() == 3 => {
+            let n = digit(lower.chars().nth(2))
+                .filter(|&n| n <= 7)
+                .ok_or_else(expected)?;
+            n * 8
+        }
+        _ if lower.starts_with("af") && lower.len() == 4 => {
+            let class = digit(lower.chars().nth(2)).filter(|n| (1..=4).contains(n));
+            let drop = digit(lower.chars().nth(3)).filter(|n| (1..=3).contains(n));
+            match (class, drop) {
+                (Some(c), Some(d)) => c * 8 + d * 2,
+                _ => return Err(expected()),
+            }
+        }
+        _ => s
+            .parse::<u8>()
+            .ok()
+            .filter(|&n| n <= 63)
+            .ok_or_else(expected)?,
+    };
+    Ok(dscp)
+}

@@ -40,7 +40,7 @@ pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
         }
         target.set_port(STAMP_PORT);
     }
-    let mut cfg = args.probe.keyed_config(target, false, args.probe.key()?);
+    let mut cfg = args.probe.keyed_config(target, false, args.probe.key()?)?;
     cfg.bind = args.bind;
     cfg.validate()?;
     let flows = (0..args.probe.flows.unwrap_or(1))
@@ -66,7 +66,7 @@ pub(super) fn loopback(args: LoopbackArgs) -> Result<i32, Error> {
     let key = args.probe.key()?;
     let flows = (0..n)
         .map(|_| {
-            let cfg = args.probe.keyed_config(ip, true, key.clone());
+            let cfg = args.probe.keyed_config(ip, true, key.clone())?;
             let (echo, pinger) = crate::run::loopback_pair(cfg)?;
             Ok(Flow {
                 pinger,

@@ -1,11 +1,12 @@
 //! The options `ping` and `loopback` share, turned into typed pieces: the pinger's config, what
 //! stdout gets, how often flows report, the key, the thresholds.
 
-use super::args::{Format, ProbeArgs, SocketArgs, Timestamps, When};
+use super::args::{Format, ProbeArgs, SocketArgs, StampTlv, Timestamps, When, WireArg};
 use crate::config::{Buffers, Pace, PingConfig};
 use crate::error::Error;
 use crate::output::threshold::Thresholds;
 use crate::wire::auth::Key;
+use crate::wire::stamp::tlv::{self, Tos};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,16 +25,41 @@ impl ProbeArgs {
         target: SocketAddr,
         loopback: bool,
         key: Option<Key>,
-    ) -> PingConfig {
-        let mut cfg = self.config(target, loopback);
+    ) -> Result<PingConfig, Error> {
+        let mut cfg = self.config(target, loopback, self.stamp_tlvs()?);
         cfg.key = key;
         if self.size.is_none() {
             cfg.size = cfg.size.max(cfg.header_len());
         }
-        cfg
+        Ok(cfg)
     }
 
-    fn config(&self, target: SocketAddr, loopback: bool) -> PingConfig {
+    /// The TOS byte asked for with --dscp and --ecn (each 0 when the other alone is given).
+    fn tos(&self) -> Option<Tos> {
+        (self.dscp.is_some() || self.ecn.is_some()).then(|| Tos {
+            dscp: self.dscp.unwrap_or(0),
+            ecn: self.ecn.map_or(0, |e| e.bits()),
+        })
+    }
+
+    /// The RFC 8972 TLVs of `--stamp-tlv` (STAMP only).
+    fn stamp_tlvs(&self) -> Result<tlv::Request, Error> {
+        if !self.stamp_tlv.is_empty() && self.socket.wire != WireArg::Stamp {
+            return Err(Error::config(
+                "--stamp-tlv",
+                "TLVs are part of STAMP test packets: add --wire stamp",
+            ));
+        }
+        let has = |t| self.stamp_tlv.contains(&t);
+        Ok(tlv::Request {
+            timestamp_info: has(StampTlv::TimestampInfo),
+            class_of_service: has(StampTlv::Cos).then(|| self.tos().unwrap_or_default()),
+            direct_measurement: has(StampTlv::Direct),
+            padding: has(StampTlv::Padding),
+        })
+    }
+
+    fn config(&self, target: SocketAddr, loopback: bool, tlvs: tlv::Request) -> PingConfig {
         let pace = match (self.rate, self.inflight) {
             (Some(rate), _) => Pace::Rate(rate),
             (None, Some(_)) => Pace::Window,
@@ -54,7 +80,8 @@ impl ProbeArgs {
             inflight: self.inflight,
             timeout: self.timeout,
             buffers: self.socket.buffers(),
-            wire: self.socket.wire.with_clock(self.stamp_clock),
+            wire: self.socket.wire.with_stamp(self.stamp_clock, tlvs),
+            tos: self.tos(),
             kernel_timestamps: self.socket.timestamps == Timestamps::Kernel,
             key: None,
             gso: self.socket.gso.into(),

@@ -2,8 +2,9 @@
 //! address into one, distributions into one. Percentiles of a total always come from merged
 //! histograms, never from averaged percentiles.
 
+use super::stamp::{OneWay, StampTlvSummary};
 use super::stats::{Latency, PingDistributions};
-use super::summary::{Counters, EchoSummary, LagSummary, OneWay, PingSummary};
+use super::summary::{Counters, EchoSummary, LagSummary, PingSummary};
 
 /// Adds up the counters of several echo sockets serving one address (`--threads`). Peers are
 /// summed: `SO_REUSEPORT` keeps each peer on one socket.
@@ -21,6 +22,12 @@ pub fn merge_echoes(parts: &[EchoSummary]) -> EchoSummary {
         total.bytes_out += p.bytes_out;
         total.coalesced += p.coalesced;
         total.refused.add(&p.refused);
+        if let Some(theirs) = &p.stamp_tlvs {
+            total
+                .stamp_tlvs
+                .get_or_insert_with(Default::default)
+                .add(theirs);
+        }
     }
     total
 }
@@ -119,8 +126,16 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
         let lost = total.counters.lost;
         let [forward, backward] = OneWay::of(one_way, synchronized, lost);
         total.reflector_dwell = one_way.dwell.summary();
+        total.lost_unattributed = OneWay::unattributed(&forward, &backward, lost);
         total.forward = Some(forward);
         total.backward = Some(backward);
+        total.stamp_tlvs = total.stamp_tlvs.take().map(|first| {
+            let tos = first
+                .class_of_service
+                .as_ref()
+                .map(|c| (c.dscp_sent, crate::model::stamp::ecn_code(c.ecn_sent)));
+            StampTlvSummary::of(&one_way.tlvs, first.sent, tos)
+        });
     }
     total.flows = flows;
     total

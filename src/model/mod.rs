@@ -5,18 +5,21 @@
 //! - [`event`]: what happens to each probe, as it happens;
 //! - [`interval`]: one stretch of a run, per flow and combined;
 //! - [`stats`]: latency distributions (HDR histogram, exact moments, RFC 3550 jitter);
+//! - [`stamp`]: what STAMP adds: one-way delays, IPDV, losses and reordering by direction, TLVs;
 //! - [`aggregate`]: every merge of the above.
 
 pub mod aggregate;
 pub mod event;
 pub mod interval;
+pub mod stamp;
 pub mod stats;
 pub mod summary;
 
 pub use event::{ProbeEvent, ReplyKind};
 pub use interval::{IntervalClock, IntervalReport, IntervalSummary};
-pub use stats::{Jitter, Latency, LatencySummary, OneWayDistributions, PingDistributions, MAX_NS};
+pub use stamp::{OneWay, OneWayDistributions, StampTlvSummary, TlvCounts, TtlRange};
+pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
 pub use summary::{
-    Batching, Counters, DirectionStats, EchoSummary, LagSummary, LossBursts, OneWay, Outage,
-    PingSummary, Refusals, RelaySummary, RxTimestamps, SocketSummary, TtlRange,
+    Batching, Counters, DirectionStats, EchoSummary, LagSummary, LossBursts, Outage, PingSummary,
+    Refusals, RelaySummary, RxTimestamps, SocketSummary,
 };

@@ -145,7 +145,7 @@ pub struct PingDistributions {
     /// Fixed rate: how late each probe left compared with its slot.
     pub schedule_lag: Latency,
     /// STAMP runs: what the reflector's timestamps split the round trip into.
-    pub one_way: Option<Box<OneWayDistributions>>,
+    pub one_way: Option<Box<super::stamp::OneWayDistributions>>,
 }
 
 impl PingDistributions {
@@ -158,89 +158,6 @@ impl PingDistributions {
                 .get_or_insert_with(Default::default)
                 .merge(theirs);
         }
-    }
-}
-
-/// A STAMP round trip split by the reflector's timestamps T2 (received) and T3 (sent): the
-/// forward delay T2 − T1 and backward delay T4 − T3, which cross two clocks, and the dwell
-/// T3 − T2, which does not.
-#[derive(Clone, Default)]
-pub struct OneWayDistributions {
-    pub forward: Latency,
-    pub backward: Latency,
-    pub dwell: Latency,
-    /// One-way samples below zero (the clocks' offset is larger than the delay): counted here,
-    /// since a histogram holds no negative value.
-    pub forward_below_zero: u64,
-    pub backward_below_zero: u64,
-    /// Replies whose reflector said its clock is synchronised, and replies in all.
-    pub reflector_synchronized: u64,
-    pub replies: u64,
-    /// The reflector's sequence numbers differed from ours: it counts what it received
-    /// (stateful), so losses split by direction (below).
-    pub reflector_counts: bool,
-    /// As of the answered probe with the highest sequence number: probes the reflector never
-    /// counted (forward), and answers it sent that never came back (backward).
-    pub forward_lost: u64,
-    pub backward_lost: u64,
-    highest_answered: Option<u64>,
-    /// Lowest and highest TTL (or hop limit) our probes reached the reflector with.
-    pub ttl: Option<(u8, u8)>,
-}
-
-impl OneWayDistributions {
-    /// Takes a first answer to probe `seq`: the reflector's own sequence number `reflector_seq`
-    /// (its count, stateful), the TTL it saw, and the replies received so far, this one included.
-    pub fn count(&mut self, seq: u64, reflector_seq: u32, ttl: u8, received: u64) {
-        let ours = seq as u32;
-        self.reflector_counts |= reflector_seq != ours;
-        self.ttl = Some(match self.ttl {
-            Some((low, high)) => (low.min(ttl), high.max(ttl)),
-            None => (ttl, ttl),
-        });
-        if self.highest_answered.is_some_and(|h| h >= seq) {
-            return;
-        }
-        self.highest_answered = Some(seq);
-        // The reflector counted reflector_seq + 1 of the seq + 1 probes sent up to this one, and
-        // we received `received` of the answers it sent.
-        let counted = u64::from(reflector_seq) + 1;
-        self.forward_lost = (seq + 1).saturating_sub(counted);
-        self.backward_lost = counted.saturating_sub(received);
-    }
-
-    /// Forward and backward losses, where they can be told apart: always with no loss at all;
-    /// otherwise only from a reflector that counts (a stateless one copies our numbers, and a
-    /// counting one that lost nothing forward looks the same).
-    pub fn split_loss(&self, lost: u64) -> Option<(u64, u64)> {
-        if lost == 0 {
-            Some((0, 0))
-        } else {
-            self.reflector_counts
-                .then_some((self.forward_lost, self.backward_lost))
-        }
-    }
-
-    pub fn merge(&mut self, other: &OneWayDistributions) {
-        // Flows are sessions of their own: their splits add up where every one is known.
-        self.reflector_counts = match (self.replies, other.replies) {
-            (0, _) => other.reflector_counts,
-            (_, 0) => self.reflector_counts,
-            _ => self.reflector_counts && other.reflector_counts,
-        };
-        self.forward.merge(&other.forward);
-        self.backward.merge(&other.backward);
-        self.dwell.merge(&other.dwell);
-        self.forward_below_zero += other.forward_below_zero;
-        self.backward_below_zero += other.backward_below_zero;
-        self.reflector_synchronized += other.reflector_synchronized;
-        self.replies += other.replies;
-        self.forward_lost += other.forward_lost;
-        self.backward_lost += other.backward_lost;
-        self.ttl = match (self.ttl, other.ttl) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (a, b) => a.or(b),
-        };
     }
 }
 

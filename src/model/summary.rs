@@ -3,6 +3,7 @@
 //! Field names are part of the JSON interface and stay stable; every duration carries its unit
 //! in its name.
 
+use super::stamp::{OneWay, StampTlvSummary, TlvCounts};
 use super::stats::LatencySummary;
 use serde::{Deserialize, Serialize};
 
@@ -195,71 +196,16 @@ pub struct PingSummary {
     pub forward: Option<OneWay>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backward: Option<OneWay>,
+    /// STAMP, where the reflector's count splits the loss: probes lost after the last one
+    /// answered, which no later answer places in either direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_unattributed: Option<u64>,
+    /// STAMP with RFC 8972 TLVs (`--stamp-tlv`, or an HMAC TLV): what they carried back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stamp_tlvs: Option<StampTlvSummary>,
     /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<PingSummary>,
-}
-
-/// One direction of a STAMP round trip.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OneWay {
-    /// Delays on two clocks: true one-way delays when both are synchronised (see
-    /// `clocks_synchronized`); otherwise they also hold the clocks' offset.
-    pub delay: Option<LatencySummary>,
-    /// Samples below zero (an offset larger than the delay), left out of `delay`.
-    pub below_zero: u64,
-    /// This host's clock and the reflector's both said they were synchronised (the reflector
-    /// in every reply).
-    pub clocks_synchronized: bool,
-    /// Probes lost this way, from a stateful reflector's count (RFC 8762 §4.3), as of the last
-    /// probe answered. `null`: the split is not known (a stateless reflector copies our
-    /// sequence numbers; so does a stateful one that lost nothing forward).
-    pub lost: Option<u64>,
-    /// Forward only: the TTL (or hop limit) our probes reached the reflector with, lowest and
-    /// highest; `hops` from the nearest usual initial TTL above it (64, 128 or 255).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<TtlRange>,
-}
-
-/// TTLs seen by the reflector, and the hop count they suggest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct TtlRange {
-    pub min: u8,
-    pub max: u8,
-    /// Hops from the nearest usual initial TTL (64, 128, 255) at or above `max`.
-    pub hops: u8,
-}
-
-impl OneWay {
-    /// Both directions of `d`, given whether this host's clock is synchronised.
-    pub fn of(
-        d: &super::stats::OneWayDistributions,
-        local_synchronized: bool,
-        lost: u64,
-    ) -> [OneWay; 2] {
-        let synchronized =
-            local_synchronized && d.replies > 0 && d.reflector_synchronized == d.replies;
-        let split = d.split_loss(lost);
-        let way = |delay: &super::stats::Latency, below_zero, lost| OneWay {
-            delay: delay.summary(),
-            below_zero,
-            clocks_synchronized: synchronized,
-            lost,
-            ttl: None,
-        };
-        let mut forward = way(&d.forward, d.forward_below_zero, split.map(|s| s.0));
-        forward.ttl = d.ttl.map(|(min, max)| TtlRange {
-            min,
-            max,
-            hops: [64u8, 128, 255]
-                .into_iter()
-                .find(|&initial| initial >= max)
-                .unwrap_or(255)
-                - max,
-        });
-        let backward = way(&d.backward, d.backward_below_zero, split.map(|s| s.1));
-        [forward, backward]
-    }
 }
 
 /// Everything an echo server counted.
@@ -296,6 +242,9 @@ pub struct EchoSummary {
     pub gro: bool,
     /// Datagrams that arrived coalesced with others (counted in `datagrams` too).
     pub coalesced: u64,
+    /// A STAMP reflector: the RFC 8972 TLVs it answered, and those it flagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stamp_tlvs: Option<TlvCounts>,
 }
 
 /// Datagrams refused, by reason.

@@ -468,6 +468,8 @@ mod tests {
             reflector_dwell: None,
             forward: None,
             backward: None,
+            lost_unattributed: None,
+            stamp_tlvs: None,
             flows: Vec::new(),
         }
     }

@@ -8,7 +8,7 @@
 use super::guard::Guard;
 use super::service::{Next, Service};
 use super::socket;
-use super::stamp::{host_clock, Answer, StampReflector};
+use super::stamp::{host_clock, Answer, Arrival, StampReflector};
 use crate::config::{EchoConfig, Policy};
 use crate::engine::{Role, Wake};
 use crate::error::Error;
@@ -46,24 +46,6 @@ enum Answerer {
     Plain(Wire),
     /// A STAMP Session-Reflector (with its session table when stateful).
     Stamp(Box<StampReflector>),
-}
-
-/// Where a received slot came from, and what the kernel said of it.
-#[derive(Debug, Clone, Copy)]
-struct Arrival {
-    from: SocketAddr,
-    kernel_rx: Option<Duration>,
-    ttl: Option<u8>,
-}
-
-impl Arrival {
-    fn of(meta: crate::sys::RecvMeta) -> Self {
-        Arrival {
-            from: meta.from,
-            kernel_rx: meta.kernel_rx,
-            ttl: meta.ttl,
-        }
-    }
 }
 
 pub struct Echo {
@@ -107,9 +89,11 @@ impl Echo {
         let policy = &cfg.policy;
         let (answerer, guard) = match cfg.wire {
             Wire::Stamp(_) => {
-                // T2 from the kernel's receive stamp, and the TTL each test packet arrived with.
+                // T2 from the kernel's receive stamp, and the TTL and TOS (for the Class of
+                // Service TLV) each test packet arrived with.
                 let _ = crate::sys::enable_rx_metadata(&socket, true);
                 let _ = crate::sys::enable_recv_ttl(&socket, local.is_ipv6());
+                let _ = crate::sys::enable_recv_tos(&socket, local.is_ipv6());
                 // The key is STAMP's HMAC, checked by the reflector, not sonde's tag.
                 let reflector = StampReflector::new(policy.key.clone(), cfg.stateful, host_clock());
                 let unkeyed = Policy {
@@ -181,6 +165,10 @@ impl Echo {
                 auth_failed: self.guard.refused.auth_failed + self.stamp_auth_failed,
                 ..self.guard.refused.clone()
             },
+            stamp_tlvs: match &self.answerer {
+                Answerer::Stamp(reflector) => Some(reflector.tlv_counts),
+                Answerer::Plain(_) => None,
+            },
             ..self.summary.clone()
         }
     }
@@ -251,7 +239,7 @@ impl Echo {
                     Answerer::Plain(wire) => wire.reflect(datagram),
                     Answerer::Stamp(reflector) => {
                         let a = arrivals[slot]?;
-                        match reflector.answer(datagram, a.from, a.kernel_rx, a.ttl, now) {
+                        match reflector.answer(datagram, &a, now) {
                             Answer::Reply(len) => Some(len),
                             Answer::NotStamp => None,
                             Answer::AuthFailed => {

@@ -4,8 +4,10 @@
 //! each session (sender address and port, and SSID) in a bounded table whose idle entries are
 //! swept, so a flood of spoofed sessions cannot grow memory.
 
+use crate::model::TlvCounts;
 use crate::sys::wall_clock;
 use crate::wire::auth::Key;
+use crate::wire::stamp::tlv::{self, Marks, ReflectorInfo};
 use crate::wire::stamp::{
     ErrorEstimate, Mode, Reflected, Refused, TestPacket, TimeFormat, Timestamp,
 };
@@ -42,8 +44,31 @@ pub(crate) fn host_clock() -> ClockQuality {
         .unwrap_or_default()
 }
 
+/// Where a test packet came from, and what the kernel said of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    pub(crate) from: SocketAddr,
+    /// T2: the kernel's receive time, since the Unix epoch, where there is one.
+    pub(crate) kernel_rx: Option<Duration>,
+    /// The TTL or hop limit, and the TOS or traffic class, it arrived with.
+    pub(crate) ttl: Option<u8>,
+    pub(crate) tos: Option<u8>,
+}
+
+impl Arrival {
+    pub(crate) fn of(meta: crate::sys::RecvMeta) -> Self {
+        Arrival {
+            from: meta.from,
+            kernel_rx: meta.kernel_rx,
+            ttl: meta.ttl,
+            tos: meta.tos,
+        }
+    }
+}
+
 struct Session {
-    next_seq: u32,
+    /// Test packets received in the session so far.
+    received: u32,
     last_seen: Instant,
 }
 
@@ -54,9 +79,13 @@ pub(crate) struct StampReflector {
     /// This host's Error Estimate in each timestamp format (NTP, PTP): computed once.
     errors: [ErrorEstimate; 2],
     sessions: HashMap<(SocketAddr, u16), Session>,
-    /// The session answered last, and its next sequence number: test packets come in runs
-    /// from one sender, so the table is hashed only when the sender changes.
+    /// The session answered last, and its count: test packets come in runs from one sender,
+    /// so the table is hashed only when the sender changes.
     last: Option<((SocketAddr, u16), u32)>,
+    /// TLVs answered, and those flagged (unknown, malformed, failing their HMAC).
+    pub(crate) tlv_counts: TlvCounts,
+    /// This host's clock for the Timestamp Information TLV: its sync source.
+    sync: u8,
 }
 
 impl StampReflector {
@@ -74,28 +103,40 @@ impl StampReflector {
                 .map(|format| ErrorEstimate::new(clock.synchronized, format, clock.error)),
             sessions: HashMap::new(),
             last: None,
+            tlv_counts: TlvCounts::default(),
+            sync: if clock.synchronized {
+                tlv::SYNC_NTP
+            } else {
+                tlv::SYNC_LOCAL
+            },
         }
     }
 
-    /// Answers `datagram` in place. `received` is T2 (the kernel's receive time, since the Unix
-    /// epoch, where there is one); `ttl` the TTL or hop limit it arrived with.
-    pub(crate) fn answer(
-        &mut self,
-        datagram: &mut [u8],
-        from: SocketAddr,
-        received: Option<Duration>,
-        ttl: Option<u8>,
-        now: Instant,
-    ) -> Answer {
+    /// Answers `datagram` in place, as it arrived (`a`).
+    pub(crate) fn answer(&mut self, datagram: &mut [u8], a: &Arrival, now: Instant) -> Answer {
         let request = match TestPacket::decode(datagram, self.mode, self.key.as_ref()) {
             Ok(request) => request,
             Err(Refused::TooShort) => return Answer::NotStamp,
             Err(Refused::BadHmac) => return Answer::AuthFailed,
         };
-        let seq = self.sequence(&request, from, now);
+        let base = self.mode.base_len();
+        let has_tlvs = datagram.len() > base;
+        let (seq, received) = self.sequence(&request, a.from, has_tlvs, now);
+        if has_tlvs {
+            let info = ReflectorInfo {
+                received_tos: a.tos,
+                received,
+                sent: received,
+                sync: self.sync,
+                method: tlv::METHOD_SW_LOCAL,
+            };
+            let area = &mut datagram[base..];
+            let marks = tlv::reflect(area, request.seq, seq, &info, self.key.as_ref());
+            add_marks(&mut self.tlv_counts, &marks);
+        }
         // Answer in the sender's own timestamp format (its Error Estimate's Z bit).
         let format = request.error.format();
-        let t2 = received.unwrap_or_else(wall_clock);
+        let t2 = a.kernel_rx.unwrap_or_else(wall_clock);
         let mut reflected = Reflected {
             seq,
             timestamp: Timestamp::default(),
@@ -105,7 +146,7 @@ impl StampReflector {
             sender_seq: request.seq,
             sender_timestamp: request.timestamp,
             sender_error: request.error,
-            sender_ttl: ttl.unwrap_or(0),
+            sender_ttl: a.ttl.unwrap_or(0),
         };
         // T3 as late as the answer allows: taken last, just before the packet is sealed.
         reflected.timestamp = Timestamp::new(wall_clock(), format);
@@ -113,17 +154,33 @@ impl StampReflector {
         Answer::Reply(datagram.len())
     }
 
-    /// The reflector's sequence number for this answer.
-    fn sequence(&mut self, request: &TestPacket, from: SocketAddr, now: Instant) -> u32 {
-        if !self.stateful {
-            return request.seq;
+    /// The reflector's sequence number for this answer, and the test packets its session has
+    /// received, this one included (0 when not counted: stateless, and no TLV needs it).
+    fn sequence(
+        &mut self,
+        request: &TestPacket,
+        from: SocketAddr,
+        counted: bool,
+        now: Instant,
+    ) -> (u32, u32) {
+        if !self.stateful && !counted {
+            return (request.seq, 0);
         }
-        let id = (from, request.ssid);
-        if let Some((last, next)) = self.last.as_mut() {
+        let Some(before) = self.count((from, request.ssid), now) else {
+            // No room for the session: answered statelessly.
+            return (request.seq, 0);
+        };
+        let seq = if self.stateful { before } else { request.seq };
+        (seq, before.wrapping_add(1))
+    }
+
+    /// Counts a test packet of session `id`: how many it had received before.
+    fn count(&mut self, id: (SocketAddr, u16), now: Instant) -> Option<u32> {
+        if let Some((last, received)) = self.last.as_mut() {
             if *last == id {
-                let seq = *next;
-                *next = seq.wrapping_add(1);
-                return seq;
+                let before = *received;
+                *received = before.wrapping_add(1);
+                return Some(before);
             }
         }
         self.park_last(now);
@@ -131,24 +188,24 @@ impl StampReflector {
             self.sessions
                 .retain(|_, s| now.saturating_duration_since(s.last_seen) < SESSION_IDLE);
             if self.sessions.len() >= MAX_SESSIONS {
-                return request.seq;
+                return None;
             }
         }
         let session = self.sessions.entry(id).or_insert(Session {
-            next_seq: 0,
+            received: 0,
             last_seen: now,
         });
         session.last_seen = now;
-        let seq = session.next_seq;
-        self.last = Some((id, seq.wrapping_add(1)));
-        seq
+        let before = session.received;
+        self.last = Some((id, before.wrapping_add(1)));
+        Some(before)
     }
 
     /// Writes the cached session's count back into the table.
     fn park_last(&mut self, now: Instant) {
-        if let Some((id, next_seq)) = self.last.take() {
+        if let Some((id, received)) = self.last.take() {
             if let Some(session) = self.sessions.get_mut(&id) {
-                session.next_seq = next_seq;
+                session.received = received;
                 session.last_seen = now;
             }
         }
@@ -159,6 +216,14 @@ impl StampReflector {
     fn sessions(&self) -> usize {
         self.sessions.len()
     }
+}
+
+/// Adds one packet's flagged TLVs to a running count.
+pub(crate) fn add_marks(counts: &mut TlvCounts, m: &Marks) {
+    counts.tlvs += u64::from(m.tlvs);
+    counts.unrecognized += u64::from(m.unrecognized);
+    counts.malformed += u64::from(m.malformed);
+    counts.integrity_failed += u64::from(m.integrity_failed);
 }
 
 #[cfg(test)]
@@ -178,8 +243,13 @@ mod tests {
         buf
     }
 
-    fn from(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
+    fn from(port: u16) -> Arrival {
+        Arrival {
+            from: SocketAddr::from(([127, 0, 0, 1], port)),
+            kernel_rx: None,
+            ttl: None,
+            tos: None,
+        }
     }
 
     #[test]
@@ -189,7 +259,15 @@ mod tests {
         let t2 = Duration::from_secs(1_700_000_000);
         let now = Instant::now();
         assert_eq!(
-            r.answer(&mut p, from(1), Some(t2), Some(64), now),
+            r.answer(
+                &mut p,
+                &Arrival {
+                    kernel_rx: Some(t2),
+                    ttl: Some(64),
+                    ..from(1)
+                },
+                now
+            ),
             Answer::Reply(100)
         );
         let got = Reflected::decode(&p, Mode::Open, None).unwrap();
@@ -201,7 +279,7 @@ mod tests {
         assert_eq!(got.receive, Timestamp::new(t2, TimeFormat::Ntp));
         assert!(got.timestamp.0 >= got.receive.0, "T3 after T2");
         assert_eq!(
-            r.answer(&mut [0u8; OPEN_LEN - 1], from(1), None, None, now),
+            r.answer(&mut [0u8; OPEN_LEN - 1], &from(1), now),
             Answer::NotStamp
         );
     }
@@ -214,7 +292,7 @@ mod tests {
         for (sender_seq, port, ssid) in [(10, 1, 0), (11, 1, 0), (10, 2, 0), (13, 1, 0), (0, 1, 9)]
         {
             let mut p = test_packet(sender_seq, ssid, OPEN_LEN);
-            r.answer(&mut p, from(port), None, None, now);
+            r.answer(&mut p, &from(port), now);
             seqs.push(Reflected::decode(&p, Mode::Open, None).unwrap().seq);
         }
         // Session (port 1, SSID 0) saw three packets: its count says so, whatever was lost.
@@ -228,10 +306,7 @@ mod tests {
         let mut r = StampReflector::new(Some(key.clone()), false, ClockQuality::default());
         let now = Instant::now();
         let mut open = test_packet(1, 0, 112);
-        assert_eq!(
-            r.answer(&mut open, from(1), None, None, now),
-            Answer::AuthFailed
-        );
+        assert_eq!(r.answer(&mut open, &from(1), now), Answer::AuthFailed);
         let mut signed = vec![0u8; 112];
         TestPacket {
             seq: 5,
@@ -240,10 +315,7 @@ mod tests {
             ssid: 0,
         }
         .encode(&mut signed, Mode::Authenticated, Some(&key));
-        assert_eq!(
-            r.answer(&mut signed, from(1), None, None, now),
-            Answer::Reply(112)
-        );
+        assert_eq!(r.answer(&mut signed, &from(1), now), Answer::Reply(112));
         let got = Reflected::decode(&signed, Mode::Authenticated, Some(&key)).unwrap();
         assert_eq!(got.sender_seq, 5);
     }

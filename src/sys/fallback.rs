@@ -49,6 +49,17 @@ pub(crate) fn enable_recv_ttl(_: &UdpSocket, _: bool) -> bool {
     false
 }
 
+pub(crate) fn enable_recv_tos(_: &UdpSocket, _: bool) -> bool {
+    false
+}
+
+pub(crate) fn set_tos(_: &UdpSocket, _: bool, _: u8) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "setting the TOS byte is not supported on this platform",
+    ))
+}
+
 pub(crate) fn clock_quality() -> Option<(bool, Duration)> {
     None
 }
@@ -142,6 +153,7 @@ impl MmsgBatch {
             drops: None,
             segment: None,
             ttl: None,
+            tos: None,
         })
     }
 

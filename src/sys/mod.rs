@@ -13,6 +13,7 @@
 //! | `socket_drops` | datagrams the socket dropped for want of room | unknown |
 //! | `enable_gro` | take coalesced datagrams (`UDP_GRO`) | refused |
 //! | `enable_recv_ttl` | each datagram's TTL or hop limit | refused |
+//! | `enable_recv_tos`, `set_tos` | each datagram's TOS / traffic class; the one sent with | refused |
 //! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
 //! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket | none |
@@ -33,9 +34,9 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    clock_quality, drain_error_queue, enable_gro, enable_icmp_errors, enable_recv_ttl,
-    enable_rx_metadata, granted_buffers, request_buffers, set_timer_slack, socket_drops,
-    wall_clock, MmsgBatch, PreciseTimer,
+    clock_quality, drain_error_queue, enable_gro, enable_icmp_errors, enable_recv_tos,
+    enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers, set_timer_slack,
+    set_tos, socket_drops, wall_clock, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -53,6 +54,9 @@ pub(crate) struct RecvMeta {
     pub segment: Option<usize>,
     /// The TTL (IPv4) or hop limit (IPv6) it arrived with, once asked for (`enable_recv_ttl`).
     pub ttl: Option<u8>,
+    /// The TOS byte (IPv4) or traffic class (IPv6) it arrived with, once asked for
+    /// (`enable_recv_tos`).
+    pub tos: Option<u8>,
 }
 
 impl RecvMeta {

@@ -82,6 +82,28 @@ impl Key {
         buf[covered..covered + TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
     }
 
+    /// The tag of `parts` taken one after another (a format whose covered bytes are not
+    /// contiguous: STAMP's HMAC TLV covers the sequence number and the TLVs before it).
+    pub fn tag_of(&self, parts: &[&[u8]]) -> [u8; TAG_LEN] {
+        let mut mac = self.mac(&[]);
+        for part in parts {
+            mac.update(part);
+        }
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
+        tag
+    }
+
+    /// Whether `tag` is the tag of `parts` (constant time).
+    pub fn verify_parts(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
+        let mut mac = self.mac(&[]);
+        for part in parts {
+            mac.update(part);
+        }
+        tag.len() == TAG_LEN && mac.verify_truncated_left(tag).is_ok()
+    }
+
     /// Whether the tag after `datagram`'s first `covered` bytes is theirs (constant time).
     pub fn verify_first(&self, datagram: &[u8], covered: usize) -> bool {
         datagram.len() >= covered + TAG_LEN

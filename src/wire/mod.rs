@@ -19,7 +19,7 @@ pub mod stamp;
 
 use auth::{Key, TAG_LEN};
 pub use sonde::{fill_padding, fill_padding_after, DecodeError, ProbeHeader, HEADER_LEN};
-use stamp::{ErrorEstimate, Mode, Reflected, TestPacket, TimeFormat, Timestamp};
+use stamp::{tlv, ErrorEstimate, Mode, Reflected, TestPacket, TimeFormat, Timestamp};
 use std::time::Duration;
 
 /// Which probe format a pinger sends and an echo understands.
@@ -31,8 +31,17 @@ pub enum Wire {
     /// sockperf's message header ([`sockperf`]), so that sonde and sockperf can be measured
     /// against the same peer.
     Sockperf,
-    /// STAMP test packets ([`stamp`]), timestamps in this format; authenticated with a key.
-    Stamp(TimeFormat),
+    /// STAMP test packets ([`stamp`]); authenticated with a key.
+    Stamp(StampOptions),
+}
+
+/// What a STAMP sender puts in its test packets beyond the base packet's fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StampOptions {
+    /// The timestamps' format (NTP or PTP).
+    pub format: TimeFormat,
+    /// The RFC 8972 TLVs of each test packet.
+    pub tlvs: tlv::Request,
 }
 
 /// How the sender's clock stands, for the formats that carry wall-clock time.
@@ -56,6 +65,8 @@ pub struct Reflection {
     pub ttl: u8,
     /// Whether the reflector says its clock is synchronised.
     pub synchronized: bool,
+    /// What the reply's RFC 8972 TLVs say.
+    pub tlvs: tlv::Returned,
 }
 
 /// What a pinger writes at the front of one probe.
@@ -96,7 +107,7 @@ impl Wire {
             Wire::Sonde if signed => HEADER_LEN + TAG_LEN,
             Wire::Sonde => HEADER_LEN,
             Wire::Sockperf => sockperf::HEADER_LEN,
-            Wire::Stamp(_) => Self::stamp_mode(signed).base_len(),
+            Wire::Stamp(o) => Self::stamp_mode(signed).base_len() + o.tlvs.fixed_len(signed),
         }
     }
 
@@ -155,17 +166,33 @@ impl Wire {
                 length: buf.len() as u32,
             }
             .encode(buf),
-            Wire::Stamp(format) => TestPacket {
-                seq: probe.seq as u32,
-                timestamp: Timestamp::new(
-                    probe.epoch_wall + Duration::from_nanos(probe.send_ns),
-                    format,
-                ),
-                error: ErrorEstimate::new(probe.clock.synchronized, format, probe.clock.error),
-                ssid: Self::ssid(probe.session),
-            }
-            .encode(buf, Self::stamp_mode(key.is_some()), key),
+            Wire::Stamp(options) => Self::encode_stamp(buf, probe, options, key),
         }
+    }
+
+    fn encode_stamp(buf: &mut [u8], probe: &Probe, options: StampOptions, key: Option<&Key>) {
+        let (mode, format, seq) = (Self::stamp_mode(key.is_some()), options.format, probe.seq);
+        TestPacket {
+            seq: seq as u32,
+            timestamp: Timestamp::new(
+                probe.epoch_wall + Duration::from_nanos(probe.send_ns),
+                format,
+            ),
+            error: ErrorEstimate::new(probe.clock.synchronized, format, probe.clock.error),
+            ssid: Self::ssid(probe.session),
+        }
+        .encode(buf, mode, key);
+        let info = tlv::SenderInfo {
+            sent: (seq as u32).wrapping_add(1),
+            sync: if probe.clock.synchronized {
+                tlv::SYNC_NTP
+            } else {
+                tlv::SYNC_LOCAL
+            },
+            method: tlv::METHOD_SW_LOCAL,
+        };
+        let area = &mut buf[mode.base_len()..];
+        options.tlvs.write(area, &info, seq as u32, key);
     }
 
     /// Reads a reply to one of run `session`'s probes; with `key`, only signed replies count.
@@ -206,7 +233,8 @@ impl Wire {
     }
 
     fn decode_stamp(data: &[u8], session: u64, key: Option<&Key>) -> Reply {
-        let r = match Reflected::decode(data, Self::stamp_mode(key.is_some()), key) {
+        let mode = Self::stamp_mode(key.is_some());
+        let r = match Reflected::decode(data, mode, key) {
             Ok(r) => r,
             Err(stamp::Refused::TooShort) => return Reply::NotAReply("not a STAMP reply"),
             Err(stamp::Refused::BadHmac) => return Reply::NotAReply("authentication failed"),
@@ -217,6 +245,12 @@ impl Wire {
         // The reflector stamps in the format it says (its Z bit); a time that is none is 0.
         let format = r.error.format();
         let time = |t: Timestamp| t.since_unix(format).unwrap_or_default();
+        let area = &data[mode.base_len()..];
+        let tlvs = if area.is_empty() {
+            tlv::Returned::default()
+        } else {
+            tlv::read(area, r.seq, key)
+        };
         Reply::Probe {
             seq: u64::from(r.sender_seq),
             send_ns: None,
@@ -226,6 +260,7 @@ impl Wire {
                 sent: time(r.timestamp),
                 ttl: r.sender_ttl,
                 synchronized: r.error.synchronized(),
+                tlvs,
             }),
         }
     }

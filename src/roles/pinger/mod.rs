@@ -27,7 +27,8 @@ use crate::model::{
 use crate::roles::socket;
 use crate::roles::stamp::host_clock;
 use crate::sys::{
-    enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, MmsgBatch, SendBatch,
+    enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, set_tos, MmsgBatch,
+    SendBatch,
 };
 use crate::wire::{self, ClockQuality, Wire};
 use loss_pattern::LossPattern;
@@ -122,6 +123,10 @@ impl<'a> Pinger<'a> {
         cfg.validate()?;
         let bind = cfg.bind.unwrap_or_else(|| socket::any_for(&cfg.target));
         let (socket, local) = socket::bind_with(bind, cfg.buffers)?;
+        if let Some(tos) = cfg.tos {
+            set_tos(&socket, local.is_ipv6(), tos.byte())
+                .map_err(|e| Error::io("set the DSCP/ECN (--dscp, --ecn) of", local, e))?;
+        }
         // Best effort: without it a stopped server looks like silence rather than a refusal.
         let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
         let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);

@@ -6,9 +6,12 @@ use super::inflight::{ProbeState, Verdict};
 use super::{Phase, Pinger, TICK_NS};
 use crate::config::Pace;
 use crate::error::Error;
+use crate::model::stamp::{Sample, TlvTally};
 use crate::model::{ProbeEvent, ReplyKind};
 use crate::roles::socket;
+use crate::roles::stamp::add_marks;
 use crate::sys::{drain_error_queue, MmsgBatch};
+use crate::wire::stamp::tlv::Returned;
 use crate::wire::{ProbeHeader, Reflection, Reply};
 use std::io;
 use std::net::SocketAddr;
@@ -200,7 +203,7 @@ impl Pinger<'_> {
 
     /// Records what a STAMP reflector's answer to probe `seq` tells of its round trip from
     /// `sent_ns` to `arrived_ns`: the dwell T3 - T2, which comes off the round trip (returned),
-    /// the forward and backward delays across the two clocks, and the reflector's count.
+    /// the forward and backward delays across the two clocks, the reflector's count, its TLVs.
     fn split_round_trip(
         &mut self,
         r: &Reflection,
@@ -213,21 +216,19 @@ impl Pinger<'_> {
         let Some(d) = self.dist.one_way.as_deref_mut() else {
             return rtt_ns;
         };
-        d.count(seq, r.seq, r.ttl, received);
-        let t1 = self.epoch_wall + Duration::from_nanos(sent_ns);
-        let t4 = self.epoch_wall + Duration::from_nanos(arrived_ns);
-        let dwell = r.sent.saturating_sub(r.received).as_nanos() as u64;
-        d.dwell.record(dwell);
-        d.replies += 1;
-        d.reflector_synchronized += u64::from(r.synchronized);
-        match r.received.checked_sub(t1) {
-            Some(forward) => d.forward.record(forward.as_nanos() as u64),
-            None => d.forward_below_zero += 1,
-        }
-        match t4.checked_sub(r.sent) {
-            Some(backward) => d.backward.record(backward.as_nanos() as u64),
-            None => d.backward_below_zero += 1,
-        }
+        tally(&mut d.tlvs, seq, &r.tlvs);
+        let dwell = d.record(&Sample {
+            seq,
+            t1: self.epoch_wall + Duration::from_nanos(sent_ns),
+            t2: r.received,
+            t3: r.sent,
+            t4: self.epoch_wall + Duration::from_nanos(arrived_ns),
+            reflector_seq: r.seq,
+            direct_received: r.tlvs.direct.map(|c| c.reflector_received),
+            ttl: r.ttl,
+            reflector_synchronized: r.synchronized,
+            received,
+        });
         rtt_ns.saturating_sub(dwell)
     }
 
@@ -255,6 +256,24 @@ impl Pinger<'_> {
             self.loss_pattern.observe(&slot);
         }
     }
+}
+
+/// Adds what the TLVs of the answer to probe `seq` said.
+fn tally(t: &mut TlvTally, seq: u64, r: &Returned) {
+    add_marks(&mut t.counts, &r.marks);
+    t.hmac_failed += u64::from(r.hmac_ok == Some(false));
+    if let Some(cos) = r.class_of_service {
+        t.dscp_at_reflector[usize::from(cos.received.dscp & 63)] += 1;
+        t.ecn_at_reflector[usize::from(cos.received.ecn & 3)] += 1;
+        t.reply_dscp_not_as_asked += u64::from(cos.reply_not_as_asked);
+    }
+    if let Some(c) = r.direct {
+        if t.direct.is_none_or(|(latest, _)| seq >= latest) {
+            let counts = [c.sender_sent, c.reflector_received, c.reflector_sent];
+            t.direct = Some((seq, counts));
+        }
+    }
+    t.reflector_clock = r.timestamp_info.or(t.reflector_clock);
 }
 
 /// The sequence number whose low `bits` bits are `low`: the latest one before `next` (the next

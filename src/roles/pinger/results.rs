@@ -2,8 +2,13 @@
 
 use super::{Phase, Pinger};
 use crate::config::Pace;
-use crate::model::{Batching, LagSummary, OneWay, PingDistributions, PingSummary, SocketSummary};
+use crate::model::{
+    Batching, LagSummary, OneWay, OneWayDistributions, PingDistributions, PingSummary,
+    SocketSummary, StampTlvSummary,
+};
 use crate::sys::socket_drops;
+use crate::wire::stamp::tlv;
+use crate::wire::Wire;
 use std::time::Instant;
 
 impl Pinger<'_> {
@@ -65,14 +70,41 @@ impl Pinger<'_> {
             loss_bursts: self.loss_pattern.summary(),
             socket: self.socket_summary(),
             reflector_dwell: one_way.as_ref().and_then(|d| d.dwell.summary()),
+            lost_unattributed: ways
+                .as_ref()
+                .and_then(|[f, b]| OneWay::unattributed(f, b, lost)),
             forward: ways.clone().map(|[f, _]| f),
             backward: ways.map(|[_, b]| b),
+            stamp_tlvs: one_way.and_then(|d| self.stamp_tlvs(d)),
             flows: Vec::new(),
             outages: self
                 .outages
                 .clone()
                 .finish(self.send_end_ns.unwrap_or(end_ns)),
         }
+    }
+
+    /// What the RFC 8972 TLVs sent and returned said, when there were any.
+    fn stamp_tlvs(&self, d: &OneWayDistributions) -> Option<StampTlvSummary> {
+        let Wire::Stamp(stamp) = self.cfg.wire else {
+            return None;
+        };
+        let r = stamp.tlvs;
+        if r.is_empty() && d.tlvs.counts.tlvs == 0 {
+            return None;
+        }
+        let keyed = self.cfg.key.is_some();
+        let padding = self.cfg.size - self.cfg.header_len() >= tlv::HEADER_LEN;
+        let sent = [
+            (r.timestamp_info, "timestamp_info"),
+            (r.class_of_service.is_some(), "class_of_service"),
+            (r.direct_measurement, "direct_measurement"),
+            (!r.is_empty() && padding, "extra_padding"),
+            (!r.is_empty() && keyed, "hmac"),
+        ];
+        let sent = sent.into_iter().filter(|s| s.0).map(|s| s.1).collect();
+        let tos = r.class_of_service.map(|t| (t.dscp, t.ecn));
+        Some(StampTlvSummary::of(&d.tlvs, sent, tos))
     }
 
     fn socket_summary(&self) -> SocketSummary {

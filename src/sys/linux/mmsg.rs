@@ -14,9 +14,9 @@ use std::time::Duration;
 /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 32;
 const SLOT: usize = 65_536;
-/// Control space per received slot: a timestamp, a drop counter, a GRO segment size and a TTL
-/// or hop limit, with their headers (104 bytes; 128 kept).
-const CONTROL_WORDS: usize = 16;
+/// Control space per received slot: a timestamp, a drop counter, a GRO segment size, a TTL or
+/// hop limit and a TOS or traffic class, with their headers (128 bytes; 144 kept).
+const CONTROL_WORDS: usize = 18;
 
 fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -56,43 +56,44 @@ struct Control {
     drops: Option<u32>,
     segment: Option<usize>,
     ttl: Option<u8>,
+    tos: Option<u8>,
 }
 
-/// The receive timestamp, drop count, GRO segment size and TTL among a received message's
+/// The receive timestamp, drop count, GRO segment size, TTL and TOS among a received message's
 /// control messages.
 fn control_messages(msg: &libc::msghdr) -> Control {
-    let (mut kernel_rx, mut drops, mut segment, mut ttl) = (None, None, None, None);
+    let mut c = Control::default();
     // Safety: msg was filled by a successful receive; the CMSG_* macros stay within
     // msg_controllen (0 when there is no control buffer), and payloads are read unaligned.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(msg);
         while !cmsg.is_null() {
-            let c = &*cmsg;
-            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                kernel_rx = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
-            } else if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL {
-                drops = Some(std::ptr::read_unaligned(
-                    libc::CMSG_DATA(cmsg).cast::<u32>(),
-                ));
-            } else if c.cmsg_level == libc::IPPROTO_UDP && c.cmsg_type == libc::UDP_GRO {
-                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                segment = usize::try_from(size).ok().filter(|&s| s > 0);
-            } else if (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_TTL)
-                || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_HOPLIMIT)
-            {
-                let hops = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                ttl = u8::try_from(hops).ok();
+            let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
+            let data = libc::CMSG_DATA(cmsg);
+            let int = || std::ptr::read_unaligned(data.cast::<libc::c_int>());
+            match (level, kind) {
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                    let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
+                    c.kernel_rx = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                }
+                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                    c.drops = Some(std::ptr::read_unaligned(data.cast::<u32>()));
+                }
+                (libc::IPPROTO_UDP, libc::UDP_GRO) => {
+                    c.segment = usize::try_from(int()).ok().filter(|&s| s > 0);
+                }
+                (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => {
+                    c.ttl = u8::try_from(int()).ok();
+                }
+                // IPv4 gives the TOS as one byte, IPv6 the traffic class as an int.
+                (libc::IPPROTO_IP, libc::IP_TOS) => c.tos = Some(*data),
+                (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => c.tos = u8::try_from(int()).ok(),
+                _ => {}
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    Control {
-        kernel_rx,
-        drops,
-        segment,
-        ttl,
-    }
+    c
 }
 
 /// One reply message of an echo batch: `len` bytes at `offset` in slot `slot`, holding
@@ -268,6 +269,7 @@ impl MmsgBatch {
             drops: c.drops,
             segment: c.segment,
             ttl: c.ttl,
+            tos: c.tos,
         })
     }
 

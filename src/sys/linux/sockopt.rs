@@ -1,4 +1,4 @@
-//! Socket options: buffers, drop counters, receive timestamps, GRO, ICMP errors.
+//! Socket options: buffers, drop counters, receive timestamps, GRO, ICMP errors, TTL and TOS.
 
 use super::cvt;
 use mio::net::UdpSocket;
@@ -115,4 +115,26 @@ pub(crate) fn enable_recv_ttl(socket: &UdpSocket, ipv6: bool) -> bool {
         (libc::IPPROTO_IP, libc::IP_RECVTTL)
     };
     set_int_option(socket, level, name, 1).is_ok()
+}
+
+/// Asks the kernel to say with each datagram the TOS byte (IPv4) or traffic class (IPv6) it
+/// arrived with: its DSCP and ECN. Says whether it accepted.
+pub(crate) fn enable_recv_tos(socket: &UdpSocket, ipv6: bool) -> bool {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVTOS)
+    };
+    set_int_option(socket, level, name, 1).is_ok()
+}
+
+/// Sends every datagram of this socket with `tos` as its TOS byte (IPv4) or traffic class
+/// (IPv6): DSCP in the top six bits, ECN in the low two.
+pub(crate) fn set_tos(socket: &UdpSocket, ipv6: bool, tos: u8) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TOS)
+    };
+    set_int_option(socket, level, name, libc::c_int::from(tos))
 }

@@ -18,7 +18,9 @@
 //! | HMAC (16) | – | – | 96 | 96 |
 //!
 //! Every other byte of the base packet is MBZ (must be zero). What follows the base packet is
-//! padding or RFC 8972 TLVs.
+//! padding or RFC 8972 TLVs ([`tlv`]).
+
+pub mod tlv;
 
 use super::auth::{Key, TAG_LEN};
 use std::time::Duration;
