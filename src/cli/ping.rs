@@ -157,7 +157,13 @@ fn open_files(args: &ProbeArgs, flows: usize) -> Result<Files, Error> {
     let csvs = args
         .export_csv
         .iter()
-        .map(|path| Ok(csv::SharedCsv::new(export::create("--export-csv", path)?)))
+        .map(|path| {
+            let stamp = args.socket.wire == WireArg::Stamp;
+            Ok(csv::SharedCsv::new(
+                export::create("--export-csv", path)?,
+                stamp,
+            ))
+        })
         .collect::<Result<Vec<_>, Error>>()?;
     let hlog = match args.export_hlog.is_empty() {
         true => None,

@@ -1,6 +1,7 @@
 //! What happens to each probe, as it happens: the events per-probe lines, CSV exports and plots
 //! are made from.
 
+use super::stamp::Split;
 use std::net::SocketAddr;
 
 /// What happened to one probe or datagram, as it happens: for per-probe output and exports.
@@ -15,6 +16,8 @@ pub enum ProbeEvent {
         rtt_ns: u64,
         len: usize,
         kind: ReplyKind,
+        /// STAMP, first answers: the round trip split by the reflector's timestamps.
+        split: Option<Split>,
     },
     /// No reply by the timeout. `unreachable`: an ICMP error came back for it.
     Lost {

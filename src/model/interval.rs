@@ -23,6 +23,8 @@ pub struct IntervalReport {
     pub counters: Counters,
     /// Round-trip times of the replies received in this period.
     pub rtt: Latency,
+    /// STAMP: the forward and backward delays of those replies (below-zero ones left out).
+    pub one_way: Option<Box<[Latency; 2]>>,
 }
 
 impl IntervalReport {
@@ -43,6 +45,11 @@ impl IntervalReport {
         self.end_ns = self.end_ns.max(other.end_ns);
         self.counters.add(&other.counters);
         self.rtt.merge(&other.rtt);
+        if let Some(theirs) = &other.one_way {
+            let ours = self.one_way.get_or_insert_with(Default::default);
+            ours[0].merge(&theirs[0]);
+            ours[1].merge(&theirs[1]);
+        }
     }
 }
 
@@ -54,6 +61,7 @@ pub struct IntervalClock {
     at_start: Counters,
     timeouts_at_start: u64,
     rtt: Latency,
+    one_way: Option<Box<[Latency; 2]>>,
 }
 
 impl IntervalClock {
@@ -64,6 +72,7 @@ impl IntervalClock {
             at_start: Counters::default(),
             timeouts_at_start: 0,
             rtt: Latency::new(),
+            one_way: None,
         }
     }
 
@@ -81,6 +90,16 @@ impl IntervalClock {
         self.rtt.record(ns);
     }
 
+    /// STAMP: one reply's forward and backward delays, ns (`None`: below zero).
+    pub fn record_one_way(&mut self, forward_ns: Option<u64>, backward_ns: Option<u64>) {
+        let ways = self.one_way.get_or_insert_with(Default::default);
+        for (way, ns) in ways.iter_mut().zip([forward_ns, backward_ns]) {
+            if let Some(ns) = ns {
+                way.record(ns);
+            }
+        }
+    }
+
     /// Closes the current period at `end_ns` (its boundary, or the end of the run), given the
     /// run's counters and timeouts fired so far.
     pub fn close(&mut self, end_ns: u64, now: &Counters, timeouts: u64) -> IntervalReport {
@@ -92,6 +111,7 @@ impl IntervalClock {
             end_ns,
             counters,
             rtt: std::mem::take(&mut self.rtt),
+            one_way: self.one_way.take(),
         };
         self.index += 1;
         self.at_start = now.clone();
@@ -166,6 +186,11 @@ pub struct IntervalSummary {
     pub loss_pct: f64,
     /// Round-trip times of the replies received in the interval.
     pub rtt: Option<LatencySummary>,
+    /// STAMP: the forward and backward delays of those replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_delay: Option<LatencySummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backward_delay: Option<LatencySummary>,
 }
 
 impl IntervalSummary {
@@ -177,6 +202,8 @@ impl IntervalSummary {
             counters: report.counters.clone(),
             loss_pct: report.loss_pct(),
             rtt: report.rtt.summary(),
+            forward_delay: report.one_way.as_ref().and_then(|w| w[0].summary()),
+            backward_delay: report.one_way.as_ref().and_then(|w| w[1].summary()),
         }
     }
 }
@@ -198,6 +225,7 @@ mod tests {
                 ..Counters::default()
             },
             rtt,
+            one_way: None,
         }
     }
 

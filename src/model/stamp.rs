@@ -27,6 +27,15 @@ pub struct Sample {
     pub received: u64,
 }
 
+/// One answer's round trip, split: forward T2 − T1 and backward T4 − T3 (signed: across two
+/// clocks, an offset can make them negative), and the reflector's dwell T3 − T2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub forward_ns: i64,
+    pub backward_ns: i64,
+    pub dwell_ns: u64,
+}
+
 /// Signed nanoseconds from `a` to `b`.
 fn signed_ns(a: Duration, b: Duration) -> i128 {
     b.as_nanos() as i128 - a.as_nanos() as i128
@@ -93,9 +102,9 @@ pub struct OneWayDistributions {
 }
 
 impl OneWayDistributions {
-    /// Takes a first answer: records its delays, counts, reordering and TTL; returns the
-    /// reflector's dwell T3 − T2 in ns, which comes off the round trip.
-    pub fn record(&mut self, s: &Sample) -> u64 {
+    /// Takes a first answer: records its delays, counts, reordering and TTL; returns its split
+    /// (the dwell comes off the round trip).
+    pub fn record(&mut self, s: &Sample) -> Split {
         let dwell = s.t3.saturating_sub(s.t2).as_nanos() as u64;
         self.dwell.record(dwell);
         self.replies += 1;
@@ -118,7 +127,12 @@ impl OneWayDistributions {
         self.forward.reordered +=
             u64::from(self.highest.is_some_and(|(h, t2)| h > s.seq && t2 < s.t2));
         self.count(s);
-        dwell
+        let clamp = |ns: i128| ns.clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        Split {
+            forward_ns: clamp(forward),
+            backward_ns: clamp(backward),
+            dwell_ns: dwell,
+        }
     }
 
     /// Updates the loss split from the reflector's count of what it received.

@@ -1,7 +1,7 @@
 //! Outputs: turning plain results ([`crate::model`]) into text, JSON, files and charts. Each
 //! format is a file of its own and depends on the model alone, never on a role.
 //!
-//! - [`report`]: text and JSON of summaries, per-probe and interval lines;
+//! - [`report`]: text and JSON of summaries, per-probe and interval lines (STAMP's in `stamp`);
 //! - [`follow`]: a run followed as it goes (intervals combined, the stream, a progress bar);
 //! - [`export`]: files (`--export-json/csv/hgrm/hlog`) and their readers;
 //! - [`plot`]: SVG charts; [`merge`]: interval logs combined; [`threshold`]: `--fail-*`.
@@ -11,6 +11,7 @@ pub(crate) mod follow;
 pub(crate) mod merge;
 pub(crate) mod plot;
 pub(crate) mod report;
+mod stamp;
 pub(crate) mod threshold;
 
 use std::io::Write;

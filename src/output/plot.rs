@@ -31,6 +31,11 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 const LOSS: RGBColor = RGBColor(214, 39, 40);
+/// STAMP's forward and backward delay lines.
+const WAYS: [(RGBColor, &str); 2] = [
+    (RGBColor(44, 160, 44), "forward delay"),
+    (RGBColor(148, 103, 189), "backward delay"),
+];
 
 /// One range of RTTs over a stretch of time: per interval, or per bucket of probes.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +66,8 @@ pub(crate) struct Run {
     pub outages: Vec<(f64, f64)>,
     /// The distribution: (quantile, RTT ms).
     pub distribution: Vec<(f64, f64)>,
+    /// STAMP: forward and backward delay over time, (time s, ms), per interval or bucket.
+    pub ways: [Vec<(f64, f64)>; 2],
 }
 
 impl Run {
@@ -88,6 +95,7 @@ impl Run {
     fn from_intervals(intervals: &[IntervalSummary]) -> Self {
         let mut run = Run {
             span_meaning: "p50 per interval, band min..p99",
+            // (and STAMP's forward and backward delay: p50 per interval)
             ..Run::default()
         };
         for i in intervals {
@@ -99,6 +107,14 @@ impl Run {
                     low_ms: r.min_us / 1e3,
                     high_ms: r.p99_us / 1e3,
                 });
+            }
+            let mid = (i.start_s + i.end_s) / 2.0;
+            for (way, delay) in run
+                .ways
+                .iter_mut()
+                .zip([&i.forward_delay, &i.backward_delay])
+            {
+                way.extend(delay.as_ref().map(|d| (mid, d.p50_us / 1e3)));
             }
             // An interval counts the timeouts that fired in it: mark them there (a run with
             // per-probe records marks each probe at its send time instead).
@@ -172,6 +188,8 @@ fn load_hlog(path: &str, bytes: &[u8]) -> Result<Run, Error> {
             counters: Default::default(),
             loss_pct: 0.0,
             rtt: latency.summary(),
+            forward_delay: None,
+            backward_delay: None,
         });
     }
     let mut run = Run::from_intervals(&intervals);
@@ -243,6 +261,8 @@ fn load_csv(path: &str) -> Result<Run, Error> {
     let bucketed = received > MAX_POINTS;
     let width_ns = (end_ns / BUCKETS as u64).max(1);
     let mut buckets: Vec<(u64, f64, f64, f64)> = Vec::new(); // count, sum, min, max (ms)
+                                                             // STAMP: forward and backward delay per time bucket (count, sum ms), whatever the length.
+    let mut way_buckets: Vec<[(u64, f64); 2]> = Vec::new();
     let mut run = Run {
         span_meaning: "mean per time bucket, band min..max",
         ..Run::default()
@@ -253,6 +273,18 @@ fn load_csv(path: &str) -> Result<Run, Error> {
         match (row.rtt_ns, row.status.as_str()) {
             (Some(rtt), status) if is_received(status) => {
                 all.record(rtt);
+                if let Some((forward, backward, _)) = row.split {
+                    let b = ((row.sent_ns / width_ns) as usize).min(BUCKETS);
+                    if way_buckets.len() <= b {
+                        way_buckets.resize(b + 1, [(0, 0.0); 2]);
+                    }
+                    // Below zero (a clock offset larger than the delay): not drawn.
+                    for (w, ns) in way_buckets[b].iter_mut().zip([forward, backward]) {
+                        if ns >= 0 {
+                            *w = (w.0 + 1, w.1 + ns as f64 / 1e6);
+                        }
+                    }
+                }
                 let ms = rtt as f64 / 1e6;
                 if bucketed {
                     let b = ((row.sent_ns / width_ns) as usize).min(BUCKETS);
@@ -284,6 +316,14 @@ fn load_csv(path: &str) -> Result<Run, Error> {
                 low_ms: min,
                 high_ms: max,
             });
+        }
+    }
+    for (b, ways) in way_buckets.iter().enumerate() {
+        let mid_s = (b as f64 + 0.5) * width_ns as f64 / 1e9;
+        for (line, &(count, sum)) in run.ways.iter_mut().zip(ways) {
+            if count > 0 {
+                line.push((mid_s, sum / count as f64));
+            }
         }
     }
     run.distribution = distribution(all.histogram());
@@ -359,6 +399,7 @@ where
                 .iter()
                 .map(|p| p.1)
                 .chain(r.spans.iter().map(|s| s.high_ms))
+                .chain(r.ways.iter().flatten().map(|w| w.1))
         })
         .fold(0.0f64, f64::max)
         .max(1e-3)
@@ -369,10 +410,15 @@ where
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..end, 0.0..top)?;
+    let stamp = runs.iter().any(|r| r.ways.iter().any(|w| !w.is_empty()));
     chart
         .configure_mesh()
         .x_desc("time (s)")
-        .y_desc("RTT (ms)")
+        .y_desc(if stamp {
+            "RTT, one-way delay (ms)"
+        } else {
+            "RTT (ms)"
+        })
         .draw()?;
     for run in runs {
         for &(start, duration) in &run.outages {
@@ -433,6 +479,16 @@ where
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
                 });
+        }
+        for (line, (color, name)) in run.ways.iter().zip(WAYS) {
+            if !line.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(line.clone(), color.stroke_width(1)))?
+                    .label(format!("{}: {name}", run.label))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(1))
+                    });
+            }
         }
         if !run.lost_at.is_empty() {
             chart

@@ -9,7 +9,7 @@ use crate::model::{
 };
 use std::fmt::Write;
 
-fn ms(us: f64) -> String {
+pub(super) fn ms(us: f64) -> String {
     format!("{:.3}", us / 1_000.0)
 }
 
@@ -58,7 +58,7 @@ pub(crate) fn probe_line(event: &ProbeEvent) -> String {
     }
 }
 
-fn quartet(l: &LatencySummary) -> String {
+pub(super) fn quartet(l: &LatencySummary) -> String {
     format!(
         "{}/{}/{}/{}",
         ms(l.p50_us),
@@ -143,7 +143,7 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
             quartet(r)
         );
     }
-    stamp_lines(&mut out, s);
+    super::stamp::lines(&mut out, s);
     if let Some(lag) = &s.schedule_lag {
         let _ = writeln!(
             out,
@@ -215,42 +215,6 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
 }
 
 /// What `sonde merge` found, as text.
-/// STAMP: the reflector's dwell (taken off the rtt above) and the two one-way delays.
-fn stamp_lines(out: &mut String, s: &PingSummary) {
-    if let Some(d) = &s.reflector_dwell {
-        let _ = writeln!(
-            out,
-            "reflector dwell         = {} ms (p50/p90/p99/p99.9, T3 - T2: not in the rtt above)",
-            quartet(d)
-        );
-    }
-    for (name, way) in [("forward ", &s.forward), ("backward", &s.backward)] {
-        let Some(way) = way else { continue };
-        let delay = way.delay.as_ref().map_or("no samples".into(), quartet);
-        let clocks = if way.clocks_synchronized {
-            "clocks synchronised"
-        } else {
-            "clocks not both synchronised: includes their offset"
-        };
-        let below = match way.below_zero {
-            0 => String::new(),
-            n => format!(", {n} below zero"),
-        };
-        let lost = way
-            .lost
-            .map_or("lost: unknown (reflector does not count)".into(), |n| {
-                format!("lost {n}")
-            });
-        let ttl = way.ttl.map_or(String::new(), |t| {
-            format!(", arrived with TTL {}-{} ({} hops)", t.min, t.max, t.hops)
-        });
-        let _ = writeln!(
-            out,
-            "{name} delay          = {delay} ms ({clocks}{below}); {lost}{ttl}"
-        );
-    }
-}
-
 pub(crate) fn merge_text(s: &super::merge::MergeSummary) -> String {
     let mut out = format!(
         "--- sonde merge: {} logs, {} intervals ---\n",
@@ -371,8 +335,16 @@ pub(crate) fn interval_line(i: &IntervalSummary) -> String {
             let _ = write!(extra, ", {value} {name}");
         }
     }
+    let mut ways = String::new();
+    if let (Some(f), Some(b)) = (&i.forward_delay, &i.backward_delay) {
+        ways = format!(
+            "  forward p50 {} backward p50 {} ms",
+            ms(f.p50_us),
+            ms(b.p50_us)
+        );
+    }
     format!(
-        "[{:7.2}-{:7.2} s] {:>9} sent {:>9} received {:>7.3}% loss ({} lost{extra})  {rtt}",
+        "[{:7.2}-{:7.2} s] {:>9} sent {:>9} received {:>7.3}% loss ({} lost{extra})  {rtt}{ways}",
         i.start_s, i.end_s, c.sent, c.received, i.loss_pct, c.lost
     )
 }
@@ -487,6 +459,7 @@ mod tests {
                 ..Counters::default()
             },
             rtt: scripted_rtt(),
+            one_way: None,
         })
     }
 
@@ -541,6 +514,7 @@ mod tests {
                 rtt_ns: 31_234,
                 len: 64,
                 kind: ReplyKind::Received { reordered: true },
+                split: None,
             },
             ProbeEvent::Lost {
                 seq: 8,

@@ -6,6 +6,10 @@
 //! ICMP error) or `not_sent` — one row per probe, so the probe rows number sent + not sent. A
 //! reply after the timeout adds a `late` row for a probe already written `lost`, and extra
 //! answers add `duplicate` rows; datagrams that are not probes are not rows.
+//!
+//! A STAMP run adds `forward_ns,backward_ns,dwell_ns`: the round trip split by the reflector's
+//! timestamps (forward and backward are signed: across two clocks an offset can make one
+//! negative), empty where the row has no first answer.
 
 use super::Sink;
 use crate::model::{ProbeEvent, ReplyKind};
@@ -13,19 +17,25 @@ use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 pub const HEADER: &str = "flow,seq,scheduled_ns,sent_ns,rtt_ns,status\n";
+pub const STAMP_HEADER: &str =
+    "flow,seq,scheduled_ns,sent_ns,rtt_ns,status,forward_ns,backward_ns,dwell_ns\n";
 /// Rows are collected per flow and written in chunks of about this many bytes.
 const CHUNK: usize = 64 * 1024;
 
 /// The file every flow writes to, and the first write error met.
 pub struct SharedCsv {
     out: Mutex<(Sink, Option<io::Error>)>,
+    /// Rows carry the STAMP columns.
+    stamp: bool,
 }
 
 impl SharedCsv {
-    pub fn new(mut out: Sink) -> Arc<Self> {
-        let error = out.write_all(HEADER.as_bytes()).err();
+    pub fn new(mut out: Sink, stamp: bool) -> Arc<Self> {
+        let header = if stamp { STAMP_HEADER } else { HEADER };
+        let error = out.write_all(header.as_bytes()).err();
         Arc::new(Self {
             out: Mutex::new((out, error)),
+            stamp,
         })
     }
 
@@ -74,6 +84,7 @@ impl ProbeRows {
                 sent_ns,
                 rtt_ns,
                 kind,
+                split,
                 ..
             } => {
                 let status = match kind {
@@ -82,10 +93,18 @@ impl ProbeRows {
                     ReplyKind::Late => "late",
                     ReplyKind::Duplicate => "duplicate",
                 };
-                writeln!(
+                let _ = write!(
                     self.buf,
                     "{flow},{seq},{intended_ns},{sent_ns},{rtt_ns},{status}"
-                )
+                );
+                match split {
+                    Some(s) if self.out.stamp => writeln!(
+                        self.buf,
+                        ",{},{},{}",
+                        s.forward_ns, s.backward_ns, s.dwell_ns
+                    ),
+                    _ => self.end_row(),
+                }
             }
             ProbeEvent::Lost {
                 seq,
@@ -94,20 +113,33 @@ impl ProbeRows {
                 unreachable,
             } => {
                 let status = if *unreachable { "unreachable" } else { "lost" };
-                writeln!(self.buf, "{flow},{seq},{intended_ns},{sent_ns},,{status}")
+                let _ = write!(self.buf, "{flow},{seq},{intended_ns},{sent_ns},,{status}");
+                self.end_row()
             }
             ProbeEvent::NotSent {
                 seq,
                 intended_ns,
                 sent_ns,
                 ..
-            } => writeln!(self.buf, "{flow},{seq},{intended_ns},{sent_ns},,not_sent"),
+            } => {
+                let _ = write!(self.buf, "{flow},{seq},{intended_ns},{sent_ns},,not_sent");
+                self.end_row()
+            }
             ProbeEvent::Mismatched { .. } | ProbeEvent::Foreign { .. } => return,
         };
         if self.buf.len() >= CHUNK {
             self.out.append(&self.buf);
             self.buf.clear();
         }
+    }
+}
+
+impl ProbeRows {
+    /// Ends a row with no split: empty STAMP columns where the file has them.
+    fn end_row(&mut self) -> io::Result<()> {
+        let tail: &[u8] = if self.out.stamp { b",,,\n" } else { b"\n" };
+        self.buf.extend_from_slice(tail);
+        Ok(())
     }
 }
 
@@ -126,6 +158,8 @@ pub struct Row {
     pub sent_ns: u64,
     pub rtt_ns: Option<u64>,
     pub status: String,
+    /// STAMP files: forward and backward delay and dwell, ns, where the row has them.
+    pub split: Option<(i64, i64, u64)>,
 }
 
 /// Parses one data line; `None` for the header or a malformed line.
@@ -142,13 +176,20 @@ pub fn parse_row(line: &str) -> Option<Row> {
         Some(rtt.parse().ok()?)
     };
     let status = cols.next()?.to_string();
-    cols.next().is_none().then_some(Row {
+    let rest: Vec<&str> = cols.collect();
+    let split = match rest[..] {
+        [] | ["", "", ""] => None,
+        [f, b, d] => Some((f.parse().ok()?, b.parse().ok()?, d.parse().ok()?)),
+        _ => return None,
+    };
+    Some(Row {
         flow,
         seq,
         scheduled_ns,
         sent_ns,
         rtt_ns,
         status,
+        split,
     })
 }
 
@@ -171,7 +212,7 @@ mod tests {
     #[test]
     fn one_row_per_probe_event_and_they_read_back() {
         let memory = Memory::default();
-        let shared = SharedCsv::new(Box::new(memory.clone()));
+        let shared = SharedCsv::new(Box::new(memory.clone()), false);
         let mut rows = ProbeRows::new(1, shared.clone());
         rows.record(&ProbeEvent::Reply {
             seq: 0,
@@ -180,6 +221,7 @@ mod tests {
             rtt_ns: 30_000,
             len: 64,
             kind: ReplyKind::Received { reordered: false },
+            split: None,
         });
         rows.record(&ProbeEvent::Lost {
             seq: 1,
@@ -202,5 +244,42 @@ mod tests {
         assert_eq!(row.rtt_ns, None);
         assert_eq!(row.status, "lost");
         assert!(parse_row(HEADER).is_none());
+    }
+
+    #[test]
+    fn stamp_rows_carry_the_split() {
+        let memory = Memory::default();
+        let shared = SharedCsv::new(Box::new(memory.clone()), true);
+        let mut rows = ProbeRows::new(0, shared.clone());
+        rows.record(&ProbeEvent::Reply {
+            seq: 0,
+            intended_ns: 0,
+            sent_ns: 1,
+            rtt_ns: 900,
+            len: 44,
+            kind: ReplyKind::Received { reordered: false },
+            split: Some(crate::model::stamp::Split {
+                forward_ns: -200,
+                backward_ns: 1_100,
+                dwell_ns: 50,
+            }),
+        });
+        rows.record(&ProbeEvent::Lost {
+            seq: 1,
+            intended_ns: 10,
+            sent_ns: 11,
+            unreachable: false,
+        });
+        drop(rows);
+        shared.finish().unwrap();
+        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            format!("{STAMP_HEADER}0,0,0,1,900,received,-200,1100,50\n0,1,10,11,,lost,,,\n")
+        );
+        let rows: Vec<Row> = text.lines().filter_map(parse_row).collect();
+        assert_eq!(rows[0].split, Some((-200, 1_100, 50)));
+        assert_eq!(rows[1].split, None);
+        assert!(parse_row("0,1,10,11,,lost,1,2").is_none(), "two of three");
     }
 }

@@ -6,7 +6,7 @@ use super::inflight::{ProbeState, Verdict};
 use super::{Phase, Pinger, TICK_NS};
 use crate::config::Pace;
 use crate::error::Error;
-use crate::model::stamp::{Sample, TlvTally};
+use crate::model::stamp::{Sample, Split, TlvTally};
 use crate::model::{ProbeEvent, ReplyKind};
 use crate::roles::socket;
 use crate::roles::stamp::add_marks;
@@ -155,17 +155,23 @@ impl Pinger<'_> {
             }
         }
         let mut rtt_ns = now_ns.saturating_sub(slot.sent_ns);
+        let mut split = None;
         let kind = match self.table.on_reply(seq, now_ns, self.timeout_ns) {
             Verdict::Received { reordered } => {
                 self.counters.received += 1;
                 if let Some(r) = reflection {
-                    rtt_ns = self.split_round_trip(&r, seq, slot.sent_ns, now_ns, rtt_ns);
+                    split = self.split_round_trip(&r, seq, slot.sent_ns, now_ns);
+                    rtt_ns = rtt_ns.saturating_sub(split.map_or(0, |s| s.dwell_ns));
                 }
                 self.counters.reordered += u64::from(reordered);
                 self.dist.rtt.record(rtt_ns);
                 self.jitter.record(rtt_ns);
                 if let Some((clock, _)) = self.intervals.as_mut() {
                     clock.record_rtt(rtt_ns);
+                    if let Some(s) = split {
+                        let ns = |v: i64| u64::try_from(v).ok();
+                        clock.record_one_way(ns(s.forward_ns), ns(s.backward_ns));
+                    }
                 }
                 if matches!(self.cfg.pace, Pace::Rate(_)) {
                     self.dist
@@ -198,26 +204,24 @@ impl Pinger<'_> {
             rtt_ns,
             len,
             kind,
+            split,
         });
     }
 
     /// Records what a STAMP reflector's answer to probe `seq` tells of its round trip from
-    /// `sent_ns` to `arrived_ns`: the dwell T3 - T2, which comes off the round trip (returned),
-    /// the forward and backward delays across the two clocks, the reflector's count, its TLVs.
+    /// `sent_ns` to `arrived_ns`: the forward and backward delays across the two clocks and the
+    /// dwell T3 - T2 (which comes off the round trip), the reflector's count, its TLVs.
     fn split_round_trip(
         &mut self,
         r: &Reflection,
         seq: u64,
         sent_ns: u64,
         arrived_ns: u64,
-        rtt_ns: u64,
-    ) -> u64 {
+    ) -> Option<Split> {
         let received = self.counters.received + self.counters.late;
-        let Some(d) = self.dist.one_way.as_deref_mut() else {
-            return rtt_ns;
-        };
+        let d = self.dist.one_way.as_deref_mut()?;
         tally(&mut d.tlvs, seq, &r.tlvs);
-        let dwell = d.record(&Sample {
+        Some(d.record(&Sample {
             seq,
             t1: self.epoch_wall + Duration::from_nanos(sent_ns),
             t2: r.received,
@@ -228,8 +232,7 @@ impl Pinger<'_> {
             ttl: r.ttl,
             reflector_synchronized: r.synchronized,
             received,
-        });
-        rtt_ns.saturating_sub(dwell)
+        }))
     }
 
     fn mismatched(&mut self, seq: Option<u64>, len: usize, reason: &'static str) {
