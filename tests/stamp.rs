@@ -3,65 +3,10 @@
 
 mod common;
 
+use common::stamp::*;
 use common::*;
-use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// `sonde echo --wire stamp` with `extra` flags, JSON counters at the end; returns it and its
-/// address (read from the banner, which goes to stderr with --json).
-fn sonde_reflector(extra: &[&str]) -> (KillOnDrop, String) {
-    let mut child = sonde()
-        .args(["echo", "--wire", "stamp", "--bind", "127.0.0.1:0", "--json"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .split([' ', ';'])
-        .next()
-        .unwrap()
-        .to_string();
-    (KillOnDrop(child), addr)
-}
-
-/// Stops a reflector as Ctrl-C would and returns its JSON counters.
-fn counters(mut reflector: KillOnDrop) -> serde_json::Value {
-    signal(&reflector.0, "INT");
-    let mut out = String::new();
-    reflector
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
-}
-
-/// A key file both tools read as the same raw bytes (not hex text, which stamp-suite would
-/// decode), readable by its owner only (stamp-suite refuses anything looser).
-fn key_file(dir: &std::path::Path) -> String {
-    let path = dir.join("stamp.key");
-    std::fs::write(&path, b"sonde+stamp-suite shared key!").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sonde-stamp-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn sonde_sender_and_reflector_split_the_round_trip() {
@@ -162,61 +107,6 @@ fn a_stamp_target_without_a_port_is_port_862_and_other_formats_need_one() {
 
 // ---- against stamp-suite (installed by .ci/run) ----
 
-fn stamp_suite() -> Option<Command> {
-    have_peer("stamp-suite").then(|| Command::new("stamp-suite"))
-}
-
-/// stamp-suite as a reflector on a free port, with `extra` flags.
-fn suite_reflector(extra: &[&str]) -> Option<(KillOnDrop, String)> {
-    let mut cmd = stamp_suite()?;
-    let port = free_port().to_string();
-    let child = cmd
-        .args(["-i", "-S", "127.0.0.1", "-o", &port])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    Some((KillOnDrop(child), format!("127.0.0.1:{port}")))
-}
-
-/// stamp-suite sending `count` packets to `addr`: its last JSON line, the summary.
-fn suite_sender(addr: &str, count: u32, extra: &[&str]) -> serde_json::Value {
-    let (ip, port) = addr.rsplit_once(':').unwrap();
-    let out = stamp_suite()
-        .expect("checked by the caller")
-        .args([
-            "-r",
-            ip,
-            "-p",
-            port,
-            "-c",
-            &count.to_string(),
-            "-d",
-            "1ms",
-            "-L",
-            "1",
-        ])
-        .args(["--output-format", "json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'));
-    let last = last.unwrap_or_else(|| {
-        panic!(
-            "no JSON from stamp-suite: {}\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    serde_json::from_str(last).unwrap()
-}
-
 fn sonde_against_suite(extra_suite: &[&str], extra_sonde: &[&str]) {
     let Some((_suite, addr)) = suite_reflector(extra_suite) else {
         return;
@@ -287,29 +177,6 @@ fn stamp_suite_measures_sonde_authenticated() {
         true,
     );
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// `sonde impair` between sonde's sender and a stateful sonde reflector, impairing one way.
-fn through_impair(reflector: &[&str], impair: &[&str], ping: &[&str]) -> serde_json::Value {
-    let (reflector, addr) = sonde_reflector(reflector);
-    let mut cmd = sonde();
-    cmd.args([
-        "impair",
-        "--listen",
-        "127.0.0.1:0",
-        "--forward",
-        &addr,
-        "--seed",
-        "7",
-    ])
-    .args(impair);
-    let relay = spawn_listening(cmd);
-    let mut args = vec!["ping", &relay.addr, "--wire", "stamp"];
-    args.extend_from_slice(ping);
-    let s = run_json(&args);
-    drop(relay);
-    drop(reflector);
-    s
 }
 
 #[test]

@@ -36,6 +36,18 @@ pub struct Split {
     pub dwell_ns: u64,
 }
 
+/// Answers remembered for IPDV: a probe whose neighbour's answer came more than this many
+/// answers apart is left out of it.
+const RECENT: usize = 1024;
+
+/// A remembered answer: its sequence number and one-way delays, ns.
+#[derive(Clone, Copy)]
+struct Recent {
+    seq: u64,
+    forward: i128,
+    backward: i128,
+}
+
 /// Signed nanoseconds from `a` to `b`.
 fn signed_ns(a: Duration, b: Duration) -> i128 {
     b.as_nanos() as i128 - a.as_nanos() as i128
@@ -45,8 +57,8 @@ fn signed_ns(a: Duration, b: Duration) -> i128 {
 #[derive(Clone, Default)]
 pub struct Direction {
     pub delay: Latency,
-    /// |D(i) − D(i−1)| of consecutive probes both answered (RFC 5481 IPDV, as magnitudes): the
-    /// clocks' offset cancels out, so it holds whether or not they are synchronised.
+    /// |D(i) − D(i−1)| of consecutive probes both answered, in whatever order (RFC 5481 IPDV,
+    /// as magnitudes): the clocks' offset cancels out, so it holds either way.
     pub ipdv: Latency,
     /// Samples below zero (an offset larger than the delay), left out of `delay`.
     pub below_zero: u64,
@@ -55,15 +67,16 @@ pub struct Direction {
 }
 
 impl Direction {
-    fn record(&mut self, delay_ns: i128, previous_ns: Option<i128>) {
+    fn record(&mut self, delay_ns: i128) {
         match u64::try_from(delay_ns) {
             Ok(ns) => self.delay.record(ns),
             Err(_) => self.below_zero += 1,
         }
-        if let Some(previous) = previous_ns {
-            self.ipdv
-                .record((delay_ns - previous).unsigned_abs() as u64);
-        }
+    }
+
+    fn ipdv(&mut self, change_ns: i128) {
+        let magnitude = change_ns.unsigned_abs().min(u128::from(u64::MAX));
+        self.ipdv.record(magnitude as u64);
     }
 
     fn merge(&mut self, o: &Direction) {
@@ -93,9 +106,10 @@ pub struct OneWayDistributions {
     pub backward_lost: u64,
     /// Lowest and highest TTL (or hop limit) our probes reached the reflector with.
     pub ttl: Option<(u8, u8)>,
-    /// The latest answered probe: its number and one-way delays (for IPDV); the highest
-    /// numbered one and its T2, and the latest T3 (for reordering).
-    previous: Option<(u64, i128, i128)>,
+    /// The one-way delays of recently answered probes, by sequence number modulo its length
+    /// (for IPDV, whatever order answers come in); the highest numbered answer and its T2, and
+    /// the latest T3 (for reordering).
+    recent: Vec<Recent>,
     highest: Option<(u64, Duration)>,
     latest_t3: Duration,
     pub tlvs: TlvTally,
@@ -114,12 +128,13 @@ impl OneWayDistributions {
             None => (s.ttl, s.ttl),
         });
         let (forward, backward) = (signed_ns(s.t1, s.t2), signed_ns(s.t3, s.t4));
-        let consecutive = self.previous.filter(|p| p.0 + 1 == s.seq);
-        self.forward.record(forward, consecutive.map(|p| p.1));
-        self.backward.record(backward, consecutive.map(|p| p.2));
-        if self.previous.is_none_or(|p| s.seq > p.0) {
-            self.previous = Some((s.seq, forward, backward));
-        }
+        self.forward.record(forward);
+        self.backward.record(backward);
+        self.pair_up(Recent {
+            seq: s.seq,
+            forward,
+            backward,
+        });
         // Backward: the reflector sent this before one that came in earlier. Forward: a later
         // probe reached the reflector first (as far as the answers so far tell).
         self.backward.reordered += u64::from(s.t3 < self.latest_t3);
@@ -135,13 +150,40 @@ impl OneWayDistributions {
         }
     }
 
+    /// IPDV of `this` answer with its neighbours' (probes seq − 1 and seq + 1) that came before
+    /// it: each consecutive pair is taken once, when its second answer arrives.
+    fn pair_up(&mut self, this: Recent) {
+        if self.recent.is_empty() {
+            let empty = Recent {
+                seq: u64::MAX,
+                forward: 0,
+                backward: 0,
+            };
+            self.recent = vec![empty; RECENT];
+        }
+        let slot = |seq: u64| (seq % RECENT as u64) as usize;
+        for neighbour in [this.seq.checked_sub(1), this.seq.checked_add(1)]
+            .into_iter()
+            .flatten()
+        {
+            let other = self.recent[slot(neighbour)];
+            if other.seq == neighbour {
+                self.forward.ipdv(this.forward - other.forward);
+                self.backward.ipdv(this.backward - other.backward);
+            }
+        }
+        self.recent[slot(this.seq)] = this;
+    }
+
     /// Updates the loss split from the reflector's count of what it received.
     fn count(&mut self, s: &Sample) {
-        let counted = match s.direct_received {
+        // A reflector cannot have received more than was sent: such a counter is not believed.
+        let direct = s.direct_received.filter(|&r| u64::from(r) <= s.seq + 1);
+        let counted = match direct {
             Some(received) => u64::from(received),
             None => u64::from(s.reflector_seq) + 1,
         };
-        self.reflector_counts |= s.direct_received.is_some() || s.reflector_seq != s.seq as u32;
+        self.reflector_counts |= direct.is_some() || s.reflector_seq != s.seq as u32;
         if self.highest.is_some_and(|(h, _)| h >= s.seq) {
             return;
         }
@@ -485,15 +527,23 @@ mod tests {
     #[test]
     fn ipdv_is_the_change_of_delay_between_consecutive_probes() {
         let mut d = OneWayDistributions::default();
-        // Forward delays 10, 13, (probe 2 lost), 11 us; backward 5, 5, 9 us.
+        // Forward delays 10, 13, (probe 2 not yet answered), 11 us; backward 5, 5, 9 us.
         d.record(&sample(0, 0, 10, 11, 16));
         d.record(&sample(1, 100, 113, 114, 119));
         d.record(&sample(3, 300, 311, 312, 321));
         let ipdv = d.forward.ipdv.summary().unwrap();
-        assert_eq!(ipdv.count, 1, "only 0→1 are consecutive");
-        assert_eq!(ipdv.max_us, 3.0);
+        assert_eq!(
+            (ipdv.count, ipdv.max_us),
+            (1, 3.0),
+            "only 0→1 are consecutive"
+        );
         assert_eq!(d.backward.ipdv.summary().unwrap().max_us, 0.0);
         assert_eq!(d.dwell.summary().unwrap().max_us, 1.0);
+        // Probe 2's answer (forward 6 us, backward 5 us) comes last: it pairs with 1 and 3.
+        d.record(&sample(2, 200, 206, 207, 212));
+        let ipdv = d.forward.ipdv.summary().unwrap();
+        assert_eq!((ipdv.count, ipdv.max_us), (3, 7.0));
+        assert_eq!(d.backward.ipdv.summary().unwrap().max_us, 4.0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Helpers for the integration tests: spawn sonde and peers on loopback, read their output.
 #![allow(dead_code)]
 
+pub mod stamp;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::PathBuf;

@@ -389,17 +389,24 @@ pub struct Returned {
 }
 
 /// Reads the TLVs of a reply (`area`, everything after its base packet; `seq` its sequence
-/// number). Flags the reflector set and TLVs malformed as they arrived are counted; nothing
-/// in them is trusted beyond its own fields.
+/// number). Flags the reflector set and TLVs malformed as they arrived are counted; with a key,
+/// nothing is read unless an HMAC TLV vouches for them.
 pub fn read(area: &[u8], seq: u32, key: Option<&Key>) -> Returned {
+    let mut hmac_ok = hmac_check(area, seq.to_be_bytes(), key).map(|(_, ok)| ok);
+    if key.is_some() && hmac_ok.is_none() && walk(area).next().is_some() {
+        // Authenticated, TLVs, and no HMAC TLV to vouch for them (RFC 8972 §4.8): stripped.
+        hmac_ok = Some(false);
+    }
     let mut r = Returned {
-        hmac_ok: hmac_check(area, seq.to_be_bytes(), key).map(|(_, ok)| ok),
+        hmac_ok,
         ..Returned::default()
     };
     for t in walk(area) {
         let bad = malformed(&t);
         r.marks.count(area[t.at] | if bad { MALFORMED } else { 0 });
-        if bad || area[t.at] & (UNRECOGNIZED | MALFORMED | INTEGRITY_FAILED) != 0 {
+        let flagged = area[t.at] & (UNRECOGNIZED | MALFORMED | INTEGRITY_FAILED) != 0;
+        // Nothing is read from a TLV that is flagged, malformed, or not vouched for.
+        if bad || flagged || hmac_ok == Some(false) {
             continue;
         }
         let v = &area[t.value.0..t.value.1];
