@@ -65,6 +65,27 @@ pub fn stamp(data: &[u8]) {
         "an unsigned STAMP packet verified"
     );
     let _ = crate::wire::Wire::Stamp(Default::default()).decode_reply(data, 1, None);
+    stamp_tlvs(data, &key);
+}
+
+/// RFC 8972 TLVs on arbitrary bytes: a reflector rewrites them in place (never longer, never
+/// more TLVs than fit), a sender reads them without a panic, and nothing unsigned verifies.
+fn stamp_tlvs(data: &[u8], key: &crate::wire::auth::Key) {
+    use crate::wire::stamp::tlv::{self, ReflectorInfo, HEADER_LEN};
+    let read = tlv::read(data, 7, Some(key));
+    assert_ne!(read.hmac_ok, Some(true), "an unsigned HMAC TLV verified");
+    let info = ReflectorInfo {
+        received_tos: Some(0xb8),
+        received: 3,
+        sent: 3,
+        ..ReflectorInfo::default()
+    };
+    let mut area = data.to_vec();
+    let marks = tlv::reflect(&mut area, 7, 8, &info, None);
+    assert_eq!(area.len(), data.len());
+    assert!(marks.tlvs as usize <= data.len() / HEADER_LEN);
+    // What the reflector answered reads back as the same TLVs.
+    assert_eq!(tlv::read(&area, 8, None).marks.tlvs, marks.tlvs);
 }
 
 /// The readers of sonde's own files (CSV rows, `.hgrm`, interval logs) on arbitrary bytes:
@@ -203,6 +224,23 @@ mod tests {
             let back = ProbeHeader::decode(&buf).unwrap();
             prop_assert_eq!((back.session, back.seq, back.send_ns), (session, seq, send_ns));
             wire(&buf);
+        }
+
+        #[test]
+        fn stamp_tlv_lists_survive_a_reflector(
+            tlvs in proptest::collection::vec((any::<u8>(), 0u8..10, 0usize..20), 0..8),
+            cut in 0usize..8,
+        ) {
+            // Well-formed-looking TLV lists (types around the known ones, lengths that fit or
+            // are a few bytes off), cut short by up to `cut` bytes.
+            let mut data = Vec::new();
+            for (flags, kind, len) in tlvs {
+                data.extend_from_slice(&[flags, kind, 0, len as u8]);
+                data.extend(std::iter::repeat_n(kind, len));
+            }
+            data.truncate(data.len().saturating_sub(cut));
+            let key = crate::wire::auth::Key::new(b"fuzzing key, 16+ bytes".to_vec()).unwrap();
+            stamp_tlvs(&data, &key);
         }
 
         #[test]
