@@ -9,8 +9,12 @@
 //! bare ping ADDR SECS WINDOW SIZE [busy]    keep WINDOW datagrams in flight for SECS seconds
 //!                                           (WINDOW 1: recv, a datagram a call); prints
 //!                                           {"round_trips_per_s", "p50_us", ...} as JSON
+//! bare blast ADDR SECS SIZE                send SIZE-byte zero datagrams for SECS seconds in
+//!                                           runs of 64 (UDP GSO), never reading: a load whose
+//!                                           replies cost the sender nothing (an all-zero
+//!                                           datagram of 44+ bytes is a STAMP test packet)
 //! ```
-//! Loopback only: `ping` refuses any other address.
+//! Loopback only: `ping` and `blast` refuse any other address.
 
 use hdrhistogram::Histogram;
 use std::net::{SocketAddr, UdpSocket};
@@ -21,7 +25,10 @@ const BATCH: usize = 64;
 const SLOT: usize = 2048;
 
 fn usage() -> ! {
-    eprintln!("usage: bare echo PORT [busy] [single] | bare ping ADDR SECS WINDOW SIZE [busy]");
+    eprintln!(
+        "usage: bare echo PORT [busy] [single] | bare ping ADDR SECS WINDOW SIZE [busy] | \
+         bare blast ADDR SECS SIZE"
+    );
     std::process::exit(2)
 }
 
@@ -49,8 +56,43 @@ fn main() {
             let size: usize = args[4].parse().unwrap_or_else(|_| usage());
             ping(addr, secs, window.max(1), size.clamp(16, SLOT), busy);
         }
+        Some("blast") if args.len() >= 4 => {
+            let addr: SocketAddr = args[1].parse().unwrap_or_else(|_| usage());
+            if !addr.ip().is_loopback() {
+                eprintln!("bare: loopback addresses only");
+                std::process::exit(2);
+            }
+            let secs: f64 = args[2].parse().unwrap_or_else(|_| usage());
+            let size: usize = args[3].parse().unwrap_or_else(|_| usage());
+            blast(addr, secs, size.clamp(1, SLOT));
+        }
         _ => usage(),
     }
+}
+
+/// Sends runs of BATCH zero datagrams of `size` bytes as one GSO buffer each, for `secs`.
+fn blast(addr: SocketAddr, secs: f64, size: usize) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let segment = size as libc::c_int;
+    // Safety: a live socket, and a c_int option value that outlives the call.
+    let ok = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_UDP,
+            libc::UDP_SEGMENT,
+            (&segment as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ok, 0, "UDP_SEGMENT refused");
+    let run = vec![0u8; size * BATCH];
+    let (start, mut sent) = (Instant::now(), 0u64);
+    while start.elapsed().as_secs_f64() < secs {
+        if socket.send_to(&run, addr).is_ok() {
+            sent += BATCH as u64;
+        }
+    }
+    println!("{{\"sent\": {sent}, \"per_s\": {:.0}}}", sent as f64 / secs);
 }
 
 /// One batch of receive slots for recvmmsg, reused for the sendmmsg of the echoes.

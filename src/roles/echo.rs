@@ -8,7 +8,7 @@
 use super::guard::Guard;
 use super::service::{Next, Service};
 use super::socket;
-use super::stamp::{host_clock, Answer, Arrival, StampReflector};
+use super::stamp::{host_clock, Answer, Arrival, Sealer, StampReflector};
 use crate::config::{EchoConfig, Policy};
 use crate::engine::{Role, Wake};
 use crate::error::Error;
@@ -50,6 +50,8 @@ enum Answerer {
 
 pub struct Echo {
     answerer: Answerer,
+    /// A STAMP reflector's last touches of each answer (T3, the HMAC).
+    sealer: Option<Sealer>,
     /// STAMP test packets whose HMAC did not check out (the guard counts the other refusals).
     stamp_auth_failed: u64,
     socket: UdpSocket,
@@ -107,8 +109,13 @@ impl Echo {
             }
             wire => (Answerer::Plain(wire), Guard::new(local, policy.clone())),
         };
+        let sealer = match &answerer {
+            Answerer::Stamp(reflector) => Some(reflector.sealer()),
+            Answerer::Plain(_) => None,
+        };
         Ok(Self {
             answerer,
+            sealer,
             stamp_auth_failed: 0,
             socket,
             local,
@@ -227,7 +234,11 @@ impl Echo {
             }
             let (mut silent, mut auth_failed, mut bytes_out, mut next) = (0u64, 0u64, 0u64, 0);
             let answerer = &mut self.answerer;
-            let refused = self.batch.reply_with(&self.socket, n, |slot, datagram| {
+            let sealer = &mut self.sealer;
+            if let Some(sealer) = sealer.as_mut() {
+                sealer.next_batch();
+            }
+            let decide = |slot: usize, datagram: &mut [u8]| {
                 if !known[slot] {
                     return None;
                 }
@@ -253,7 +264,13 @@ impl Echo {
                 silent += u64::from(reply.is_none());
                 bytes_out += reply.unwrap_or(0) as u64;
                 reply
-            });
+            };
+            let seal = |answer: &mut [u8]| {
+                if let Some(sealer) = sealer.as_mut() {
+                    sealer.seal(answer);
+                }
+            };
+            let refused = self.batch.reply_with(&self.socket, n, decide, seal);
             self.answers = answers;
             self.arrivals = arrivals;
             self.summary.not_answered += silent;

@@ -1,6 +1,7 @@
 //! The STAMP Session-Reflector (RFC 8762 §4.3): each test packet is answered in place, as long
 //! as it came (never longer), with its receive time T2, its send time T3 and the TTL it arrived
-//! with. Stateless, it copies the sender's sequence number; stateful, it counts the packets of
+//! with. T3 (and, authenticated, the HMAC over it) is sealed in by a [`Sealer`] just before a
+//! batch of answers goes out, with one clock read for the batch. Stateless, it copies the sender's sequence number; stateful, it counts the packets of
 //! each session (sender address and port, and SSID) in a bounded table whose idle entries are
 //! swept, so a flood of spoofed sessions cannot grow memory.
 
@@ -9,7 +10,7 @@ use crate::sys::wall_clock;
 use crate::wire::auth::Key;
 use crate::wire::stamp::tlv::{self, Marks, ReflectorInfo};
 use crate::wire::stamp::{
-    ErrorEstimate, Mode, Reflected, Refused, TestPacket, TimeFormat, Timestamp,
+    self, ErrorEstimate, Mode, Reflected, Refused, TestPacket, TimeFormat, Timestamp,
 };
 use crate::wire::ClockQuality;
 use std::collections::HashMap;
@@ -112,7 +113,17 @@ impl StampReflector {
         }
     }
 
-    /// Answers `datagram` in place, as it arrived (`a`).
+    /// What seals this reflector's answers.
+    pub(crate) fn sealer(&self) -> Sealer {
+        Sealer {
+            mode: self.mode,
+            key: self.key.clone(),
+            t3: None,
+        }
+    }
+
+    /// Answers `datagram` in place, as it arrived (`a`): all but T3 and the HMAC, which the
+    /// [`Sealer`] writes as it goes.
     pub(crate) fn answer(&mut self, datagram: &mut [u8], a: &Arrival, now: Instant) -> Answer {
         let request = match TestPacket::decode(datagram, self.mode, self.key.as_ref()) {
             Ok(request) => request,
@@ -120,7 +131,8 @@ impl StampReflector {
             Err(Refused::BadHmac) => return Answer::AuthFailed,
         };
         let base = self.mode.base_len();
-        let has_tlvs = datagram.len() > base;
+        // Plain RFC 8762 padding (zeros) holds no TLV: the common case costs one scan.
+        let has_tlvs = !tlv::is_blank(&datagram[base..]);
         let (seq, received) = self.sequence(&request, a.from, has_tlvs, now);
         if has_tlvs {
             let info = ReflectorInfo {
@@ -137,8 +149,9 @@ impl StampReflector {
         // Answer in the sender's own timestamp format (its Error Estimate's Z bit).
         let format = request.error.format();
         let t2 = a.kernel_rx.unwrap_or_else(wall_clock);
-        let mut reflected = Reflected {
+        Reflected {
             seq,
+            // T3: sealed in just before the send.
             timestamp: Timestamp::default(),
             error: self.errors[usize::from(format == TimeFormat::Ptp)],
             ssid: request.ssid,
@@ -147,10 +160,8 @@ impl StampReflector {
             sender_timestamp: request.timestamp,
             sender_error: request.error,
             sender_ttl: a.ttl.unwrap_or(0),
-        };
-        // T3 as late as the answer allows: taken last, just before the packet is sealed.
-        reflected.timestamp = Timestamp::new(wall_clock(), format);
-        reflected.encode(datagram, self.mode, self.key.as_ref());
+        }
+        .encode(datagram, self.mode, None);
         Answer::Reply(datagram.len())
     }
 
@@ -218,6 +229,27 @@ impl StampReflector {
     }
 }
 
+/// Writes T3 and, authenticated, the HMAC into answers as they leave: one clock read per batch,
+/// taken when its first answer is sealed, right before the batch is sent (later than a read
+/// per answer as each is prepared, and cheaper).
+pub(crate) struct Sealer {
+    mode: Mode,
+    key: Option<Key>,
+    t3: Option<Duration>,
+}
+
+impl Sealer {
+    /// A new batch: the next seal reads the clock.
+    pub(crate) fn next_batch(&mut self) {
+        self.t3 = None;
+    }
+
+    pub(crate) fn seal(&mut self, answer: &mut [u8]) {
+        let t3 = *self.t3.get_or_insert_with(wall_clock);
+        stamp::seal(answer, self.mode, t3, self.key.as_ref());
+    }
+}
+
 /// Adds one packet's flagged TLVs to a running count.
 pub(crate) fn add_marks(counts: &mut TlvCounts, m: &Marks) {
     counts.tlvs += u64::from(m.tlvs);
@@ -243,6 +275,15 @@ mod tests {
         buf
     }
 
+    /// Answers and seals, as the echo does.
+    fn answer(r: &mut StampReflector, datagram: &mut [u8], a: &Arrival) -> Answer {
+        let answer = r.answer(datagram, a, Instant::now());
+        if let Answer::Reply(n) = answer {
+            r.sealer().seal(&mut datagram[..n]);
+        }
+        answer
+    }
+
     fn from(port: u16) -> Arrival {
         Arrival {
             from: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -257,16 +298,15 @@ mod tests {
         let mut r = StampReflector::new(None, false, ClockQuality::default());
         let mut p = test_packet(7, 3, 100);
         let t2 = Duration::from_secs(1_700_000_000);
-        let now = Instant::now();
         assert_eq!(
-            r.answer(
+            answer(
+                &mut r,
                 &mut p,
                 &Arrival {
                     kernel_rx: Some(t2),
                     ttl: Some(64),
                     ..from(1)
-                },
-                now
+                }
             ),
             Answer::Reply(100)
         );
@@ -279,7 +319,7 @@ mod tests {
         assert_eq!(got.receive, Timestamp::new(t2, TimeFormat::Ntp));
         assert!(got.timestamp.0 >= got.receive.0, "T3 after T2");
         assert_eq!(
-            r.answer(&mut [0u8; OPEN_LEN - 1], &from(1), now),
+            answer(&mut r, &mut [0u8; OPEN_LEN - 1], &from(1)),
             Answer::NotStamp
         );
     }
@@ -287,12 +327,11 @@ mod tests {
     #[test]
     fn stateful_counts_each_session_on_its_own() {
         let mut r = StampReflector::new(None, true, ClockQuality::default());
-        let now = Instant::now();
         let mut seqs = Vec::new();
         for (sender_seq, port, ssid) in [(10, 1, 0), (11, 1, 0), (10, 2, 0), (13, 1, 0), (0, 1, 9)]
         {
             let mut p = test_packet(sender_seq, ssid, OPEN_LEN);
-            r.answer(&mut p, &from(port), now);
+            answer(&mut r, &mut p, &from(port));
             seqs.push(Reflected::decode(&p, Mode::Open, None).unwrap().seq);
         }
         // Session (port 1, SSID 0) saw three packets: its count says so, whatever was lost.
@@ -304,9 +343,8 @@ mod tests {
     fn authenticated_answers_only_signed_packets() {
         let key = Key::new(b"sixteen byte key!".to_vec()).unwrap();
         let mut r = StampReflector::new(Some(key.clone()), false, ClockQuality::default());
-        let now = Instant::now();
         let mut open = test_packet(1, 0, 112);
-        assert_eq!(r.answer(&mut open, &from(1), now), Answer::AuthFailed);
+        assert_eq!(answer(&mut r, &mut open, &from(1)), Answer::AuthFailed);
         let mut signed = vec![0u8; 112];
         TestPacket {
             seq: 5,
@@ -315,7 +353,7 @@ mod tests {
             ssid: 0,
         }
         .encode(&mut signed, Mode::Authenticated, Some(&key));
-        assert_eq!(r.answer(&mut signed, &from(1), now), Answer::Reply(112));
+        assert_eq!(answer(&mut r, &mut signed, &from(1)), Answer::Reply(112));
         let got = Reflected::decode(&signed, Mode::Authenticated, Some(&key)).unwrap();
         assert_eq!(got.sender_seq, 5);
     }

@@ -162,6 +162,7 @@ impl MmsgBatch {
         socket: &UdpSocket,
         n: usize,
         mut decide: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+        mut seal: impl FnMut(&mut [u8]),
     ) -> usize {
         match self.got {
             Some((arrived, from)) if n > 0 => {
@@ -170,6 +171,7 @@ impl MmsgBatch {
                 };
                 let len = len.min(arrived);
                 assert!(len <= arrived);
+                seal(&mut self.data[..len]);
                 usize::from(socket.send_to(&self.data[..len], from).is_err())
             }
             _ => 0,

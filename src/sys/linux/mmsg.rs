@@ -277,13 +277,15 @@ impl MmsgBatch {
     /// `decide(slot, datagram)` is called for every datagram in order (several per slot when
     /// coalesced), may rewrite it in place, and returns how many of its bytes to send back
     /// (capped at what arrived), or `None` for no reply. Coalesced datagrams go back
-    /// coalesced. Returns how many replies the kernel refused (each is dropped, never
+    /// coalesced. `seal` then gets every reply, just before they go (last touches, such as
+    /// a send time). Returns how many replies the kernel refused (each is dropped, never
     /// retried in a loop).
     pub(crate) fn reply_with(
         &mut self,
         socket: &UdpSocket,
         n: usize,
         mut decide: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+        mut seal: impl FnMut(&mut [u8]),
     ) -> usize {
         self.replies.clear();
         for slot in 0..n {
@@ -330,6 +332,13 @@ impl MmsgBatch {
                 write += len;
             }
             self.replies.extend(run);
+        }
+        for r in &self.replies {
+            let at = r.slot * SLOT + r.offset;
+            let segment = r.segment.unwrap_or(r.len).max(1);
+            for (start, end) in datagram_ranges(r.len, segment) {
+                seal(&mut self.data[at + start..at + end]);
+            }
         }
         self.send_replies(socket)
     }

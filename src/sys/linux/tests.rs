@@ -67,16 +67,22 @@ fn a_gso_run_arrives_coalesced_and_goes_back_as_the_datagrams_answered() {
     let mut batch = coalesced_run(&client, &echo);
     let slots = 1;
     // Refuse 2 and 7, shorten 5 (so a run must end after it): replies 0 1 | 3 4 5' | 6 8 9.
-    let mut calls = 0;
-    let refused = batch.reply_with(&echo, slots, |slot, datagram| {
-        assert_eq!(slot, 0);
-        calls += 1;
-        match datagram[0] {
-            2 | 7 => None,
-            5 => Some(40),
-            _ => Some(1_000_000), // capped at what arrived
-        }
-    });
+    let (mut calls, mut sealed) = (0, Vec::new());
+    let refused = batch.reply_with(
+        &echo,
+        slots,
+        |slot, datagram| {
+            assert_eq!(slot, 0);
+            calls += 1;
+            match datagram[0] {
+                2 | 7 => None,
+                5 => Some(40),
+                _ => Some(1_000_000), // capped at what arrived
+            }
+        },
+        // Every reply is sealed once, whole, just before it goes.
+        |reply| sealed.push((reply[0], reply.len())),
+    );
     assert_eq!((refused, calls), (0, 10));
     let replies = take(&client, 8);
     let summary: Vec<(u8, usize)> = replies.iter().map(|r| (r[0], r.len())).collect();
@@ -93,6 +99,7 @@ fn a_gso_run_arrives_coalesced_and_goes_back_as_the_datagrams_answered() {
             (9, 100)
         ]
     );
+    assert_eq!(sealed, summary, "each reply sealed once, as sent");
     for r in &replies {
         assert!(
             r.iter().all(|&b| b == r[0]),
@@ -109,7 +116,7 @@ fn an_echo_whose_gso_reply_is_refused_answers_one_by_one() {
     // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO with EINVAL.
     set_int_option(&echo, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).unwrap();
     assert!(batch.gso());
-    assert_eq!(batch.reply_with(&echo, 1, |_, d| Some(d.len())), 0);
+    assert_eq!(batch.reply_with(&echo, 1, |_, d| Some(d.len()), |_| {}), 0);
     assert!(!batch.gso(), "the GSO reply should have been refused");
     let got: Vec<(u8, usize)> = take(&client, 10).iter().map(|d| (d[0], d.len())).collect();
     assert_eq!(got, (0..10).map(|k| (k, 100)).collect::<Vec<_>>());

@@ -359,6 +359,19 @@ impl Reflected {
     }
 }
 
+/// The last touches of a reflected packet, just before it is sent: T3 (in the format its
+/// Error Estimate's Z bit names) and, authenticated, the HMAC over it all. Everything else was
+/// written by [`Reflected::encode`] (without a key: the HMAC must cover T3).
+pub fn seal(buf: &mut [u8], mode: Mode, t3: Duration, key: Option<&Key>) {
+    let l = mode.layout();
+    let format = ErrorEstimate(read_u16(buf, l.error)).format();
+    let t3 = Timestamp::new(t3, format);
+    buf[l.timestamp..l.timestamp + 8].copy_from_slice(&t3.0.to_be_bytes());
+    if let (Mode::Authenticated, Some(key)) = (mode, key) {
+        key.sign_first(buf, HMAC_AT);
+    }
+}
+
 const _: () = assert!(HMAC_AT + TAG_LEN == AUTH_LEN);
 
 #[cfg(test)]
