@@ -9,10 +9,11 @@
 //! bare ping ADDR SECS WINDOW SIZE [busy]    keep WINDOW datagrams in flight for SECS seconds
 //!                                           (WINDOW 1: recv, a datagram a call); prints
 //!                                           {"round_trips_per_s", "p50_us", ...} as JSON
-//! bare blast ADDR SECS SIZE                send SIZE-byte zero datagrams for SECS seconds in
-//!                                           runs of 64 (UDP GSO), never reading: a load whose
-//!                                           replies cost the sender nothing (an all-zero
-//!                                           datagram of 44+ bytes is a STAMP test packet)
+//! bare blast ADDR SECS SIZE [nogso]        send SIZE-byte zero datagrams for SECS seconds in
+//!                                           runs of 64 (UDP GSO; nogso: sendmmsg), never
+//!                                           reading: a load whose replies cost the sender
+//!                                           nothing (an all-zero datagram of 44+ bytes is a
+//!                                           STAMP test packet)
 //! ```
 //! Loopback only: `ping` and `blast` refuse any other address.
 
@@ -27,7 +28,7 @@ const SLOT: usize = 2048;
 fn usage() -> ! {
     eprintln!(
         "usage: bare echo PORT [busy] [single] | bare ping ADDR SECS WINDOW SIZE [busy] | \
-         bare blast ADDR SECS SIZE"
+         bare blast ADDR SECS SIZE [nogso]"
     );
     std::process::exit(2)
 }
@@ -64,33 +65,56 @@ fn main() {
             }
             let secs: f64 = args[2].parse().unwrap_or_else(|_| usage());
             let size: usize = args[3].parse().unwrap_or_else(|_| usage());
-            blast(addr, secs, size.clamp(1, SLOT));
+            let gso = !args.iter().any(|a| a == "nogso");
+            blast(addr, secs, size.clamp(1, SLOT), gso);
         }
         _ => usage(),
     }
 }
 
-/// Sends runs of BATCH zero datagrams of `size` bytes as one GSO buffer each, for `secs`.
-fn blast(addr: SocketAddr, secs: f64, size: usize) {
+/// Sends zero datagrams of `size` bytes to `addr` for `secs`, BATCH a call: as one GSO buffer,
+/// or (`nogso`) as BATCH messages of one `sendmmsg`. Never reads what comes back.
+fn blast(addr: SocketAddr, secs: f64, size: usize, gso: bool) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let segment = size as libc::c_int;
-    // Safety: a live socket, and a c_int option value that outlives the call.
-    let ok = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_UDP,
-            libc::UDP_SEGMENT,
-            (&segment as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(ok, 0, "UDP_SEGMENT refused");
-    let run = vec![0u8; size * BATCH];
+    socket.connect(addr).expect("connect");
+    let fd = socket.as_raw_fd();
+    let data = vec![0u8; size * BATCH];
+    if gso {
+        let segment = size as libc::c_int;
+        // Safety: a live socket, and a c_int option value that outlives the call.
+        let ok = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_UDP,
+                libc::UDP_SEGMENT,
+                (&segment as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(ok, 0, "UDP_SEGMENT refused");
+    }
+    let mut iov: Vec<libc::iovec> = data
+        .chunks(size)
+        .map(|d| libc::iovec {
+            iov_base: d.as_ptr() as *mut libc::c_void,
+            iov_len: d.len(),
+        })
+        .collect();
+    // Safety: all-zero is a valid mmsghdr (no name: the socket is connected).
+    let mut hdr: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    for (h, v) in hdr.iter_mut().zip(iov.iter_mut()) {
+        h.msg_hdr.msg_iov = v;
+        h.msg_hdr.msg_iovlen = 1;
+    }
     let (start, mut sent) = (Instant::now(), 0u64);
     while start.elapsed().as_secs_f64() < secs {
-        if socket.send_to(&run, addr).is_ok() {
-            sent += BATCH as u64;
-        }
+        sent += if gso {
+            socket.send(&data).map_or(0, |_| BATCH as u64)
+        } else {
+            // Safety: hdr holds BATCH headers whose iovecs point into `data`, alive here.
+            let n = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), BATCH as u32, 0) };
+            n.max(0) as u64
+        };
     }
     println!("{{\"sent\": {sent}, \"per_s\": {:.0}}}", sent as f64 / secs);
 }

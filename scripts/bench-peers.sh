@@ -22,7 +22,8 @@ tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reportin
   6. user-space instructions per round trip of each client, 64 in flight, and per datagram of
      each server (valgrind's callgrind: exact counts, unmoved by load; skipped without valgrind)
   7. STAMP: the highest clean rate of sonde's pair and of stamp-suite's, and the STAMP
-     reflector's capacity beside the plain echo's with the same client
+     reflector's capacity beside the plain echo's: both on one core, each flooded by its own
+     client that never reads (GSO runs, and again one datagram a message)
   8. irtt's own tests, where installed: RTT p50 at 1 000/s, and the highest clean rate
 and prints one table, with ratios sonde / peer. Peers: sockperf, irtt, stamp-suite, python3 (stdlib echo); the
 reference: target/release/examples/bare (cargo build --release --examples). sonde's RTTs here use
@@ -368,31 +369,38 @@ stamp_rows() {
   else
     row "$label" "stamp-suite pair" "not installed" "-"
   fi
-  # Open loop, counted by the reflector itself: the plain echo sends STAMP packets back
-  # untouched, which the client cannot match to its probes (a window would stall).
-  local client=(--wire stamp --flows 2 --rate 400000 --timeout 200ms --duration "${secs}s" --size "$size" --json)
-  stamp_served() { # the echo's flags: datagrams it answered per second of the client's run
-    local out duration answered
-    out=$(mktemp)
-    "$sonde" echo --bind "$P:17611" --json "$@" >"$out" 2>/dev/null &
-    local pid=$!
-    sleep 0.5
-    duration=$("$sonde" ping "$P:17611" "${client[@]}" | json 'd["duration_s"]')
-    kill -INT "$pid"
-    wait "$pid" || true
-    answered=$(json 'd["bytes_out"] // '"$size" <"$out")
-    rm -f "$out"
-    python3 -c 'import sys; print(round(float(sys.argv[1]) / float(sys.argv[2])))' "$answered" "$duration"
+  # Reflector capacity, paired: the plain echo and the STAMP reflector share one core (the
+  # scheduler splits it evenly), each flooded from the other core by its own client that never
+  # reads (bare blast: all-zero 64-byte datagrams, a valid STAMP test packet), so neither pays
+  # for the other's replies and the host's noise hits both alike. Answers per second of each,
+  # and their ratio, which is the ratio of their costs per datagram.
+  paired() { # blast flags: "" (GSO runs of 64, as sonde sends toward loopback) or nogso
+    local a b pa pb ca cb
+    a=$(mktemp) b=$(mktemp)
+    taskset -c 1 "$sonde" echo --bind "$P:17611" --json >"$a" 2>/dev/null & pa=$!
+    taskset -c 1 "$sonde" echo --bind "$P:17612" --wire stamp --stateful --json >"$b" 2>/dev/null & pb=$!
+    sleep 0.3
+    taskset -c 0 "$bare" blast "$P:17611" "$secs" "$size" ${1:+"$1"} >/dev/null & ca=$!
+    taskset -c 0 "$bare" blast "$P:17612" "$secs" "$size" ${1:+"$1"} >/dev/null & cb=$!
+    wait "$ca" "$cb"
+    kill -INT "$pa" "$pb"
+    wait "$pa" "$pb" || true
+    python3 -c 'import json,sys; print(*(round(json.load(open(f))["bytes_out"] / int(sys.argv[3]) / float(sys.argv[4])) for f in sys.argv[1:3]))' "$a" "$b" "$size" "$secs"
+    rm -f "$a" "$b"
   }
-  for ((r = 0; r < repeat; r++)); do
-    plain+=("$(stamp_served)")
-    stamp+=("$(stamp_served --wire stamp --stateful)")
+  local mode out
+  for mode in "" nogso; do
+    plain=() stamp=()
+    for ((r = 0; r < repeat; r++)); do
+      out=$(paired "$mode")
+      plain+=("${out% *}") stamp+=("${out#* }")
+    done
+    local mp ms
+    mp=$(median "${plain[@]}") ms=$(median "${stamp[@]}")
+    label="STAMP reflector capacity, paired on one core (client: ${mode:-gso} blast)"
+    row "$label" "sonde echo (plain)" "$mp datagrams/s ($(spread "${plain[@]}"))" "-"
+    row "$label" "sonde echo --wire stamp --stateful" "$ms datagrams/s ($(spread "${stamp[@]}"))" "stamp/plain $(ratio "$ms" "$mp")"
   done
-  local mp ms
-  mp=$(median "${plain[@]}") ms=$(median "${stamp[@]}")
-  label="STAMP reflector capacity, same client"
-  row "$label" "sonde echo (plain)" "$mp datagrams/s ($(spread "${plain[@]}"))" "-"
-  row "$label" "sonde echo --wire stamp --stateful" "$ms datagrams/s ($(spread "${stamp[@]}"))" "stamp/plain $(ratio "$ms" "$mp")"
 }
 
 echo "bench-peers: ${secs}s runs, $repeat rounds, ${size}-byte messages, loopback; $(nproc) CPUs; $(uname -r)" >&2

@@ -91,11 +91,10 @@ impl Echo {
         let policy = &cfg.policy;
         let (answerer, guard) = match cfg.wire {
             Wire::Stamp(_) => {
-                // T2 from the kernel's receive stamp, and the TTL and TOS (for the Class of
-                // Service TLV) each test packet arrived with.
+                // T2 from the kernel's receive stamp, and the TTL each test packet arrived with
+                // (its TOS only once a Class of Service TLV asks for it).
                 let _ = crate::sys::enable_rx_metadata(&socket, true);
                 let _ = crate::sys::enable_recv_ttl(&socket, local.is_ipv6());
-                let _ = crate::sys::enable_recv_tos(&socket, local.is_ipv6());
                 // The key is STAMP's HMAC, checked by the reflector, not sonde's tag.
                 let reflector = StampReflector::new(policy.key.clone(), cfg.stateful, host_clock());
                 let unkeyed = Policy {
@@ -191,15 +190,23 @@ impl Echo {
 
     /// Counts the first `n` received slots and asks the guard about each of their datagrams:
     /// the verdicts, in order (a slot may hold several); `known` marks the slots from an
-    /// address family we know.
+    /// address family we know. A STAMP reflector's `arrivals` get what it needs of each slot.
     fn admit_batch(&mut self, n: usize, now: Instant, known: &mut [bool; MAX_BATCH]) -> Vec<bool> {
         let mut answers = std::mem::take(&mut self.answers);
         answers.clear();
+        let stamp = matches!(self.answerer, Answerer::Stamp(_));
+        self.arrivals.clear();
+        if stamp {
+            self.arrivals.resize(n, None);
+        }
         for (i, known) in known.iter_mut().enumerate().take(n) {
             let Some(meta) = self.batch.meta(i) else {
                 continue;
             };
             *known = true;
+            if stamp {
+                self.arrivals[i] = Some(Arrival::of(meta));
+            }
             self.note_peer(meta.from);
             let before = answers.len();
             for datagram in meta.datagrams(self.batch.payload(i)) {
@@ -226,12 +233,7 @@ impl Echo {
             let now = Instant::now();
             let mut known = [false; MAX_BATCH];
             let answers = self.admit_batch(n, now, &mut known);
-            // What a STAMP answer needs of each slot (T2, the TTL, the session's address).
-            let mut arrivals = std::mem::take(&mut self.arrivals);
-            arrivals.clear();
-            if matches!(self.answerer, Answerer::Stamp(_)) {
-                arrivals.extend((0..n).map(|i| self.batch.meta(i).map(Arrival::of)));
-            }
+            let arrivals = std::mem::take(&mut self.arrivals);
             let (mut silent, mut auth_failed, mut bytes_out, mut next) = (0u64, 0u64, 0u64, 0);
             let answerer = &mut self.answerer;
             let sealer = &mut self.sealer;
@@ -249,8 +251,8 @@ impl Echo {
                 let reply = match answerer {
                     Answerer::Plain(wire) => wire.reflect(datagram),
                     Answerer::Stamp(reflector) => {
-                        let a = arrivals[slot]?;
-                        match reflector.answer(datagram, &a, now) {
+                        let a = arrivals[slot].as_ref()?;
+                        match reflector.answer(datagram, a, now) {
                             Answer::Reply(len) => Some(len),
                             Answer::NotStamp => None,
                             Answer::AuthFailed => {
@@ -271,6 +273,12 @@ impl Echo {
                 }
             };
             let refused = self.batch.reply_with(&self.socket, n, decide, seal);
+            if let Answerer::Stamp(reflector) = &mut self.answerer {
+                if reflector.wants_tos() {
+                    let ipv6 = self.local.is_ipv6();
+                    reflector.tos_reports(crate::sys::enable_recv_tos(&self.socket, ipv6));
+                }
+            }
             self.answers = answers;
             self.arrivals = arrivals;
             self.summary.not_answered += silent;

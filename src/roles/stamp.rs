@@ -87,6 +87,20 @@ pub(crate) struct StampReflector {
     pub(crate) tlv_counts: TlvCounts,
     /// This host's clock for the Timestamp Information TLV: its sync source.
     sync: u8,
+    /// Whether the socket says what TOS each packet arrived with (for Class of Service TLVs).
+    tos: TosReports,
+}
+
+/// The kernel's reports of each packet's TOS cost a control message on every receive, so they
+/// are turned on at the first Class of Service TLV (which is returned unprocessed, U set: its
+/// TOS was not reported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TosReports {
+    Off,
+    Wanted,
+    On,
+    /// The socket refused them: Class of Service TLVs stay unprocessed.
+    Refused,
 }
 
 impl StampReflector {
@@ -105,12 +119,27 @@ impl StampReflector {
             sessions: HashMap::new(),
             last: None,
             tlv_counts: TlvCounts::default(),
+            tos: TosReports::Off,
             sync: if clock.synchronized {
                 tlv::SYNC_NTP
             } else {
                 tlv::SYNC_LOCAL
             },
         }
+    }
+
+    /// Whether the socket should now report each packet's TOS (a Class of Service TLV came).
+    pub(crate) fn wants_tos(&self) -> bool {
+        self.tos == TosReports::Wanted
+    }
+
+    /// The socket was asked to report TOS: `on` says whether it does.
+    pub(crate) fn tos_reports(&mut self, on: bool) {
+        self.tos = if on {
+            TosReports::On
+        } else {
+            TosReports::Refused
+        };
     }
 
     /// What seals this reflector's answers.
@@ -143,6 +172,12 @@ impl StampReflector {
                 method: tlv::METHOD_SW_LOCAL,
             };
             let area = &mut datagram[base..];
+            if a.tos.is_none()
+                && self.tos == TosReports::Off
+                && tlv::carries(area, tlv::CLASS_OF_SERVICE)
+            {
+                self.tos = TosReports::Wanted;
+            }
             let marks = tlv::reflect(area, request.seq, seq, &info, self.key.as_ref());
             add_marks(&mut self.tlv_counts, &marks);
         }
@@ -235,7 +270,8 @@ impl StampReflector {
 pub(crate) struct Sealer {
     mode: Mode,
     key: Option<Key>,
-    t3: Option<Duration>,
+    /// The batch's T3 in each format (NTP, PTP), once read.
+    t3: Option<[Timestamp; 2]>,
 }
 
 impl Sealer {
@@ -245,8 +281,12 @@ impl Sealer {
     }
 
     pub(crate) fn seal(&mut self, answer: &mut [u8]) {
-        let t3 = *self.t3.get_or_insert_with(wall_clock);
-        stamp::seal(answer, self.mode, t3, self.key.as_ref());
+        let t3 = *self.t3.get_or_insert_with(|| {
+            let now = wall_clock();
+            [TimeFormat::Ntp, TimeFormat::Ptp].map(|format| Timestamp::new(now, format))
+        });
+        let in_format = |format| t3[usize::from(format == TimeFormat::Ptp)];
+        stamp::seal(answer, self.mode, in_format, self.key.as_ref());
     }
 }
 

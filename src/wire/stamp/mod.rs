@@ -231,8 +231,8 @@ pub enum Refused {
 }
 
 /// Writes `bytes` at `at` of a base packet.
-fn put<const N: usize>(base: &mut [u8; AUTH_LEN], at: usize, bytes: &[u8; N]) {
-    base[at..at + N].copy_from_slice(bytes);
+fn put(base: &mut [u8], at: usize, bytes: &[u8]) {
+    base[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
 fn read_u16(buf: &[u8], at: usize) -> u16 {
@@ -259,29 +259,32 @@ fn check(buf: &[u8], mode: Mode, key: Option<&Key>) -> Result<&'static Layout, R
     Ok(layout)
 }
 
-/// A base packet with the four fields both directions carry at the front, every other byte
-/// zero (MBZ). Built in a fixed-size array and copied once, rather than written field by field
-/// into the caller's slice.
-fn head(
-    l: &Layout,
-    seq: u32,
-    timestamp: Timestamp,
-    error: ErrorEstimate,
-    ssid: u16,
-) -> [u8; AUTH_LEN] {
-    let mut base = [0u8; AUTH_LEN];
-    put(&mut base, 0, &seq.to_be_bytes());
-    put(&mut base, l.timestamp, &timestamp.0.to_be_bytes());
-    put(&mut base, l.error, &error.0.to_be_bytes());
-    put(&mut base, l.ssid, &ssid.to_be_bytes());
-    base
-}
-
-/// Copies the base packet to the front of `buf` (what follows, padding or TLVs, untouched) and
-/// writes the HMAC of an authenticated packet.
-fn finish(buf: &mut [u8], base: &[u8; AUTH_LEN], mode: Mode, key: Option<&Key>) {
-    let len = mode.base_len();
-    buf[..len].copy_from_slice(&base[..len]);
+/// Writes a base packet at the front of `buf` (what follows, padding or TLVs, untouched): every
+/// byte up to the HMAC zeroed (MBZ), then the four fields both directions carry, then `rest`'s;
+/// authenticated and with a key, sealed. The base's length is a constant of each mode, so the
+/// zeroing and the field writes compile to plain stores.
+fn write_base(
+    buf: &mut [u8],
+    mode: Mode,
+    key: Option<&Key>,
+    head: (u32, Timestamp, ErrorEstimate, u16),
+    rest: impl FnOnce(&mut [u8], &Layout),
+) {
+    fn fill<const N: usize>(buf: &mut [u8]) -> &mut [u8] {
+        let base: &mut [u8; N] = (&mut buf[..N]).try_into().expect("N bytes");
+        *base = [0; N];
+        base
+    }
+    let (base, l) = match mode {
+        Mode::Open => (fill::<OPEN_LEN>(buf), &OPEN),
+        Mode::Authenticated => (fill::<HMAC_AT>(buf), &AUTH),
+    };
+    let (seq, timestamp, error, ssid) = head;
+    put(base, 0, &seq.to_be_bytes());
+    put(base, l.timestamp, &timestamp.0.to_be_bytes());
+    put(base, l.error, &error.0.to_be_bytes());
+    put(base, l.ssid, &ssid.to_be_bytes());
+    rest(base, l);
     if let (Mode::Authenticated, Some(key)) = (mode, key) {
         key.sign_first(buf, HMAC_AT);
     }
@@ -294,14 +297,8 @@ impl TestPacket {
     /// # Panics
     /// If `buf` is shorter than the mode's base packet; callers size it from a checked config.
     pub fn encode(&self, buf: &mut [u8], mode: Mode, key: Option<&Key>) {
-        let base = head(
-            mode.layout(),
-            self.seq,
-            self.timestamp,
-            self.error,
-            self.ssid,
-        );
-        finish(buf, &base, mode, key);
+        let head = (self.seq, self.timestamp, self.error, self.ssid);
+        write_base(buf, mode, key, head, |_, _| {});
     }
 
     /// Reads the test packet at the front of `buf`; authenticated, only with a valid HMAC.
@@ -324,22 +321,18 @@ impl Reflected {
     /// # Panics
     /// If `buf` is shorter than the mode's base packet.
     pub fn encode(&self, buf: &mut [u8], mode: Mode, key: Option<&Key>) {
-        let l = mode.layout();
-        let mut base = head(l, self.seq, self.timestamp, self.error, self.ssid);
-        put(&mut base, l.receive, &self.receive.0.to_be_bytes());
-        put(&mut base, l.sender_seq, &self.sender_seq.to_be_bytes());
-        put(
-            &mut base,
-            l.sender_timestamp,
-            &self.sender_timestamp.0.to_be_bytes(),
-        );
-        put(
-            &mut base,
-            l.sender_error,
-            &self.sender_error.0.to_be_bytes(),
-        );
-        base[l.sender_ttl] = self.sender_ttl;
-        finish(buf, &base, mode, key);
+        let head = (self.seq, self.timestamp, self.error, self.ssid);
+        write_base(buf, mode, key, head, |base, l| {
+            put(base, l.receive, &self.receive.0.to_be_bytes());
+            put(base, l.sender_seq, &self.sender_seq.to_be_bytes());
+            put(
+                base,
+                l.sender_timestamp,
+                &self.sender_timestamp.0.to_be_bytes(),
+            );
+            put(base, l.sender_error, &self.sender_error.0.to_be_bytes());
+            base[l.sender_ttl] = self.sender_ttl;
+        });
     }
 
     /// Reads the reflected packet at the front of `buf`; authenticated, only with a valid HMAC.
@@ -359,13 +352,12 @@ impl Reflected {
     }
 }
 
-/// The last touches of a reflected packet, just before it is sent: T3 (in the format its
+/// The last touches of a reflected packet, just before it is sent: T3 (`t3` in the format its
 /// Error Estimate's Z bit names) and, authenticated, the HMAC over it all. Everything else was
 /// written by [`Reflected::encode`] (without a key: the HMAC must cover T3).
-pub fn seal(buf: &mut [u8], mode: Mode, t3: Duration, key: Option<&Key>) {
+pub fn seal(buf: &mut [u8], mode: Mode, t3: impl Fn(TimeFormat) -> Timestamp, key: Option<&Key>) {
     let l = mode.layout();
-    let format = ErrorEstimate(read_u16(buf, l.error)).format();
-    let t3 = Timestamp::new(t3, format);
+    let t3 = t3(ErrorEstimate(read_u16(buf, l.error)).format());
     buf[l.timestamp..l.timestamp + 8].copy_from_slice(&t3.0.to_be_bytes());
     if let (Mode::Authenticated, Some(key)) = (mode, key) {
         key.sign_first(buf, HMAC_AT);

@@ -228,6 +228,11 @@ fn walk(area: &[u8]) -> impl Iterator<Item = Found> + '_ {
     })
 }
 
+/// Whether `area` holds a TLV of type `kind`.
+pub fn carries(area: &[u8], kind: u8) -> bool {
+    walk(area).any(|t| t.kind == kind)
+}
+
 /// The fixed value length of the types sonde processes; `None` for the others.
 fn known_len(kind: u8) -> Option<Option<usize>> {
     match kind {
@@ -276,7 +281,8 @@ impl Marks {
 /// What a reflector puts in the TLVs it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReflectorInfo {
-    /// The TOS / traffic class the test packet arrived with, where the kernel said.
+    /// The TOS / traffic class the test packet arrived with, where the kernel said (without it a
+    /// Class of Service TLV is returned unprocessed, U set).
     pub received_tos: Option<u8>,
     /// The session's test packets received and answers sent, this one included.
     pub received: u32,
@@ -326,9 +332,11 @@ pub fn reflect(
         let flags = flag(known_len(t.kind).is_none(), UNRECOGNIZED)
             | flag(malformed(&t), MALFORMED)
             | flag(!trusted, INTEGRITY_FAILED);
-        if flags == 0 {
-            fill(area, &t, info);
-        }
+        let flags = if flags == 0 {
+            fill(area, &t, info)
+        } else {
+            flags
+        };
         area[t.at] = (area[t.at] & !UNRECOGNIZED) | flags;
         marks.count(area[t.at]);
         if !t.complete {
@@ -344,7 +352,9 @@ pub fn reflect(
 }
 
 /// Fills the reflector fields of a well-formed TLV of a known type.
-fn fill(area: &mut [u8], t: &Found, info: &ReflectorInfo) {
+/// Returns U for a TLV it cannot fill in after all (a Class of Service without the TOS the packet
+/// arrived with).
+fn fill(area: &mut [u8], t: &Found, info: &ReflectorInfo) -> u8 {
     let value = &mut area[t.value.0..t.value.1];
     match t.kind {
         EXTRA_PADDING | HMAC => {}
@@ -355,7 +365,10 @@ fn fill(area: &mut [u8], t: &Found, info: &ReflectorInfo) {
         CLASS_OF_SERVICE => {
             // DSCP1 (6 bits) | DSCP2 (6) | ECN (2) | RP (2) | reserved (16). RP = 1: the reply
             // does not carry the DSCP1 asked for; it goes with the socket's.
-            let got = Tos::from_byte(info.received_tos.unwrap_or(0));
+            let Some(tos) = info.received_tos else {
+                return UNRECOGNIZED;
+            };
+            let got = Tos::from_byte(tos);
             value[0] = (value[0] & 0xfc) | got.dscp >> 4;
             value[1] = (got.dscp & 0x0f) << 4 | got.ecn << 2 | 1;
         }
@@ -365,6 +378,7 @@ fn fill(area: &mut [u8], t: &Found, info: &ReflectorInfo) {
         }
         _ => {}
     }
+    0
 }
 
 /// The Class of Service TLV as a reflector returned it.
@@ -550,6 +564,24 @@ mod tests {
             read(&area, 5, Some(&k)).hmac_ok,
             Some(false),
             "another sequence"
+        );
+    }
+
+    #[test]
+    fn a_class_of_service_without_its_tos_comes_back_unprocessed() {
+        let mut area = vec![0u8; all().fixed_len(false)];
+        all().write(&mut area, &SENDER, 9, None);
+        let info = ReflectorInfo {
+            received_tos: None,
+            ..REFLECTOR
+        };
+        let marks = reflect(&mut area, 9, 9, &info, None);
+        assert_eq!((marks.tlvs, marks.unrecognized), (3, 1));
+        let r = read(&area, 9, None);
+        assert_eq!(r.class_of_service, None, "not read: U set");
+        assert!(
+            r.direct.is_some() && r.timestamp_info.is_some(),
+            "the others are"
         );
     }
 
