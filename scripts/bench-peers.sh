@@ -6,7 +6,7 @@ set -Eeuo pipefail
 
 usage() {
   cat <<'EOF'
-usage: scripts/bench-peers.sh [--secs N] [--size BYTES] [--repeat N] [--quick]
+usage: scripts/bench-peers.sh [--secs N] [--size BYTES] [--repeat N] [--quick] [--only LIST]
 
 Runs, on 127.0.0.1, each for --secs seconds (default 5) with --size-byte messages (default 64),
 tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reporting medians:
@@ -29,16 +29,19 @@ and prints one table, with ratios sonde / peer. Peers: sockperf, irtt, stamp-sui
 reference: target/release/examples/bare (cargo build --release --examples). sonde's RTTs here use
 user-space receive times (--timestamps user), as the peers do.
 --quick: 2-second runs, one round, a coarser rate search (a smoke test).
+--only LIST: just these tests, comma-separated: pingpong, pipelined, capacity, rate, cpu, stamp,
+irtt (e.g. --only stamp).
 EOF
 }
 
-secs=5 size=64 quick=0 repeat=3
+secs=5 size=64 quick=0 repeat=3 only=""
 while (($#)); do
   case "$1" in
   --secs) secs="$2"; shift 2 ;;
   --size) size="$2"; shift 2 ;;
   --repeat) repeat="$2"; shift 2 ;;
   --quick) quick=1 secs=2 repeat=1; shift ;;
+  --only) only="$2"; shift 2 ;;
   -h | --help) usage; exit 0 ;;
   *) echo "bench-peers.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -404,15 +407,17 @@ stamp_rows() {
 }
 
 echo "bench-peers: ${secs}s runs, $repeat rounds, ${size}-byte messages, loopback; $(nproc) CPUs; $(uname -r)" >&2
-pingpong "ping-pong, blocking" 0
-pingpong "ping-pong, busy-poll" 1
-pipelined
-capacity
-highest_rate
-cpu_per_round_trip
-server_cpu
-stamp_rows
-irtt_rows
+want() { [[ -z "$only" || ",$only," == *",$1,"* ]]; }
+if want pingpong; then
+  pingpong "ping-pong, blocking" 0
+  pingpong "ping-pong, busy-poll" 1
+fi
+if want pipelined; then pipelined; fi
+if want capacity; then capacity; fi
+if want rate; then highest_rate; fi
+if want cpu; then cpu_per_round_trip; server_cpu; fi
+if want stamp; then stamp_rows; fi
+if want irtt; then irtt_rows; fi
 # iperf measures one-way throughput and loss, not round trips: it has no test of the same thing.
 rows+=("| iperf, iperf3 | - | one-way throughput, no round trips: no comparable test | - |")
 echo "| test | tool | result | ratio |"

@@ -111,7 +111,9 @@ pub struct OneWayDistributions {
     /// the latest T3 (for reordering).
     recent: Vec<Recent>,
     highest: Option<(u64, Duration)>,
-    latest_t3: Duration,
+    /// The latest answer the reflector sent, as (T3, T2): answers of one batch share a T3 and
+    /// leave in the order they came (T2).
+    latest_sent: (Duration, Duration),
     pub tlvs: TlvTally,
 }
 
@@ -137,8 +139,8 @@ impl OneWayDistributions {
         });
         // Backward: the reflector sent this before one that came in earlier. Forward: a later
         // probe reached the reflector first (as far as the answers so far tell).
-        self.backward.reordered += u64::from(s.t3 < self.latest_t3);
-        self.latest_t3 = self.latest_t3.max(s.t3);
+        self.backward.reordered += u64::from((s.t3, s.t2) < self.latest_sent);
+        self.latest_sent = self.latest_sent.max((s.t3, s.t2));
         self.forward.reordered +=
             u64::from(self.highest.is_some_and(|(h, t2)| h > s.seq && t2 < s.t2));
         self.count(s);
@@ -557,6 +559,10 @@ mod tests {
         d.record(&sample(3, 40, 50, 52, 60));
         d.record(&sample(2, 30, 45, 47, 62));
         assert_eq!((d.forward.reordered, d.backward.reordered), (1, 1));
+        // Answers of one batch share a T3: the one received first (T2) left first.
+        d.record(&sample(5, 60, 71, 80, 90));
+        d.record(&sample(4, 50, 70, 80, 91));
+        assert_eq!((d.forward.reordered, d.backward.reordered), (1, 2));
     }
 
     #[test]

@@ -268,8 +268,14 @@ pub(crate) fn echo_text(s: &EchoSummary) -> String {
     } else {
         String::new()
     };
+    let tlvs = s.stamp_tlvs.map_or(String::new(), |t| {
+        format!(
+            "STAMP TLVs answered: {} ({} unrecognised, {} malformed, {} failed integrity)\n",
+            t.tlvs, t.unrecognized, t.malformed, t.integrity_failed
+        )
+    });
     format!(
-        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{}\n",
+        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{tlvs}{}\n",
         s.bind,
         echoed(s),
         s.datagrams,
