@@ -77,7 +77,7 @@ sockperf_pct() { sed -n "s/.*percentile $1 = *\([0-9.]*\).*/\1/p" | head -n1; }
 
 # The median of its arguments, and "min-max" of them, for figures measured over several rounds.
 median() { python3 -c 'import sys, statistics; print(("%.3f" % statistics.median(map(float, sys.argv[1:]))).rstrip("0").rstrip("."))' "$@"; }
-spread() { python3 -c 'import sys; v = list(map(float, sys.argv[1:])); print("%g-%g" % (min(v), max(v)))' "$@"; }
+spread() { python3 -c 'import sys; v = list(map(float, sys.argv[1:])); f = lambda x: ("%.6g" % x if x < 1e6 else "%.0f" % x); print("%s-%s" % (f(min(v)), f(max(v))))' "$@"; }
 
 # The tools take turns, round after round: drift on a shared machine then hits every tool alike,
 # and each figure is the median over the rounds (the range is shown beside throughputs). Idle
