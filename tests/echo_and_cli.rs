@@ -175,43 +175,14 @@ fn help_and_version_exit_0() {
     }
 }
 
-/// A network namespace of the test's own, removed when dropped.
-struct Netns(String);
-
-impl Netns {
-    /// Creates an empty namespace (no routes, loopback down), or `None` to skip when this
-    /// machine cannot (not root, no iproute2); under CI=true that is a failure.
-    fn create() -> Option<Self> {
-        if !have_peer("ip") {
-            return None;
-        }
-        let name = format!("sonde-test-{}", std::process::id());
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            skip("cannot create a network namespace (not root?)");
-            return None;
-        }
-        Some(Self(name))
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
-}
-
 #[test]
 fn unreachable_network_exits_1_naming_operation_and_address() {
-    let Some(ns) = Netns::create() else { return };
+    let Some(ns) = Netns::create("unreachable") else {
+        return;
+    };
     // The namespace has no route at all: the first send fails before anything leaves.
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_sonde")])
+    let out = ns
+        .command(env!("CARGO_BIN_EXE_sonde"))
         .args(["ping", "198.18.0.1:9", "--count", "1"])
         .output()
         .unwrap();

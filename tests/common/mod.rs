@@ -186,3 +186,44 @@ pub fn signal(child: &Child, sig: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A network namespace of the test's own, its loopback up and nothing else (no other link, no
+/// route off the host), removed with everything in it (links, qdiscs, nftables) when dropped.
+pub struct Netns(pub String);
+
+impl Netns {
+    /// `None` skips where this machine cannot make one (not root, no iproute2): a failure under
+    /// CI=true.
+    pub fn create(tag: &str) -> Option<Self> {
+        if !have_peer("ip") {
+            return None;
+        }
+        let name = format!("sonde-{tag}-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ip(&["netns", "add", &name]) {
+            skip("cannot create a network namespace (not root?)");
+            return None;
+        }
+        let ns = Netns(name);
+        assert!(ip(&["-n", &ns.0, "link", "set", "lo", "up"]));
+        Some(ns)
+    }
+
+    /// `program` run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0, program]);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}

@@ -9,8 +9,13 @@ use std::time::Duration;
 /// `sonde echo --wire stamp` with `extra` flags, JSON counters at the end; returns it and its
 /// address (read from the banner, which goes to stderr with --json).
 pub fn sonde_reflector(extra: &[&str]) -> (KillOnDrop, String) {
+    sonde_reflector_on("127.0.0.1:0", extra)
+}
+
+/// The same, bound to `bind`.
+pub fn sonde_reflector_on(bind: &str, extra: &[&str]) -> (KillOnDrop, String) {
     let mut child = sonde()
-        .args(["echo", "--wire", "stamp", "--bind", "127.0.0.1:0", "--json"])
+        .args(["echo", "--wire", "stamp", "--bind", bind, "--json"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
