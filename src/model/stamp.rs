@@ -179,8 +179,11 @@ impl OneWayDistributions {
 
     /// Updates the loss split from the reflector's count of what it received.
     fn count(&mut self, s: &Sample) {
-        // A reflector cannot have received more than was sent: such a counter is not believed.
-        let direct = s.direct_received.filter(|&r| u64::from(r) <= s.seq + 1);
+        // A reflector that answered received at least this probe, and cannot have received more
+        // than were sent: a counter outside that is not believed.
+        let direct = s
+            .direct_received
+            .filter(|&r| r >= 1 && u64::from(r) <= s.seq + 1);
         let counted = match direct {
             Some(received) => u64::from(received),
             None => u64::from(s.reflector_seq) + 1,

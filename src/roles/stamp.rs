@@ -201,7 +201,8 @@ impl StampReflector {
     }
 
     /// The reflector's sequence number for this answer, and the test packets its session has
-    /// received, this one included (0 when not counted: stateless, and no TLV needs it).
+    /// received, this one included (0 when not counted: stateless with no TLV to need it, or
+    /// no room for the session).
     fn sequence(
         &mut self,
         request: &TestPacket,

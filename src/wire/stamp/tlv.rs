@@ -284,7 +284,8 @@ pub struct ReflectorInfo {
     /// The TOS / traffic class the test packet arrived with, where the kernel said (without it a
     /// Class of Service TLV is returned unprocessed, U set).
     pub received_tos: Option<u8>,
-    /// The session's test packets received and answers sent, this one included.
+    /// The session's test packets received and answers sent, this one included (0: not
+    /// counted, so Direct Measurement is returned unprocessed, U set).
     pub received: u32,
     pub sent: u32,
     pub sync: u8,
@@ -353,7 +354,7 @@ pub fn reflect(
 
 /// Fills the reflector fields of a well-formed TLV of a known type.
 /// Returns U for a TLV it cannot fill in after all (a Class of Service without the TOS the packet
-/// arrived with).
+/// arrived with, a Direct Measurement without the session's counts).
 fn fill(area: &mut [u8], t: &Found, info: &ReflectorInfo) -> u8 {
     let value = &mut area[t.value.0..t.value.1];
     match t.kind {
@@ -373,6 +374,9 @@ fn fill(area: &mut [u8], t: &Found, info: &ReflectorInfo) -> u8 {
             value[1] = (got.dscp & 0x0f) << 4 | got.ecn << 2 | 1;
         }
         DIRECT_MEASUREMENT => {
+            if info.received == 0 {
+                return UNRECOGNIZED;
+            }
             value[4..8].copy_from_slice(&info.received.to_be_bytes());
             value[8..12].copy_from_slice(&info.sent.to_be_bytes());
         }
