@@ -187,8 +187,8 @@ fn authenticated_reflector_answers_only_signed_probes() {
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("key");
     let other = dir.join("other");
-    std::fs::write(&key, "correct horse battery staple\n").unwrap();
-    std::fs::write(&other, "a different key, same length\n").unwrap();
+    write_private(&key, "correct horse battery staple\n");
+    write_private(&other, "a different key, same length\n");
     let (key, other) = (key.to_string_lossy(), other.to_string_lossy());
     let mut echo = json_echo(&["--key-file", &key]);
     let signed = run_json(&[
@@ -259,7 +259,7 @@ fn a_signed_pinger_rejects_unsigned_replies_from_its_target() {
     let dir = std::env::temp_dir().join(format!("sonde-forge-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("key");
-    std::fs::write(&key, "0123456789abcdef0123").unwrap();
+    write_private(&key, "0123456789abcdef0123");
     let s = run_json(&[
         "ping",
         &addr,
@@ -346,13 +346,13 @@ fn bad_security_arguments_name_the_flag_and_exit_2() {
     let dir = std::env::temp_dir().join(format!("sonde-badkeys-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let empty = dir.join("empty");
-    std::fs::write(&empty, "").unwrap();
+    write_private(&empty, "");
     let newline_only = dir.join("newline");
-    std::fs::write(&newline_only, "\n").unwrap();
+    write_private(&newline_only, "\n");
     let short = dir.join("short");
-    std::fs::write(&short, "abc").unwrap();
+    write_private(&short, "abc");
     let good = dir.join("good");
-    std::fs::write(&good, "0123456789abcdef").unwrap();
+    write_private(&good, "0123456789abcdef");
     let (empty, newline_only, short, good) = (
         empty.to_string_lossy().to_string(),
         newline_only.to_string_lossy().to_string(),
@@ -556,4 +556,46 @@ fn a_tiny_send_buffer_counts_not_sent_and_finishes() {
     assert!(u(&s, "not_sent") > 0, "{s}");
     assert_eq!(u(&s, "sent") + u(&s, "not_sent"), 10_000, "{s}");
     assert!(u(&s, "received") > 0, "{s}");
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_unless_accepted_as_insecure() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sonde-key-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key");
+    std::fs::write(&key, "0123456789abcdef0123").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key = key.to_string_lossy().to_string();
+    for args in [
+        vec!["echo", "--key-file", &key],
+        vec!["ping", "127.0.0.1:9", "--key-file", &key, "-c", "1"],
+        vec!["loopback", "--key-file", &key, "-c", "1"],
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--key-file") && stderr.contains("mode 0644"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("chmod 600"), "says what to do: {stderr}");
+    }
+    // Accepted when asked: a loopback run signs and checks with it.
+    let s = run_json(&[
+        "loopback",
+        "--key-file",
+        &key,
+        "--insecure-key-file",
+        "-c",
+        "20",
+        "--flows",
+        "1",
+    ]);
+    assert_eq!(u(&s, "received"), 20, "{s}");
+    // Alone, the flag means nothing: refused.
+    let out = run(&["echo", "--insecure-key-file"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--key-file"));
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -161,9 +161,13 @@ pub(crate) struct EchoArgs {
     /// otherwise]
     #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
     pub(crate) limit_total: Option<LimitArg>,
-    /// Answer only probes signed with the key in FILE (sonde ping --key-file with the same file)
+    /// Answer only probes signed with the key in FILE (sonde ping --key-file with the same file);
+    /// the file must be readable by its owner only
     #[arg(long, value_name = "FILE")]
     pub(crate) key_file: Option<String>,
+    /// Accept a --key-file that group or others can read or write
+    #[arg(long, requires = "key_file")]
+    pub(crate) insecure_key_file: bool,
     /// Print the counters (echoed, refused by reason) every DURATION, as well as at the end
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub(crate) stats_interval: Option<Duration>,
@@ -305,9 +309,12 @@ pub(crate) struct ProbeArgs {
     #[arg(long)]
     pub(crate) no_progress: bool,
     /// Sign probes with the key in FILE and accept only signed replies (the echo needs the same
-    /// --key-file); at least 16 bytes, one trailing newline ignored
+    /// --key-file); at least 16 bytes, one trailing newline ignored, readable by its owner only
     #[arg(long, value_name = "FILE")]
     pub(crate) key_file: Option<String>,
+    /// Accept a --key-file that group or others can read or write
+    #[arg(long, requires = "key_file")]
+    pub(crate) insecure_key_file: bool,
     /// With --wire stamp: timestamps in NTP's 64-bit format or PTPv2's truncated one (the Z bit)
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = StampClock::Ntp)]
     pub(crate) stamp_clock: StampClock,

@@ -48,7 +48,11 @@ pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
 /// lifted; on loopback only this host's own processes can reach it, and the machine is
 /// measuring itself.
 fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, Error> {
-    let key = args.key_file.as_deref().map(Key::load).transpose()?;
+    let key = args
+        .key_file
+        .as_deref()
+        .map(|path| Key::load(path, args.insecure_key_file))
+        .transpose()?;
     // A reflector answers in each sender's own timestamp format: the clock flag is the pinger's.
     let wire = args
         .socket

@@ -126,7 +126,10 @@ impl ProbeArgs {
     }
 
     pub(super) fn key(&self) -> Result<Option<Key>, Error> {
-        self.key_file.as_deref().map(Key::load).transpose()
+        self.key_file
+            .as_deref()
+            .map(|path| Key::load(path, self.insecure_key_file))
+            .transpose()
     }
 
     pub(super) fn thresholds(&self) -> Thresholds {

@@ -45,11 +45,16 @@ impl Key {
     }
 
     /// Reads a key file: its bytes, less one trailing newline (so `echo secret > key` works).
-    /// Errors name the flag and the path, never the content.
-    pub fn load(path: &str) -> Result<Self, Error> {
+    /// A file group or others can read or write is refused, as ssh refuses such a private key,
+    /// unless `insecure` (`--insecure-key-file`). Errors name the flag and the path, never the
+    /// content.
+    pub fn load(path: &str, insecure: bool) -> Result<Self, Error> {
         let flag = "--key-file";
         let mut bytes =
             std::fs::read(path).map_err(|e| Error::file(flag, FileOp::Read, path, e))?;
+        if !insecure {
+            check_private(path)?;
+        }
         if bytes.last() == Some(&b'\n') {
             bytes.pop();
             if bytes.last() == Some(&b'\r') {
@@ -112,6 +117,31 @@ impl Key {
                 .verify_truncated_left(&datagram[covered..covered + TAG_LEN])
                 .is_ok()
     }
+}
+
+/// Refuses a key file whose mode lets group or others at it.
+fn check_private(path: &str) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| Error::file("--key-file", FileOp::Read, path, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::config(
+                "--key-file",
+                format!(
+                    "{path} can be read or written by group or others (mode {:04o}): make it \
+                     private (chmod 600 {path}), or accept that with --insecure-key-file",
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]
