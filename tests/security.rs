@@ -599,3 +599,25 @@ fn a_key_file_others_can_read_is_refused_unless_accepted_as_insecure() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--key-file"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn what_the_echo_s_own_socket_dropped_is_counted_apart() {
+    // A small receive buffer and a stopped server: the queue fills and the kernel drops the
+    // rest at the socket, where the echo's summary finds them.
+    let mut echo = json_echo(&["--rcvbuf", "16K"]);
+    signal(&echo.child, "STOP");
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = 3_000u64;
+    for _ in 0..sent {
+        client.send_to(&[7u8; 64], &echo.addr).unwrap();
+    }
+    signal(&echo.child, "CONT");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let counters = stop_json(&mut echo, "INT");
+    let (datagrams, drops) = (u(&counters, "datagrams"), u(&counters, "local_drops"));
+    assert!(drops > 0, "{counters}");
+    // Every datagram is either read or counted as dropped by the socket (a few may be lost
+    // before it, in the kernel's backlog: not the socket's).
+    assert!(datagrams + drops <= sent, "{counters}");
+    assert!(datagrams + drops >= sent * 99 / 100, "{counters}");
+}

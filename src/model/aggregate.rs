@@ -18,6 +18,7 @@ pub fn merge_echoes(parts: &[EchoSummary]) -> EchoSummary {
         total.peers_limit += p.peers_limit;
         total.send_failed += p.send_failed;
         total.recv_errors += p.recv_errors;
+        total.local_drops += p.local_drops;
         total.not_answered += p.not_answered;
         total.bytes_out += p.bytes_out;
         total.coalesced += p.coalesced;

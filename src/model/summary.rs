@@ -223,6 +223,10 @@ pub struct EchoSummary {
     pub send_failed: u64,
     /// Errors from receive calls (ICMP errors reported on the socket, for instance).
     pub recv_errors: u64,
+    /// Datagrams the echo's own socket dropped for want of receive-buffer room (the kernel's
+    /// count, `SO_MEMINFO`): they reached this host, and were never in `datagrams`. Loss a
+    /// pinger sees beyond these happened elsewhere.
+    pub local_drops: u64,
     /// With `--wire sockperf`: datagrams a sockperf server would not answer (no pong request,
     /// warm-up, not from a client, too short).
     pub not_answered: u64,

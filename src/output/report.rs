@@ -275,7 +275,7 @@ pub(crate) fn echo_text(s: &EchoSummary) -> String {
         )
     });
     format!(
-        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{tlvs}{}\n",
+        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{} dropped on arrival, the receive buffer full (never read: not in the counts above)\n{tlvs}{}\n",
         s.bind,
         echoed(s),
         s.datagrams,
@@ -285,6 +285,7 @@ pub(crate) fn echo_text(s: &EchoSummary) -> String {
         s.duration_ms as f64 / 1e3,
         s.send_failed,
         s.recv_errors,
+        s.local_drops,
         refusals(s)
     )
 }
@@ -292,10 +293,11 @@ pub(crate) fn echo_text(s: &EchoSummary) -> String {
 /// An echo server's counters so far, as one `--stats-interval` line.
 pub(crate) fn echo_stats_line(s: &EchoSummary) -> String {
     format!(
-        "[{:9.3} s] {} of {} datagrams echoed; {}",
+        "[{:9.3} s] {} of {} datagrams echoed, {} dropped on arrival; {}",
         s.duration_ms as f64 / 1e3,
         echoed(s),
         s.datagrams,
+        s.local_drops,
         refusals(s)
     )
 }

@@ -167,6 +167,7 @@ impl Echo {
             duration_ms: self.started.elapsed().as_millis() as u64,
             peers: self.peers.len() as u64,
             recv_errors: self.service.receive_errors(),
+            local_drops: crate::sys::socket_drops(&self.socket).map_or(0, u64::from),
             refused: Refusals {
                 auth_failed: self.guard.refused.auth_failed + self.stamp_auth_failed,
                 ..self.guard.refused.clone()
