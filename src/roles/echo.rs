@@ -108,6 +108,15 @@ impl Echo {
             }
             wire => (Answerer::Plain(wire), Guard::new(local, policy.clone())),
         };
+        // Bound to a wildcard address, answer from the address each datagram was sent to: a
+        // pinger aiming at a secondary address would otherwise see every answer come from
+        // another (the routing's choice), and count it foreign.
+        let mut batch = MmsgBatch::new();
+        if local.ip().is_unspecified()
+            && crate::sys::enable_recv_destination(&socket, local.is_ipv6())
+        {
+            batch.set_reply_from_destination(true);
+        }
         let sealer = match &answerer {
             Answerer::Stamp(reflector) => Some(reflector.sealer()),
             Answerer::Plain(_) => None,
@@ -118,7 +127,7 @@ impl Echo {
             stamp_auth_failed: 0,
             socket,
             local,
-            batch: MmsgBatch::new(),
+            batch,
             answers: Vec::new(),
             arrivals: Vec::with_capacity(MAX_BATCH),
             peers: HashSet::new(),

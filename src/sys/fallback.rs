@@ -53,6 +53,10 @@ pub(crate) fn enable_recv_tos(_: &UdpSocket, _: bool) -> bool {
     false
 }
 
+pub(crate) fn enable_recv_destination(_: &UdpSocket, _: bool) -> bool {
+    false
+}
+
 pub(crate) fn set_tos(_: &UdpSocket, _: bool, _: u8) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -126,6 +130,9 @@ impl MmsgBatch {
 
     pub(crate) fn set_adaptive(&mut self, _: bool) {}
 
+    /// Not on this platform: replies go from the routing's choice of address.
+    pub(crate) fn set_reply_from_destination(&mut self, _: bool) {}
+
     pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         match socket.recv_from(&mut self.data) {
             Ok(got) => {
@@ -154,6 +161,7 @@ impl MmsgBatch {
             segment: None,
             ttl: None,
             tos: None,
+            dst: None,
         })
     }
 

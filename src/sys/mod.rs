@@ -14,6 +14,7 @@
 //! | `enable_gro` | take coalesced datagrams (`UDP_GRO`) | refused |
 //! | `enable_recv_ttl` | each datagram's TTL or hop limit | refused |
 //! | `enable_recv_tos`, `set_tos` | each datagram's TOS / traffic class; the one sent with | refused |
+//! | `enable_recv_destination` | each datagram's destination address (`MmsgBatch` answers from it) | refused |
 //! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
 //! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket | none |
@@ -34,9 +35,9 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    clock_quality, drain_error_queue, enable_gro, enable_icmp_errors, enable_recv_tos,
-    enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers, set_timer_slack,
-    set_tos, socket_drops, wall_clock, MmsgBatch, PreciseTimer,
+    clock_quality, drain_error_queue, enable_gro, enable_icmp_errors, enable_recv_destination,
+    enable_recv_tos, enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers,
+    set_timer_slack, set_tos, socket_drops, wall_clock, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -57,6 +58,16 @@ pub(crate) struct RecvMeta {
     /// The TOS byte (IPv4) or traffic class (IPv6) it arrived with, once asked for
     /// (`enable_recv_tos`).
     pub tos: Option<u8>,
+    /// The address it was sent to, and the interface it came in on, once asked for
+    /// (`enable_recv_destination`): where an answer should come from.
+    pub dst: Option<Destination>,
+}
+
+/// The local address a datagram was sent to, and the interface it arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Destination {
+    pub addr: std::net::IpAddr,
+    pub ifindex: u32,
 }
 
 impl RecvMeta {

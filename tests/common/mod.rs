@@ -234,3 +234,62 @@ pub fn write_private(path: &std::path::Path, contents: &str) {
     std::fs::write(path, contents).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// Two network namespaces of the test's own joined by a veth pair (198.18.0.1 and .2); both
+/// removed when dropped.
+pub struct NetnsPair {
+    pub a: String,
+    pub b: String,
+}
+
+impl NetnsPair {
+    pub fn create(tag: &str) -> Option<Self> {
+        if !have_peer("ip") {
+            return None;
+        }
+        let pid = std::process::id();
+        let pair = Self {
+            a: format!("sonde-{tag}-a-{pid}"),
+            b: format!("sonde-{tag}-b-{pid}"),
+        };
+        if !ip(&["netns", "add", &pair.a]) {
+            skip("cannot create a network namespace (not root?)");
+            return None;
+        }
+        let ok = ip(&["netns", "add", &pair.b])
+            && ip(&[
+                "link", "add", "va", "netns", &pair.a, "type", "veth", "peer", "name", "vb",
+                "netns", &pair.b,
+            ])
+            && ip(&["-n", &pair.a, "addr", "add", "198.18.0.1/30", "dev", "va"])
+            && ip(&["-n", &pair.b, "addr", "add", "198.18.0.2/30", "dev", "vb"])
+            && ip(&["-n", &pair.a, "link", "set", "va", "up"])
+            && ip(&["-n", &pair.b, "link", "set", "vb", "up"])
+            && ip(&["-n", &pair.b, "link", "set", "lo", "up"]);
+        assert!(ok, "setting up the namespaces failed");
+        Some(pair)
+    }
+
+    /// sonde run inside namespace `ns`.
+    pub fn exec(&self, ns: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sonde")]);
+        cmd
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.a]);
+        ip(&["netns", "del", &self.b]);
+    }
+}
+
+/// `ip ARGS`, quietly: whether it succeeded.
+pub fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -2,12 +2,13 @@
 //! sent back from the very slots they arrived in.
 
 use super::send::{
-    refuses_gso, send_messages, send_one, write_segment_size, GSO_CONTROL_WORDS, GSO_MAX_BYTES,
-    GSO_MAX_SEGMENTS,
+    refuses_gso, send_messages, send_one, write_reply_control, GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
+    REPLY_CONTROL_WORDS,
 };
-use crate::sys::{datagram_ranges, RecvMeta};
+use crate::sys::{datagram_ranges, Destination, RecvMeta};
 use mio::net::UdpSocket;
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use std::time::Duration;
 const BATCH: usize = 32;
 const SLOT: usize = 65_536;
 /// Control space per received slot: a timestamp, a drop counter, a GRO segment size, a TTL or
-/// hop limit and a TOS or traffic class, with their headers (128 bytes; 144 kept).
-const CONTROL_WORDS: usize = 18;
+/// hop limit, a TOS or traffic class and the destination address, with their headers (168
+/// bytes; 176 kept).
+const CONTROL_WORDS: usize = 22;
 
 fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -57,6 +59,7 @@ struct Control {
     segment: Option<usize>,
     ttl: Option<u8>,
     tos: Option<u8>,
+    dst: Option<Destination>,
 }
 
 /// The receive timestamp, drop count, GRO segment size, TTL and TOS among a received message's
@@ -88,6 +91,20 @@ fn control_messages(msg: &libc::msghdr) -> Control {
                 // IPv4 gives the TOS as one byte, IPv6 the traffic class as an int.
                 (libc::IPPROTO_IP, libc::IP_TOS) => c.tos = Some(*data),
                 (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => c.tos = u8::try_from(int()).ok(),
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let info: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                    c.dst = Some(Destination {
+                        addr: Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)).into(),
+                        ifindex: info.ipi_ifindex as u32,
+                    });
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let info: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                    c.dst = Some(Destination {
+                        addr: Ipv6Addr::from(info.ipi6_addr.s6_addr).into(),
+                        ifindex: info.ipi6_ifindex,
+                    });
+                }
                 _ => {}
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);
@@ -123,8 +140,10 @@ pub(crate) struct MmsgBatch {
     /// The replies of a batch, then their headers for `sendmmsg`.
     replies: Vec<Reply>,
     out_iovecs: Vec<libc::iovec>,
-    out_control: Vec<[u64; GSO_CONTROL_WORDS]>,
+    out_control: Vec<[u64; REPLY_CONTROL_WORDS]>,
     outgoing: Vec<libc::mmsghdr>,
+    /// Replies go from the address each datagram was sent to (`set_reply_from_destination`).
+    reply_from_destination: bool,
     /// The kernel refused a GSO reply: coalesced datagrams go back one by one from now on.
     no_gso: bool,
     /// Headers the last receive may have changed (all of them before the first).
@@ -158,6 +177,7 @@ impl MmsgBatch {
             replies: Vec::with_capacity(BATCH),
             out_iovecs: Vec::new(),
             out_control: Vec::new(),
+            reply_from_destination: false,
             outgoing: Vec::new(),
             no_gso: false,
             used: BATCH,
@@ -270,6 +290,7 @@ impl MmsgBatch {
             segment: c.segment,
             ttl: c.ttl,
             tos: c.tos,
+            dst: c.dst,
         })
     }
 
@@ -349,20 +370,36 @@ impl MmsgBatch {
         !self.no_gso
     }
 
+    /// Answers from the address each datagram was sent to, as the kernel said it
+    /// (`enable_recv_destination`), rather than from whichever the routing picks: a socket bound
+    /// to a wildcard address then answers at every address as it was asked.
+    pub(crate) fn set_reply_from_destination(&mut self, on: bool) {
+        self.reply_from_destination = on;
+    }
+
+    /// Where the replies to slot `slot` go from (`None`: the routing's choice).
+    fn reply_from(&self, slot: usize) -> Option<&Destination> {
+        self.parsed[slot]
+            .dst
+            .as_ref()
+            .filter(|_| self.reply_from_destination)
+    }
+
     /// Sends the batch's replies with `sendmmsg`; how many datagrams the kernel refused.
     fn send_replies(&mut self, socket: &UdpSocket) -> usize {
         if let [r @ Reply { segment: None, .. }] = self.replies[..] {
             // One reply (ping-pong).
             let datagram = &self.data[r.slot * SLOT + r.offset..][..r.len];
             let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
-            let sent = send_one(socket, datagram, &self.names[r.slot], namelen);
+            let from = self.reply_from(r.slot);
+            let sent = send_one(socket, datagram, &self.names[r.slot], namelen, from);
             return usize::from(sent.is_err());
         }
         let k = self.replies.len();
         // Safety: all-zero is a valid value for these plain C structs.
         self.out_iovecs.resize(k, unsafe { std::mem::zeroed() });
         self.outgoing.resize(k, unsafe { std::mem::zeroed() });
-        self.out_control.resize(k, [0u64; GSO_CONTROL_WORDS]);
+        self.out_control.resize(k, [0u64; REPLY_CONTROL_WORDS]);
         for (j, r) in self.replies.iter().enumerate() {
             self.out_iovecs[j] = libc::iovec {
                 iov_base: self.data[r.slot * SLOT + r.offset..].as_mut_ptr().cast(),
@@ -374,13 +411,11 @@ impl MmsgBatch {
             h.msg_iov = &mut self.out_iovecs[j];
             h.msg_iovlen = 1;
             h.msg_flags = 0;
-            match r.segment {
-                Some(size) => write_segment_size(h, &mut self.out_control[j], size),
-                None => {
-                    h.msg_control = std::ptr::null_mut();
-                    h.msg_controllen = 0;
-                }
-            }
+            let from = self.parsed[r.slot]
+                .dst
+                .as_ref()
+                .filter(|_| self.reply_from_destination);
+            write_reply_control(h, &mut self.out_control[j], r.segment, from);
         }
         let (mut start, mut refused) = (0, 0);
         while start < k {
@@ -411,9 +446,17 @@ impl MmsgBatch {
         let segment = r.segment.unwrap_or(r.len).max(1);
         let reply = &self.data[r.slot * SLOT + r.offset..][..r.len];
         let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
+        let from = self.reply_from(r.slot);
         datagram_ranges(r.len, segment)
             .filter(|&(start, end)| {
-                send_one(socket, &reply[start..end], &self.names[r.slot], namelen).is_err()
+                send_one(
+                    socket,
+                    &reply[start..end],
+                    &self.names[r.slot],
+                    namelen,
+                    from,
+                )
+                .is_err()
             })
             .count()
     }

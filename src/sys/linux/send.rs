@@ -1,7 +1,10 @@
-//! Sending: `sendmmsg` runs with UDP GSO (`UDP_SEGMENT`), and a lone datagram with `sendto`.
+//! Sending: `sendmmsg` runs with UDP GSO (`UDP_SEGMENT`), and a lone datagram with `sendto`;
+//! replies from a chosen source address (`IP_PKTINFO`, `IPV6_PKTINFO`).
 
+use crate::sys::Destination;
 use mio::net::UdpSocket;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 /// Control space for one `UDP_SEGMENT` message: a u16 and its header, aligned (32 bytes).
@@ -39,6 +42,84 @@ pub(super) fn write_segment_size(
     }
 }
 
+/// Control space of one reply: a GSO segment size (24 bytes) and the address to answer from
+/// (`IPV6_PKTINFO`, 40 bytes; `IP_PKTINFO`, 32).
+pub(super) const REPLY_CONTROL_WORDS: usize = 8;
+
+/// Points `header` at `control` and writes a reply's control messages: `UDP_SEGMENT` of
+/// `segment`, and the source address `from` (`IP_PKTINFO` / `IPV6_PKTINFO`); with neither, no
+/// control at all.
+pub(super) fn write_reply_control(
+    header: &mut libc::msghdr,
+    control: &mut [u64; REPLY_CONTROL_WORDS],
+    segment: Option<usize>,
+    from: Option<&Destination>,
+) {
+    let mut used = 0usize;
+    let base: *mut u8 = control.as_mut_ptr().cast();
+    // Safety: each message goes at `used` bytes into `control`, which starts 8-byte aligned;
+    // the two messages' CMSG_SPACE add up to at most 64 bytes, its size (asserted below), and
+    // every write stays inside the message's own space.
+    let mut put = |level: libc::c_int, kind: libc::c_int, data: &[u8]| unsafe {
+        let space = libc::CMSG_SPACE(data.len() as u32) as usize;
+        assert!(used + space <= std::mem::size_of_val(control));
+        let cmsg = base.add(used).cast::<libc::cmsghdr>();
+        std::ptr::write_bytes(cmsg.cast::<u8>(), 0, space);
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = kind;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(data.len() as u32) as _;
+        std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(cmsg), data.len());
+        used += space;
+    };
+    if let Some(size) = segment {
+        put(
+            libc::IPPROTO_UDP,
+            libc::UDP_SEGMENT,
+            &(size as u16).to_ne_bytes(),
+        );
+    }
+    match from.map(|d| (d.addr, d.ifindex)) {
+        Some((IpAddr::V4(addr), _)) => {
+            // The source address, routed as usual (no interface forced).
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(addr).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            put(libc::IPPROTO_IP, libc::IP_PKTINFO, as_bytes(&info));
+        }
+        Some((IpAddr::V6(addr), ifindex)) => {
+            // The interface too: a link-local address means nothing without it.
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: addr.octets(),
+                },
+                ipi6_ifindex: ifindex,
+            };
+            put(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, as_bytes(&info));
+        }
+        None => {}
+    }
+    if used == 0 {
+        header.msg_control = std::ptr::null_mut();
+        header.msg_controllen = 0;
+    } else {
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = used as _;
+    }
+}
+
+/// The bytes of a plain C struct.
+fn as_bytes<T: Copy>(value: &T) -> &[u8] {
+    // Safety: T is a plain C struct (no padding is read as anything but bytes to copy), and the
+    // slice borrows it for no longer than `value` lives.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
+}
+
 /// One `sendmmsg` of `count` prepared headers; how many messages went.
 pub(super) fn send_messages(
     socket: &UdpSocket,
@@ -64,13 +145,18 @@ pub(super) fn send_messages(
     })
 }
 
-/// One datagram to `name` with `sendto`: less work for the kernel than a `sendmmsg` of one.
+/// One datagram to `name`, from `from` where given (with `sendmsg` and its control message),
+/// else with `sendto`: less work for the kernel than a `sendmmsg` of one.
 pub(super) fn send_one(
     socket: &UdpSocket,
     datagram: &[u8],
     name: &libc::sockaddr_storage,
     namelen: libc::socklen_t,
+    from: Option<&Destination>,
 ) -> io::Result<()> {
+    if from.is_some() {
+        return send_one_from(socket, datagram, name, namelen, from);
+    }
     socket.try_io(|| {
         // Safety: the datagram and the address live for the call, with their lengths passed
         // alongside.
@@ -84,6 +170,38 @@ pub(super) fn send_one(
                 namelen,
             )
         };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// One datagram to `name` from the address `from`, with `sendmsg`.
+fn send_one_from(
+    socket: &UdpSocket,
+    datagram: &[u8],
+    name: &libc::sockaddr_storage,
+    namelen: libc::socklen_t,
+    from: Option<&Destination>,
+) -> io::Result<()> {
+    let mut control = [0u64; REPLY_CONTROL_WORDS];
+    let mut iov = libc::iovec {
+        iov_base: datagram.as_ptr() as *mut libc::c_void,
+        iov_len: datagram.len(),
+    };
+    // Safety: all-zero is a valid msghdr; its pointers are set to the locals above.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_name = (name as *const libc::sockaddr_storage) as *mut libc::c_void;
+    header.msg_namelen = namelen;
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    write_reply_control(&mut header, &mut control, None, from);
+    socket.try_io(|| {
+        // Safety: the header points at the datagram, the address and the control buffer, all
+        // alive for the call; the kernel only reads them.
+        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &header, libc::MSG_DONTWAIT) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -180,7 +298,7 @@ impl Sender {
         if len - from == 1 {
             // One datagram (a window of one, a paced probe).
             let datagram = &data[from * size..(from + 1) * size];
-            return send_one(socket, datagram, &self.target, self.target_len).map(|()| 1);
+            return send_one(socket, datagram, &self.target, self.target_len, None).map(|()| 1);
         }
         self.send_runs(socket, data, size, from, len, 1)
     }

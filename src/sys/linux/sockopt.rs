@@ -128,6 +128,18 @@ pub(crate) fn enable_recv_tos(socket: &UdpSocket, ipv6: bool) -> bool {
     set_int_option(socket, level, name, 1).is_ok()
 }
 
+/// Asks the kernel to say with each datagram the address it was sent to and the interface it
+/// came in on (`IP_PKTINFO`, `IPV6_RECVPKTINFO`): a socket bound to a wildcard address can then
+/// answer from the address it was asked at. Says whether it accepted.
+pub(crate) fn enable_recv_destination(socket: &UdpSocket, ipv6: bool) -> bool {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    set_int_option(socket, level, name, 1).is_ok()
+}
+
 /// Sends every datagram of this socket with `tos` as its TOS byte (IPv4) or traffic class
 /// (IPv6): DSCP in the top six bits, ECN in the low two.
 pub(crate) fn set_tos(socket: &UdpSocket, ipv6: bool, tos: u8) -> io::Result<()> {

@@ -156,6 +156,7 @@ fn datagrams_of_a_receive_split_at_the_segment_size() {
         segment,
         ttl: None,
         tos: None,
+        dst: None,
     };
     let data = [0u8; 250];
     let sizes = |m: RecvMeta, d: &[u8]| m.datagrams(d).map(<[u8]>::len).collect::<Vec<_>>();
