@@ -89,6 +89,10 @@ pub struct PingConfig {
     pub gro: bool,
     /// Send probes with this DSCP and ECN (`--dscp`, `--ecn`); `None`: the system's default.
     pub tos: Option<Tos>,
+    /// Send probes with this TTL / hop limit (`--ttl`); `None`: the system's default.
+    pub ttl: Option<u8>,
+    /// Send and receive through this interface only (`--interface`, `SO_BINDTODEVICE`).
+    pub interface: Option<String>,
 }
 
 /// When a pinger uses segmentation offload.
@@ -131,6 +135,8 @@ impl PingConfig {
             gso: Gso::Auto,
             gro: false,
             tos: None,
+            ttl: None,
+            interface: None,
         }
     }
 

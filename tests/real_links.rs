@@ -121,3 +121,90 @@ fn a_reflector_answers_from_a_secondary_address_across_a_veth() {
         }
     }
 }
+
+/// tests/peers/header_sink.py on `addr`: what TTL and TOS `count` datagrams arrived with, as a
+/// receiver that is not sonde sees them, after `send` has sent them to its port.
+fn headers_seen(addr: &str, count: usize, send: impl FnOnce(&str)) -> serde_json::Value {
+    use std::io::BufRead;
+    if !have_peer("python3") {
+        return serde_json::Value::Null;
+    }
+    let mut sink = std::process::Command::new("python3")
+        .arg(peer_script("tests/peers/header_sink.py"))
+        .args([addr, &count.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(sink.stdout.take().unwrap());
+    let mut port = String::new();
+    out.read_line(&mut port).unwrap();
+    let target = if addr.contains(':') {
+        format!("[{addr}]:{}", port.trim())
+    } else {
+        format!("{addr}:{}", port.trim())
+    };
+    send(&target);
+    let mut seen = String::new();
+    out.read_line(&mut seen).unwrap();
+    sink.wait().unwrap();
+    serde_json::from_str(&seen).unwrap_or_else(|e| panic!("{e}: {seen:?}"))
+}
+
+#[test]
+fn ttl_dscp_and_ecn_go_out_as_asked_ipv4_and_ipv6() {
+    for (addr, ttl, dscp, ecn, tos) in [
+        ("127.0.0.1", "7", "ef", "ect1", 46 << 2 | 1),
+        ("::1", "9", "af11", "ce", 10 << 2 | 3),
+    ] {
+        let seen = headers_seen(addr, 3, |target| {
+            let out = run(&[
+                "ping", target, "--ttl", ttl, "--dscp", dscp, "--ecn", ecn, "-c", "3", "-r", "100",
+                "-t", "50ms", "-q",
+            ]);
+            assert!(out.status.success());
+        });
+        if seen.is_null() {
+            return;
+        }
+        let ttl: u64 = ttl.parse().unwrap();
+        assert_eq!(
+            seen["ttl"],
+            serde_json::json!([ttl, ttl, ttl]),
+            "{addr}: {seen}"
+        );
+        assert_eq!(
+            seen["tos"],
+            serde_json::json!([tos, tos, tos]),
+            "{addr}: {seen}"
+        );
+    }
+}
+
+#[test]
+fn an_interface_is_used_when_it_exists_and_named_when_it_does_not() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let s = run_json(&[
+        "ping",
+        &echo.addr,
+        "--interface",
+        "lo",
+        "-c",
+        "20",
+        "-r",
+        "200",
+    ]);
+    assert_eq!(u(&s, "received"), 20, "{s}");
+    let out = run(&["ping", &echo.addr, "--interface", "nosuch0", "-c", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--interface") && stderr.contains("nosuch0"),
+        "{stderr}"
+    );
+    for (value, flag) in [("0", "--ttl"), ("256", "--ttl"), ("x", "--ttl")] {
+        let out = run(&["ping", &echo.addr, flag, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}

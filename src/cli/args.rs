@@ -329,6 +329,13 @@ pub(crate) struct ProbeArgs {
     /// Send probes with this ECN codepoint
     #[arg(long, value_name = "ECN", value_enum)]
     pub(crate) ecn: Option<EcnArg>,
+    /// Send probes with this TTL (IPv6: hop limit), 1-255
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub(crate) ttl: Option<u8>,
+    /// Send and receive through this interface only (SO_BINDTODEVICE; a VRF device works the
+    /// same)
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) interface: Option<String>,
     /// Independent flows, each with its own socket, port and poll loop, pinned to a core; --rate,
     /// --count and --inflight apply to each [ping: 1; loopback: one per core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]

@@ -82,6 +82,8 @@ impl ProbeArgs {
             buffers: self.socket.buffers(),
             wire: self.socket.wire.with_stamp(self.stamp_clock, tlvs),
             tos: self.tos(),
+            ttl: self.ttl,
+            interface: self.interface.clone(),
             kernel_timestamps: self.socket.timestamps == Timestamps::Kernel,
             key: None,
             gso: self.socket.gso.into(),

@@ -57,6 +57,24 @@ pub(crate) fn enable_recv_destination(_: &UdpSocket, _: bool) -> bool {
     false
 }
 
+pub(crate) fn set_ttl(socket: &UdpSocket, ipv6: bool, ttl: u8) -> io::Result<()> {
+    if ipv6 {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "setting the hop limit is not supported on this platform",
+        ))
+    } else {
+        socket.set_ttl(u32::from(ttl))
+    }
+}
+
+pub(crate) fn bind_to_device(_: &UdpSocket, _: &str) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "binding to an interface is not supported on this platform",
+    ))
+}
+
 pub(crate) fn set_tos(_: &UdpSocket, _: bool, _: u8) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,

@@ -14,6 +14,7 @@
 //! | `enable_gro` | take coalesced datagrams (`UDP_GRO`) | refused |
 //! | `enable_recv_ttl` | each datagram's TTL or hop limit | refused |
 //! | `enable_recv_tos`, `set_tos` | each datagram's TOS / traffic class; the one sent with | refused |
+//! | `set_ttl`, `bind_to_device` | the TTL sent with; one interface only (`SO_BINDTODEVICE`) | refused |
 //! | `enable_recv_destination` | each datagram's destination address (`MmsgBatch` answers from it) | refused |
 //! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
@@ -35,9 +36,10 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    clock_quality, drain_error_queue, enable_gro, enable_icmp_errors, enable_recv_destination,
-    enable_recv_tos, enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers,
-    set_timer_slack, set_tos, socket_drops, wall_clock, MmsgBatch, PreciseTimer,
+    bind_to_device, clock_quality, drain_error_queue, enable_gro, enable_icmp_errors,
+    enable_recv_destination, enable_recv_tos, enable_recv_ttl, enable_rx_metadata, granted_buffers,
+    request_buffers, set_timer_slack, set_tos, set_ttl, socket_drops, wall_clock, MmsgBatch,
+    PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.

@@ -27,8 +27,8 @@ use crate::model::{
 use crate::roles::socket;
 use crate::roles::stamp::host_clock;
 use crate::sys::{
-    enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, set_tos, MmsgBatch,
-    SendBatch,
+    bind_to_device, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, set_tos,
+    set_ttl, MmsgBatch, SendBatch,
 };
 use crate::wire::{self, ClockQuality, Wire};
 use loss_pattern::LossPattern;
@@ -42,6 +42,16 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What `--interface` failing means to a user: a name that is not there, or a right missing.
+fn interface_error(interface: &str, e: io::Error) -> Error {
+    let why = match e.raw_os_error() {
+        Some(libc::ENODEV) => "no such interface here (see `ip link`)".to_string(),
+        Some(libc::EPERM) => "binding to an interface needs root (CAP_NET_RAW)".to_string(),
+        _ => e.to_string(),
+    };
+    Error::config("--interface", format!("{interface}: {why}"))
+}
 
 /// Timer-wheel resolution for probe timeouts.
 const TICK_NS: u64 = 100_000;
@@ -126,6 +136,13 @@ impl<'a> Pinger<'a> {
         if let Some(tos) = cfg.tos {
             set_tos(&socket, local.is_ipv6(), tos.byte())
                 .map_err(|e| Error::io("set the DSCP/ECN (--dscp, --ecn) of", local, e))?;
+        }
+        if let Some(ttl) = cfg.ttl {
+            set_ttl(&socket, local.is_ipv6(), ttl)
+                .map_err(|e| Error::io("set the TTL (--ttl) of", local, e))?;
+        }
+        if let Some(interface) = &cfg.interface {
+            bind_to_device(&socket, interface).map_err(|e| interface_error(interface, e))?;
         }
         // Best effort: without it a stopped server looks like silence rather than a refusal.
         let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());

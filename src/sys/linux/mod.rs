@@ -13,8 +13,9 @@ pub(crate) use errqueue::drain_error_queue;
 pub(crate) use mmsg::MmsgBatch;
 pub(super) use send::Sender;
 pub(crate) use sockopt::{
-    enable_gro, enable_icmp_errors, enable_recv_destination, enable_recv_tos, enable_recv_ttl,
-    enable_rx_metadata, granted_buffers, request_buffers, set_tos, socket_drops,
+    bind_to_device, enable_gro, enable_icmp_errors, enable_recv_destination, enable_recv_tos,
+    enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers, set_tos, set_ttl,
+    socket_drops,
 };
 pub(crate) use timer::{clock_quality, set_timer_slack, wall_clock, PreciseTimer};
 

@@ -140,6 +140,36 @@ pub(crate) fn enable_recv_destination(socket: &UdpSocket, ipv6: bool) -> bool {
     set_int_option(socket, level, name, 1).is_ok()
 }
 
+/// Sends every datagram of this socket with `ttl` as its TTL (IPv4) or hop limit (IPv6).
+pub(crate) fn set_ttl(socket: &UdpSocket, ipv6: bool, ttl: u8) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_TTL)
+    };
+    set_int_option(socket, level, name, libc::c_int::from(ttl))
+}
+
+/// Ties the socket to one interface (`SO_BINDTODEVICE`): it sends through it and receives only
+/// what came in on it, whatever the routing says. A VRF device works the same.
+pub(crate) fn bind_to_device(socket: &UdpSocket, interface: &str) -> io::Result<()> {
+    let name = std::ffi::CString::new(interface)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the name"))?;
+    let bytes = name.as_bytes_with_nul();
+    // Safety: the fd is a live socket; the name is a NUL-terminated buffer that outlives the
+    // call, its length passed alongside.
+    cvt(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            bytes.as_ptr().cast(),
+            bytes.len() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
 /// Sends every datagram of this socket with `tos` as its TOS byte (IPv4) or traffic class
 /// (IPv6): DSCP in the top six bits, ECN in the low two.
 pub(crate) fn set_tos(socket: &UdpSocket, ipv6: bool, tos: u8) -> io::Result<()> {
