@@ -208,3 +208,50 @@ fn an_interface_is_used_when_it_exists_and_named_when_it_does_not() {
         assert!(stderr.contains(flag), "{stderr}");
     }
 }
+
+#[test]
+fn the_replies_tos_and_ttl_are_read_and_a_remark_is_told() {
+    use std::io::BufRead;
+    if !have_peer("python3") {
+        return;
+    }
+    for addr in ["127.0.0.1", "::1"] {
+        // An echo that answers with CS1 and CE (8 << 2 | 3) and a TTL of 50.
+        let mut child = std::process::Command::new("python3")
+            .arg(peer_script("tests/peers/tos_echo.py"))
+            .args([addr, &(8 << 2 | 3).to_string(), "50"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        let echo = KillOnDrop(child);
+        let target = if addr.contains(':') {
+            format!("[{addr}]:{}", port.trim())
+        } else {
+            format!("{addr}:{}", port.trim())
+        };
+        let s = run_json(&["ping", &target, "--dscp", "ef", "-c", "100", "-r", "1000"]);
+        drop(echo);
+        assert_eq!(u(&s, "received"), 100, "{s}");
+        let h = &s["reply_headers"];
+        assert_eq!(u(&h["dscp"], "8"), 100, "{addr}: {h}");
+        assert_eq!(u(h, "ce"), 100, "{addr}: {h}");
+        assert_eq!(u(h, "dscp_not_as_sent"), 100, "EF sent, CS1 back: {h}");
+        assert_eq!(
+            (
+                u(&h["ttl"], "min"),
+                u(&h["ttl"], "max"),
+                u(&h["ttl"], "hops")
+            ),
+            (50, 50, 14),
+            "{h}"
+        );
+    }
+    // Without --dscp, --ecn or --ttl the headers are not read (a control message per receive).
+    let echo = sonde_echo("127.0.0.1:0");
+    let s = run_json(&["ping", &echo.addr, "-c", "5", "-r", "100"]);
+    assert!(s.get("reply_headers").is_none(), "{s}");
+}

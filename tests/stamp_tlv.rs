@@ -305,8 +305,17 @@ fn reordering_and_ipdv_show_on_the_direction_that_has_them() {
     assert_eq!(u(&s, "received"), 1000, "{s}");
     assert!(u(&s["backward"], "reordered") > 100, "{s}");
     assert_eq!(u(&s["forward"], "reordered"), 0, "{s}");
-    assert!(f(&s["backward"]["ipdv"], "p90_us") > 1_000.0, "{s}");
-    assert!(f(&s["forward"]["ipdv"], "p90_us") < 500.0, "{s}");
+    // The 2 ms steps show in the backward IPDV; the forward one holds only the host's own
+    // scheduling noise (which a loaded test machine can push up, hence a ratio).
+    let (backward, forward) = (
+        f(&s["backward"]["ipdv"], "p90_us"),
+        f(&s["forward"]["ipdv"], "p90_us"),
+    );
+    assert!(backward > 1_000.0, "{s}");
+    assert!(
+        forward * 2.0 < backward,
+        "forward {forward} vs backward {backward}: {s}"
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use super::stamp::{OneWay, StampTlvSummary};
 use super::stats::{Latency, PingDistributions};
-use super::summary::{Counters, EchoSummary, LagSummary, PingSummary};
+use super::summary::{Counters, EchoSummary, LagSummary, PingSummary, ReplyHeaders};
 
 /// Adds up the counters of several echo sockets serving one address (`--threads`). Peers are
 /// summed: `SO_REUSEPORT` keeps each peer on one socket.
@@ -119,6 +119,11 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
     } else {
         None
     };
+    if let Some(headers) = all.reply_headers.as_deref() {
+        // Every flow sends with the same DSCP (the first flow's summary is the total's start).
+        let sent = total.reply_headers.as_ref().and_then(|r| r.dscp_sent);
+        total.reply_headers = Some(ReplyHeaders::of(headers, sent));
+    }
     if let Some(one_way) = all.one_way.as_deref() {
         // Synchronised in total only where every flow said so.
         let synchronized = flows

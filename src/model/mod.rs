@@ -20,6 +20,6 @@ pub use interval::{IntervalClock, IntervalReport, IntervalSummary};
 pub use stamp::{OneWay, OneWayDistributions, StampTlvSummary, TlvCounts, TtlRange};
 pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
 pub use summary::{
-    Batching, Counters, DirectionStats, EchoSummary, LagSummary, LossBursts, Outage, PingSummary,
-    Refusals, RelaySummary, RxTimestamps, SocketSummary,
+    Batching, Counters, DirectionStats, EchoSummary, HeaderTally, LagSummary, LossBursts, Outage,
+    PingSummary, Refusals, RelaySummary, ReplyHeaders, RxTimestamps, SocketSummary,
 };

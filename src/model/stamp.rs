@@ -274,6 +274,22 @@ pub struct TtlRange {
     pub hops: u8,
 }
 
+impl TtlRange {
+    /// The range `min..=max`, and the hops from the nearest usual initial TTL (64, 128, 255) at
+    /// or above `max`.
+    pub fn of(min: u8, max: u8) -> Self {
+        let initial = [64u8, 128, 255]
+            .into_iter()
+            .find(|&initial| initial >= max)
+            .unwrap_or(255);
+        TtlRange {
+            min,
+            max,
+            hops: initial - max,
+        }
+    }
+}
+
 impl OneWay {
     /// Both directions of `d`, given whether this host's clock is synchronised and the run's
     /// losses in all.
@@ -294,15 +310,7 @@ impl OneWay {
         };
         let sent = d.sent_to_highest;
         let mut forward = way(&d.forward, split.map(|s| s.0), sent);
-        forward.ttl = d.ttl.map(|(min, max)| TtlRange {
-            min,
-            max,
-            hops: [64u8, 128, 255]
-                .into_iter()
-                .find(|&initial| initial >= max)
-                .unwrap_or(255)
-                - max,
-        });
+        forward.ttl = d.ttl.map(|(min, max)| TtlRange::of(min, max));
         let reflected = sent.saturating_sub(d.forward_lost);
         let backward = way(&d.backward, split.map(|s| s.1), reflected);
         [forward, backward]

@@ -146,6 +146,8 @@ pub struct PingDistributions {
     pub schedule_lag: Latency,
     /// STAMP runs: what the reflector's timestamps split the round trip into.
     pub one_way: Option<Box<super::stamp::OneWayDistributions>>,
+    /// The IP headers replies came back with, where read.
+    pub reply_headers: Option<Box<super::summary::HeaderTally>>,
 }
 
 impl PingDistributions {
@@ -155,6 +157,11 @@ impl PingDistributions {
         self.schedule_lag.merge(&other.schedule_lag);
         if let Some(theirs) = &other.one_way {
             self.one_way
+                .get_or_insert_with(Default::default)
+                .merge(theirs);
+        }
+        if let Some(theirs) = &other.reply_headers {
+            self.reply_headers
                 .get_or_insert_with(Default::default)
                 .merge(theirs);
         }

@@ -203,6 +203,9 @@ pub struct PingSummary {
     /// STAMP with RFC 8972 TLVs (`--stamp-tlv`, or an HMAC TLV): what they carried back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stamp_tlvs: Option<StampTlvSummary>,
+    /// With `--dscp`, `--ecn` or `--ttl`: the IP headers the replies came back with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_headers: Option<ReplyHeaders>,
     /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<PingSummary>,
@@ -315,6 +318,91 @@ pub struct RelaySummary {
     /// Errors from receive calls on either side (ICMP errors reported on a socket, for
     /// instance): counted and read past.
     pub recv_errors: u64,
+}
+
+/// The IP headers replies came back with, tallied: their DSCP and ECN, their TTL (or hop
+/// limit).
+#[derive(Debug, Clone)]
+pub struct HeaderTally {
+    pub dscp: [u64; 64],
+    pub ecn: [u64; 4],
+    pub ttl: Option<(u8, u8)>,
+}
+
+impl Default for HeaderTally {
+    fn default() -> Self {
+        HeaderTally {
+            dscp: [0; 64],
+            ecn: [0; 4],
+            ttl: None,
+        }
+    }
+}
+
+impl HeaderTally {
+    /// One reply's TOS byte and TTL, where the kernel said.
+    pub fn record(&mut self, tos: Option<u8>, ttl: Option<u8>) {
+        if let Some(tos) = tos {
+            self.dscp[usize::from(tos >> 2)] += 1;
+            self.ecn[usize::from(tos & 3)] += 1;
+        }
+        if let Some(t) = ttl {
+            self.ttl = Some(
+                self.ttl
+                    .map_or((t, t), |(low, high)| (low.min(t), high.max(t))),
+            );
+        }
+    }
+
+    pub fn merge(&mut self, o: &HeaderTally) {
+        for (a, b) in self.dscp.iter_mut().zip(o.dscp) {
+            *a += b;
+        }
+        for (a, b) in self.ecn.iter_mut().zip(o.ecn) {
+            *a += b;
+        }
+        self.ttl = match (self.ttl, o.ttl) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// What the IP headers of the replies said (`--dscp`, `--ecn` or `--ttl` turn their reading on).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplyHeaders {
+    /// The DSCP the probes were sent with (`--dscp`; `null`: the system's default).
+    pub dscp_sent: Option<u8>,
+    /// DSCP values the replies came back with, with how many carried each.
+    pub dscp: std::collections::BTreeMap<u8, u64>,
+    /// ECN codepoints likewise (`ce`: congestion experienced on the way).
+    pub ecn: std::collections::BTreeMap<&'static str, u64>,
+    /// Replies marked CE (congestion experienced).
+    pub ce: u64,
+    /// Replies whose DSCP is not the one the probes were sent with (`null` when none was
+    /// asked): remarked or bleached on the way, or answered with another by the reflector.
+    pub dscp_not_as_sent: Option<u64>,
+    /// The replies' TTL (hop limit), lowest and highest; `hops` from the nearest usual
+    /// initial TTL at or above the highest.
+    pub ttl: Option<super::stamp::TtlRange>,
+}
+
+impl ReplyHeaders {
+    pub fn of(t: &HeaderTally, sent_dscp: Option<u8>) -> Self {
+        let total: u64 = t.dscp.iter().sum();
+        ReplyHeaders {
+            dscp_sent: sent_dscp,
+            dscp: (0u8..64).zip(t.dscp).filter(|&(_, n)| n > 0).collect(),
+            ecn: (0u8..4)
+                .zip(t.ecn)
+                .filter(|&(_, n)| n > 0)
+                .map(|(e, n)| (super::stamp::ecn_name(e), n))
+                .collect(),
+            ce: t.ecn[3],
+            dscp_not_as_sent: sent_dscp.map(|d| total - t.dscp[usize::from(d & 63)]),
+            ttl: t.ttl.map(|(min, max)| super::stamp::TtlRange::of(min, max)),
+        }
+    }
 }
 
 /// One outage, as reported.

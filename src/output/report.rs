@@ -144,6 +144,9 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
         );
     }
     super::stamp::lines(&mut out, s);
+    if let Some(h) = &s.reply_headers {
+        reply_headers_line(&mut out, h);
+    }
     if let Some(lag) = &s.schedule_lag {
         let _ = writeln!(
             out,
@@ -212,6 +215,31 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
         }
     }
     out
+}
+
+/// The IP headers the replies came back with.
+fn reply_headers_line(out: &mut String, h: &crate::model::ReplyHeaders) {
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "unknown".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let dscp = list(h.dscp.iter().map(|(d, n)| format!("{d} ({n})")).collect());
+    let ecn = list(h.ecn.iter().map(|(e, n)| format!("{e} ({n})")).collect());
+    let ttl = h.ttl.map_or("TTL unknown".to_string(), |t| {
+        format!("TTL {}-{} ({} hops)", t.min, t.max, t.hops)
+    });
+    let not_as_sent = match (h.dscp_sent, h.dscp_not_as_sent) {
+        (Some(sent), Some(n)) => format!("; {n} not with the DSCP sent ({sent})"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "replies came back with DSCP {dscp}, ECN {ecn} ({} marked CE), {ttl}{not_as_sent}",
+        h.ce
+    );
 }
 
 /// What `sonde merge` found, as text.
@@ -450,6 +478,7 @@ mod tests {
             backward: None,
             lost_unattributed: None,
             stamp_tlvs: None,
+            reply_headers: None,
             flows: Vec::new(),
         }
     }

@@ -27,8 +27,8 @@ use crate::model::{
 use crate::roles::socket;
 use crate::roles::stamp::host_clock;
 use crate::sys::{
-    bind_to_device, enable_gro, enable_icmp_errors, enable_rx_metadata, granted_buffers, set_tos,
-    set_ttl, MmsgBatch, SendBatch,
+    bind_to_device, enable_gro, enable_icmp_errors, enable_recv_tos, enable_recv_ttl,
+    enable_rx_metadata, granted_buffers, set_tos, set_ttl, MmsgBatch, SendBatch,
 };
 use crate::wire::{self, ClockQuality, Wire};
 use loss_pattern::LossPattern;
@@ -147,6 +147,13 @@ impl<'a> Pinger<'a> {
         // Best effort: without it a stopped server looks like silence rather than a refusal.
         let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
         let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);
+        // The replies' TOS and TTL cost a control message each per receive: read them when the
+        // run is about them.
+        let headers = cfg.tos.is_some() || cfg.ttl.is_some();
+        if headers {
+            enable_recv_tos(&socket, local.is_ipv6());
+            enable_recv_ttl(&socket, local.is_ipv6());
+        }
         let (rcvbuf_bytes, sndbuf_bytes) = granted_buffers(&socket).unwrap_or((0, 0));
         let mut send_batch = Box::new(SendBatch::new(SEND_BATCH, cfg.size, cfg.target));
         send_batch.set_gso(cfg.gso.applies_to(cfg.target));
@@ -190,6 +197,7 @@ impl<'a> Pinger<'a> {
             counters: Counters::default(),
             dist: PingDistributions {
                 one_way: matches!(cfg.wire, Wire::Stamp(_)).then(Default::default),
+                reply_headers: headers.then(Default::default),
                 ..PingDistributions::default()
             },
             jitter: Jitter::default(),

@@ -71,7 +71,14 @@ impl Pinger<'_> {
                 }
                 let at_ns = self.arrival_ns(&clock, meta.kernel_rx);
                 for datagram in meta.datagrams(batch.payload(i)) {
+                    let received = self.counters.received;
                     self.on_datagram(datagram, meta.from, at_ns);
+                    // The IP headers of first answers, where the run reads them.
+                    if let Some(h) = self.dist.reply_headers.as_deref_mut() {
+                        if self.counters.received > received {
+                            h.record(meta.tos, meta.ttl);
+                        }
+                    }
                 }
             }
             if n < batch.capacity() {

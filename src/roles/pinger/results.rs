@@ -4,7 +4,7 @@ use super::{Phase, Pinger};
 use crate::config::Pace;
 use crate::model::{
     Batching, LagSummary, OneWay, OneWayDistributions, PingDistributions, PingSummary,
-    SocketSummary, StampTlvSummary,
+    ReplyHeaders, SocketSummary, StampTlvSummary,
 };
 use crate::sys::socket_drops;
 use crate::wire::stamp::tlv;
@@ -76,6 +76,11 @@ impl Pinger<'_> {
             forward: ways.clone().map(|[f, _]| f),
             backward: ways.map(|[_, b]| b),
             stamp_tlvs: one_way.and_then(|d| self.stamp_tlvs(d)),
+            reply_headers: self
+                .dist
+                .reply_headers
+                .as_deref()
+                .map(|h| ReplyHeaders::of(h, self.cfg.tos.map(|t| t.dscp))),
             flows: Vec::new(),
             outages: self
                 .outages
