@@ -4,6 +4,7 @@
 //! and what the RFC 8972 TLVs of the replies said.
 
 use super::stats::{Latency, LatencySummary};
+use super::summary::TosCounts;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -343,15 +344,14 @@ impl TlvCounts {
 }
 
 /// What the TLVs of a sender's replies said, tallied.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct TlvTally {
     pub counts: TlvCounts,
     /// Replies with an HMAC TLV that did not verify.
     pub hmac_failed: u64,
     /// Class of Service: the DSCP and ECN our probes reached the reflector with, by value, and
     /// answers whose reflector said it did not send them with the DSCP asked for.
-    pub dscp_at_reflector: [u64; 64],
-    pub ecn_at_reflector: [u64; 4],
+    pub at_reflector: TosCounts,
     pub reply_dscp_not_as_asked: u64,
     /// Direct Measurement counters of the highest answered probe.
     pub direct: Option<(u64, [u32; 3])>,
@@ -359,30 +359,11 @@ pub struct TlvTally {
     pub reflector_clock: Option<(u8, u8)>,
 }
 
-impl Default for TlvTally {
-    fn default() -> Self {
-        TlvTally {
-            counts: TlvCounts::default(),
-            hmac_failed: 0,
-            dscp_at_reflector: [0; 64],
-            ecn_at_reflector: [0; 4],
-            reply_dscp_not_as_asked: 0,
-            direct: None,
-            reflector_clock: None,
-        }
-    }
-}
-
 impl TlvTally {
     pub fn merge(&mut self, o: &TlvTally) {
         self.counts.add(&o.counts);
         self.hmac_failed += o.hmac_failed;
-        for (a, b) in self.dscp_at_reflector.iter_mut().zip(o.dscp_at_reflector) {
-            *a += b;
-        }
-        for (a, b) in self.ecn_at_reflector.iter_mut().zip(o.ecn_at_reflector) {
-            *a += b;
-        }
+        self.at_reflector.merge(&o.at_reflector);
         self.reply_dscp_not_as_asked += o.reply_dscp_not_as_asked;
         self.direct = match (self.direct, o.direct) {
             (Some((_, a)), Some((_, b))) => Some((0, [0, 1, 2].map(|i| a[i] + b[i]))),
@@ -480,22 +461,15 @@ impl StampTlvSummary {
     /// Class of Service TLV was).
     pub fn of(t: &TlvTally, sent: Vec<&'static str>, tos: Option<(u8, u8)>) -> Self {
         let class_of_service = tos.map(|(dscp, ecn)| {
-            let total: u64 = t.dscp_at_reflector.iter().sum();
-            let same_ecn = t.ecn_at_reflector[usize::from(ecn & 3)];
+            let seen = &t.at_reflector;
+            let total = seen.total();
             ClassOfServiceSummary {
                 dscp_sent: dscp,
                 ecn_sent: ecn_name(ecn),
-                dscp_at_reflector: (0u8..64)
-                    .zip(t.dscp_at_reflector)
-                    .filter(|&(_, n)| n > 0)
-                    .collect(),
-                ecn_at_reflector: (0u8..4)
-                    .zip(t.ecn_at_reflector)
-                    .filter(|&(_, n)| n > 0)
-                    .map(|(e, n)| (ecn_name(e), n))
-                    .collect(),
-                remarked: total - t.dscp_at_reflector[usize::from(dscp & 63)],
-                ecn_changed: total - same_ecn,
+                dscp_at_reflector: seen.dscp_map(),
+                ecn_at_reflector: seen.ecn_map(),
+                remarked: total - seen.dscp[usize::from(dscp & 63)],
+                ecn_changed: total - seen.ecn[usize::from(ecn & 3)],
                 reply_dscp_not_as_asked: t.reply_dscp_not_as_asked,
             }
         });

@@ -320,31 +320,70 @@ pub struct RelaySummary {
     pub recv_errors: u64,
 }
 
-/// The IP headers replies came back with, tallied: their DSCP and ECN, their TTL (or hop
-/// limit).
+/// TOS bytes (IPv6: traffic classes) seen, counted by DSCP and by ECN codepoint.
 #[derive(Debug, Clone)]
-pub struct HeaderTally {
+pub struct TosCounts {
     pub dscp: [u64; 64],
     pub ecn: [u64; 4],
-    pub ttl: Option<(u8, u8)>,
 }
 
-impl Default for HeaderTally {
+impl Default for TosCounts {
     fn default() -> Self {
-        HeaderTally {
+        TosCounts {
             dscp: [0; 64],
             ecn: [0; 4],
-            ttl: None,
         }
     }
+}
+
+impl TosCounts {
+    /// One packet's DSCP and ECN.
+    pub fn record(&mut self, dscp: u8, ecn: u8) {
+        self.dscp[usize::from(dscp & 63)] += 1;
+        self.ecn[usize::from(ecn & 3)] += 1;
+    }
+
+    pub fn merge(&mut self, o: &TosCounts) {
+        for (a, b) in self.dscp.iter_mut().zip(o.dscp) {
+            *a += b;
+        }
+        for (a, b) in self.ecn.iter_mut().zip(o.ecn) {
+            *a += b;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.dscp.iter().sum()
+    }
+
+    /// The DSCP values seen, with how many packets carried each.
+    pub fn dscp_map(&self) -> std::collections::BTreeMap<u8, u64> {
+        (0u8..64).zip(self.dscp).filter(|&(_, n)| n > 0).collect()
+    }
+
+    /// The ECN codepoints seen, by name, with how many packets carried each.
+    pub fn ecn_map(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        (0u8..4)
+            .zip(self.ecn)
+            .filter(|&(_, n)| n > 0)
+            .map(|(e, n)| (super::stamp::ecn_name(e), n))
+            .collect()
+    }
+}
+
+/// The IP headers replies came back with, tallied: their DSCP and ECN, their TTL (or hop
+/// limit).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderTally {
+    pub tos: TosCounts,
+    pub ttl: Option<(u8, u8)>,
 }
 
 impl HeaderTally {
     /// One reply's TOS byte and TTL, where the kernel said.
     pub fn record(&mut self, tos: Option<u8>, ttl: Option<u8>) {
         if let Some(tos) = tos {
-            self.dscp[usize::from(tos >> 2)] += 1;
-            self.ecn[usize::from(tos & 3)] += 1;
+            self.tos.record(tos >> 2, tos & 3);
         }
         if let Some(t) = ttl {
             self.ttl = Some(
@@ -355,12 +394,7 @@ impl HeaderTally {
     }
 
     pub fn merge(&mut self, o: &HeaderTally) {
-        for (a, b) in self.dscp.iter_mut().zip(o.dscp) {
-            *a += b;
-        }
-        for (a, b) in self.ecn.iter_mut().zip(o.ecn) {
-            *a += b;
-        }
+        self.tos.merge(&o.tos);
         self.ttl = match (self.ttl, o.ttl) {
             (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
             (a, b) => a.or(b),
@@ -389,17 +423,13 @@ pub struct ReplyHeaders {
 
 impl ReplyHeaders {
     pub fn of(t: &HeaderTally, sent_dscp: Option<u8>) -> Self {
-        let total: u64 = t.dscp.iter().sum();
+        let tos = &t.tos;
         ReplyHeaders {
             dscp_sent: sent_dscp,
-            dscp: (0u8..64).zip(t.dscp).filter(|&(_, n)| n > 0).collect(),
-            ecn: (0u8..4)
-                .zip(t.ecn)
-                .filter(|&(_, n)| n > 0)
-                .map(|(e, n)| (super::stamp::ecn_name(e), n))
-                .collect(),
-            ce: t.ecn[3],
-            dscp_not_as_sent: sent_dscp.map(|d| total - t.dscp[usize::from(d & 63)]),
+            dscp: tos.dscp_map(),
+            ecn: tos.ecn_map(),
+            ce: tos.ecn[3],
+            dscp_not_as_sent: sent_dscp.map(|d| tos.total() - tos.dscp[usize::from(d & 63)]),
             ttl: t.ttl.map(|(min, max)| super::stamp::TtlRange::of(min, max)),
         }
     }

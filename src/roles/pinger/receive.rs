@@ -273,8 +273,7 @@ fn tally(t: &mut TlvTally, seq: u64, r: &Returned) {
     add_marks(&mut t.counts, &r.marks);
     t.hmac_failed += u64::from(r.hmac_ok == Some(false));
     if let Some(cos) = r.class_of_service {
-        t.dscp_at_reflector[usize::from(cos.received.dscp & 63)] += 1;
-        t.ecn_at_reflector[usize::from(cos.received.ecn & 3)] += 1;
+        t.at_reflector.record(cos.received.dscp, cos.received.ecn);
         t.reply_dscp_not_as_asked += u64::from(cos.reply_not_as_asked);
     }
     if let Some(c) = r.direct {
