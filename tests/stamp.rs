@@ -29,6 +29,14 @@ fn sonde_sender_and_reflector_split_the_round_trip() {
         u(&s["forward"], "below_zero") + u(&s["backward"], "below_zero"),
         0
     );
+    // Each side's clock said for itself; the delays are true delays only when both are.
+    let sides = &s["clock_synchronized"];
+    let both = sides["sender"].as_bool().unwrap() && sides["reflector"].as_bool().unwrap();
+    assert_eq!(
+        s["forward"]["clocks_synchronized"].as_bool(),
+        Some(both),
+        "{s}"
+    );
     let echo = counters(reflector);
     assert_eq!(u(&echo, "datagrams"), 500);
     assert_eq!(
@@ -192,6 +200,34 @@ fn forward_loss_is_told_from_backward_by_a_counting_reflector() {
     assert!((430..=570).contains(&forward), "{s}");
     assert_eq!(u(&s["backward"], "lost"), 0, "{s}");
     assert!(u(&s, "lost") - forward <= 10, "{s}");
+    // Then the other way: the reflector counts every probe, and its answers go missing. Its
+    // sequence numbers then equal ours, as a stateless reflector's do: only its Direct
+    // Measurement counters can say the loss was all on the way back.
+    let s = through_impair(
+        &["--stateful"],
+        &["--loss", "10%", "--direction", "down"],
+        &["-c", "5000", "-r", "5000", "-t", "200ms"],
+    );
+    assert!(s["backward"]["lost"].is_null(), "never a guess: {s}");
+    let s = through_impair(
+        &["--stateful"],
+        &["--loss", "10%", "--direction", "down"],
+        &[
+            "--stamp-tlv",
+            "direct",
+            "-c",
+            "5000",
+            "-r",
+            "5000",
+            "-t",
+            "200ms",
+        ],
+    );
+    let backward = u(&s["backward"], "lost");
+    assert!((430..=570).contains(&backward), "{s}");
+    assert_eq!(u(&s["forward"], "lost"), 0, "{s}");
+    let pct = f(&s["backward"], "loss_pct");
+    assert!((8.6..=11.4).contains(&pct), "{s}");
 }
 
 #[test]

@@ -132,6 +132,10 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
         let lost = total.counters.lost;
         let [forward, backward] = OneWay::of(one_way, synchronized, lost);
         total.reflector_dwell = one_way.dwell.summary();
+        let sender = flows
+            .iter()
+            .all(|f| f.clock_synchronized.is_some_and(|c| c.sender));
+        total.clock_synchronized = Some(super::stamp::ClockSides::of(one_way, sender));
         total.lost_unattributed = OneWay::unattributed(&forward, &backward, lost);
         total.forward = Some(forward);
         total.backward = Some(backward);

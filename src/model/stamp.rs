@@ -266,6 +266,24 @@ pub struct OneWay {
     pub ttl: Option<TtlRange>,
 }
 
+/// Whether each side's clock said it was synchronised (the sender's from the kernel's clock
+/// discipline, the reflector's from the S bit of every answer): one-way delays are true delays
+/// only when both are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClockSides {
+    pub sender: bool,
+    pub reflector: bool,
+}
+
+impl ClockSides {
+    pub fn of(d: &OneWayDistributions, sender: bool) -> Self {
+        ClockSides {
+            sender,
+            reflector: d.replies > 0 && d.reflector_synchronized == d.replies,
+        }
+    }
+}
+
 /// TTLs seen by the reflector, and the hop count they suggest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct TtlRange {

@@ -196,6 +196,9 @@ pub struct PingSummary {
     pub forward: Option<OneWay>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backward: Option<OneWay>,
+    /// STAMP: whether each side's clock said it was synchronised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_synchronized: Option<super::stamp::ClockSides>,
     /// STAMP, where the reflector's count splits the loss: probes lost after the last one
     /// answered, which no later answer places in either direction.
     #[serde(skip_serializing_if = "Option::is_none")]

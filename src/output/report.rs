@@ -476,6 +476,7 @@ mod tests {
             reflector_dwell: None,
             forward: None,
             backward: None,
+            clock_synchronized: None,
             lost_unattributed: None,
             stamp_tlvs: None,
             reply_headers: None,

@@ -2,6 +2,7 @@
 
 use super::{Phase, Pinger};
 use crate::config::Pace;
+use crate::model::stamp::ClockSides;
 use crate::model::{
     Batching, LagSummary, OneWay, OneWayDistributions, PingDistributions, PingSummary,
     ReplyHeaders, SocketSummary, StampTlvSummary,
@@ -70,6 +71,7 @@ impl Pinger<'_> {
             loss_bursts: self.loss_pattern.summary(),
             socket: self.socket_summary(),
             reflector_dwell: one_way.as_ref().and_then(|d| d.dwell.summary()),
+            clock_synchronized: one_way.map(|d| ClockSides::of(d, self.clock.synchronized)),
             lost_unattributed: ways
                 .as_ref()
                 .and_then(|[f, b]| OneWay::unattributed(f, b, lost)),
