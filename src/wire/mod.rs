@@ -246,7 +246,8 @@ impl Wire {
         let format = r.error.format();
         let time = |t: Timestamp| t.since_unix(format).unwrap_or_default();
         let area = &data[mode.base_len()..];
-        let tlvs = if area.is_empty() {
+        // Plain RFC 8762 padding (zeros, or nothing) holds no TLV: one scan, not a walk.
+        let tlvs = if tlv::is_blank(area) {
             tlv::Returned::default()
         } else {
             tlv::read(area, r.seq, key)
