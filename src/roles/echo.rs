@@ -277,12 +277,14 @@ impl Echo {
                 bytes_out += reply.unwrap_or(0) as u64;
                 reply
             };
-            let seal = |answer: &mut [u8]| {
-                if let Some(sealer) = sealer.as_mut() {
-                    sealer.seal(answer);
-                }
+            // Only a STAMP reflector seals its answers; the plain echo's pass is empty, and the
+            // compiler drops it.
+            let refused = match sealer {
+                Some(sealer) => self
+                    .batch
+                    .reply_with(&self.socket, n, decide, |answer| sealer.seal(answer)),
+                None => self.batch.reply_with(&self.socket, n, decide, |_| {}),
             };
-            let refused = self.batch.reply_with(&self.socket, n, decide, seal);
             if let Answerer::Stamp(reflector) = &mut self.answerer {
                 if reflector.wants_tos() {
                     let ipv6 = self.local.is_ipv6();
