@@ -192,42 +192,20 @@ fn forward_loss_is_told_from_backward_by_a_counting_reflector() {
     let s = through_impair(
         &["--stateful"],
         &["--loss", "10%", "--direction", "up"],
-        &["-c", "5000", "-r", "5000", "-t", "200ms"],
+        &TEN_PERCENT_RUN,
     );
-    let forward = u(&s["forward"], "lost");
-    // 99.9% binomial interval of 10% of 5000: 500 ± 70. Probes lost after the last answered
-    // one are in neither direction.
-    assert!((430..=570).contains(&forward), "{s}");
-    assert_eq!(u(&s["backward"], "lost"), 0, "{s}");
+    let forward = assert_ten_percent_lost(&s, "forward", "backward");
+    // Probes lost after the last answered one are in neither direction.
     assert!(u(&s, "lost") - forward <= 10, "{s}");
     // Then the other way: the reflector counts every probe, and its answers go missing. Its
     // sequence numbers then equal ours, as a stateless reflector's do: only its Direct
     // Measurement counters can say the loss was all on the way back.
-    let s = through_impair(
-        &["--stateful"],
-        &["--loss", "10%", "--direction", "down"],
-        &["-c", "5000", "-r", "5000", "-t", "200ms"],
-    );
+    let down = ["--loss", "10%", "--direction", "down"];
+    let s = through_impair(&["--stateful"], &down, &TEN_PERCENT_RUN);
     assert!(s["backward"]["lost"].is_null(), "never a guess: {s}");
-    let s = through_impair(
-        &["--stateful"],
-        &["--loss", "10%", "--direction", "down"],
-        &[
-            "--stamp-tlv",
-            "direct",
-            "-c",
-            "5000",
-            "-r",
-            "5000",
-            "-t",
-            "200ms",
-        ],
-    );
-    let backward = u(&s["backward"], "lost");
-    assert!((430..=570).contains(&backward), "{s}");
-    assert_eq!(u(&s["forward"], "lost"), 0, "{s}");
-    let pct = f(&s["backward"], "loss_pct");
-    assert!((8.6..=11.4).contains(&pct), "{s}");
+    let direct = [&["--stamp-tlv", "direct"][..], &TEN_PERCENT_RUN].concat();
+    let s = through_impair(&["--stateful"], &down, &direct);
+    assert_ten_percent_lost(&s, "backward", "forward");
 }
 
 #[test]

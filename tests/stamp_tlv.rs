@@ -270,26 +270,9 @@ fn garbage_and_forged_tlvs_in_replies_are_counted_never_trusted() {
 
 #[test]
 fn direct_measurement_splits_the_loss_even_through_a_stateless_reflector() {
-    let s = through_impair(
-        &[],
-        &["--loss", "10%", "--direction", "up"],
-        &[
-            "--stamp-tlv",
-            "direct",
-            "-c",
-            "5000",
-            "-r",
-            "5000",
-            "-t",
-            "200ms",
-        ],
-    );
-    let forward = u(&s["forward"], "lost");
-    // 99.9% binomial interval of 10% of 5000: 500 ± 70.
-    assert!((430..=570).contains(&forward), "{s}");
-    assert_eq!(u(&s["backward"], "lost"), 0, "{s}");
-    let pct = f(&s["forward"], "loss_pct");
-    assert!((8.6..=11.4).contains(&pct), "{s}");
+    let direct = [&["--stamp-tlv", "direct"][..], &TEN_PERCENT_RUN].concat();
+    let s = through_impair(&[], &["--loss", "10%", "--direction", "up"], &direct);
+    let forward = assert_ten_percent_lost(&s, "forward", "backward");
     assert_eq!(u(&s, "lost"), forward + u(&s, "lost_unattributed"), "{s}");
 }
 

@@ -141,3 +141,17 @@ pub fn through_impair(reflector: &[&str], impair: &[&str], ping: &[&str]) -> ser
     drop(reflector);
     s
 }
+
+/// A run long enough for a 10% loss to be told from chance: 5 000 probes at 5 000/s.
+pub const TEN_PERCENT_RUN: [&str; 6] = ["-c", "5000", "-r", "5000", "-t", "200ms"];
+
+/// `lossy` (`forward` or `backward`) lost within the 99.9% binomial interval of 10% of 5 000
+/// (500 ± 70), its `loss_pct` likewise, and `clean` lost nothing. Returns `lossy`'s count.
+pub fn assert_ten_percent_lost(s: &serde_json::Value, lossy: &str, clean: &str) -> u64 {
+    let lost = u(&s[lossy], "lost");
+    assert!((430..=570).contains(&lost), "{lossy}: {s}");
+    let pct = f(&s[lossy], "loss_pct");
+    assert!((8.6..=11.4).contains(&pct), "{lossy}: {s}");
+    assert_eq!(u(&s[clean], "lost"), 0, "{clean}: {s}");
+    lost
+}

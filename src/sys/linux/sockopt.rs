@@ -8,12 +8,17 @@ use std::os::fd::AsRawFd;
 /// Asks the kernel to queue ICMP errors on this (unconnected) socket. Without it Linux drops
 /// port-unreachable for unconnected UDP sockets, and a stopped server looks like plain loss.
 pub(crate) fn enable_icmp_errors(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
-    let (level, name) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_RECVERR)
-    };
+    let (level, name) = per_family(ipv6, libc::IP_RECVERR, libc::IPV6_RECVERR);
     set_int_option(socket, level, name, 1)
+}
+
+/// The level and name of an IP option in each family: IPv4's `v4`, IPv6's `v6`.
+fn per_family(ipv6: bool, v4: libc::c_int, v6: libc::c_int) -> (libc::c_int, libc::c_int) {
+    if ipv6 {
+        (libc::IPPROTO_IPV6, v6)
+    } else {
+        (libc::IPPROTO_IP, v4)
+    }
 }
 
 pub(super) fn set_int_option(
@@ -109,22 +114,14 @@ pub(crate) fn enable_gro(socket: &UdpSocket) -> bool {
 /// Asks the kernel to say with each datagram the TTL (IPv4) or hop limit (IPv6) it arrived with;
 /// says whether it accepted.
 pub(crate) fn enable_recv_ttl(socket: &UdpSocket, ipv6: bool) -> bool {
-    let (level, name) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_RECVTTL)
-    };
+    let (level, name) = per_family(ipv6, libc::IP_RECVTTL, libc::IPV6_RECVHOPLIMIT);
     set_int_option(socket, level, name, 1).is_ok()
 }
 
 /// Asks the kernel to say with each datagram the TOS byte (IPv4) or traffic class (IPv6) it
 /// arrived with: its DSCP and ECN. Says whether it accepted.
 pub(crate) fn enable_recv_tos(socket: &UdpSocket, ipv6: bool) -> bool {
-    let (level, name) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_RECVTOS)
-    };
+    let (level, name) = per_family(ipv6, libc::IP_RECVTOS, libc::IPV6_RECVTCLASS);
     set_int_option(socket, level, name, 1).is_ok()
 }
 
@@ -132,21 +129,13 @@ pub(crate) fn enable_recv_tos(socket: &UdpSocket, ipv6: bool) -> bool {
 /// came in on (`IP_PKTINFO`, `IPV6_RECVPKTINFO`): a socket bound to a wildcard address can then
 /// answer from the address it was asked at. Says whether it accepted.
 pub(crate) fn enable_recv_destination(socket: &UdpSocket, ipv6: bool) -> bool {
-    let (level, name) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_PKTINFO)
-    };
+    let (level, name) = per_family(ipv6, libc::IP_PKTINFO, libc::IPV6_RECVPKTINFO);
     set_int_option(socket, level, name, 1).is_ok()
 }
 
 /// Sends every datagram of this socket with `ttl` as its TTL (IPv4) or hop limit (IPv6).
 pub(crate) fn set_ttl(socket: &UdpSocket, ipv6: bool, ttl: u8) -> io::Result<()> {
-    let (level, name) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_TTL)
-    };
+    let (level, name) = per_family(ipv6, libc::IP_TTL, libc::IPV6_UNICAST_HOPS);
     set_int_option(socket, level, name, libc::c_int::from(ttl))
 }
 
@@ -173,10 +162,6 @@ pub(crate) fn bind_to_device(socket: &UdpSocket, interface: &str) -> io::Result<
 /// Sends every datagram of this socket with `tos` as its TOS byte (IPv4) or traffic class
 /// (IPv6): DSCP in the top six bits, ECN in the low two.
 pub(crate) fn set_tos(socket: &UdpSocket, ipv6: bool, tos: u8) -> io::Result<()> {
-    let (level, name) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
-    } else {
-        (libc::IPPROTO_IP, libc::IP_TOS)
-    };
+    let (level, name) = per_family(ipv6, libc::IP_TOS, libc::IPV6_TCLASS);
     set_int_option(socket, level, name, libc::c_int::from(tos))
 }
