@@ -93,6 +93,8 @@ pub struct PingConfig {
     pub ttl: Option<u8>,
     /// Send and receive through this interface only (`--interface`, `SO_BINDTODEVICE`).
     pub interface: Option<String>,
+    /// Set don't-fragment (`--df`): a probe too big for the path is not sent (`EMSGSIZE`).
+    pub dont_fragment: bool,
 }
 
 /// When a pinger uses segmentation offload.
@@ -137,6 +139,7 @@ impl PingConfig {
             tos: None,
             ttl: None,
             interface: None,
+            dont_fragment: false,
         }
     }
 
@@ -164,7 +167,7 @@ impl PingConfig {
         if self.key.is_some() && !self.wire.can_sign() {
             return Err(Error::config(
                 "--key-file",
-                "authentication needs sonde's or STAMP's probe format (not --wire sockperf)",
+                "authentication needs sonde's or STAMP's probe format (not --wire sockperf or text)",
             ));
         }
         let header = self.header_len();

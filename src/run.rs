@@ -22,9 +22,10 @@
 //! # }
 //! ```
 
-use crate::config::{EchoConfig, PingConfig, Policy};
+use crate::config::{max_payload, EchoConfig, Pace, PingConfig, Policy};
 use crate::engine::{Engine, StopHandle};
 use crate::error::Error;
+use crate::model::pmtu::{Outcome, PmtuReport, Search, Step};
 use crate::model::{EchoSummary, PingSummary};
 use crate::roles::{Echo, Pinger};
 use std::net::SocketAddr;
@@ -40,6 +41,47 @@ pub fn ping(cfg: PingConfig) -> Result<PingSummary, Error> {
     }
     engine.run(&mut [&mut pinger])?;
     Ok(pinger.summary())
+}
+
+/// Finds the path MTU to `cfg.target` (`sonde ping --pmtu`): `probes` probes of a size with
+/// don't-fragment set, the next size chosen by [`Search`]; `each` is told every size's outcome
+/// as it is known. Each size waits up to `cfg.timeout` for its replies.
+pub fn path_mtu(
+    mut cfg: PingConfig,
+    probes: u64,
+    mut each: impl FnMut(&Step),
+) -> Result<PmtuReport, Error> {
+    cfg.dont_fragment = true;
+    cfg.count = Some(probes);
+    cfg.duration = None;
+    // The probes of a size go out together; the wait is the timeout.
+    cfg.pace = Pace::Rate(1000.0);
+    let mut search = Search::new(
+        cfg.header_len(),
+        max_payload(&cfg.target),
+        cfg.target.is_ipv6(),
+    );
+    while let Some(size) = search.next_size() {
+        cfg.size = size;
+        let s = ping(cfg.clone())?;
+        let too_big = s.too_big.unwrap_or_default();
+        let outcome = if s.counters.received > 0 {
+            Outcome::Back
+        } else if too_big.not_sent + too_big.icmp > 0 {
+            Outcome::TooBig {
+                mtu: too_big.path_mtu_bytes,
+            }
+        } else {
+            Outcome::Lost
+        };
+        search.record(size, outcome);
+        each(&Step {
+            size_bytes: size,
+            outcome,
+        });
+    }
+    let timeout_ms = cfg.timeout.as_secs_f64() * 1e3;
+    Ok(search.report(cfg.target.to_string(), probes, timeout_ms))
 }
 
 /// An echo server and a pinger aimed at it, in one loop on this thread (what `sonde loopback`

@@ -255,3 +255,209 @@ fn the_replies_tos_and_ttl_are_read_and_a_remark_is_told() {
     let s = run_json(&["ping", &echo.addr, "-c", "5", "-r", "100"]);
     assert!(s.get("reply_headers").is_none(), "{s}");
 }
+
+/// The `too_big` part of a summary: (not sent, told by ICMP, path MTU, largest size).
+fn too_big(s: &serde_json::Value) -> (u64, u64, u64, u64) {
+    let t = &s["too_big"];
+    (
+        u(t, "not_sent"),
+        u(t, "icmp"),
+        u(t, "path_mtu_bytes"),
+        u(t, "largest_size_bytes"),
+    )
+}
+
+#[test]
+fn df_probes_too_big_for_a_router_are_told_and_then_not_sent_ipv4_and_ipv6() {
+    // The router's link toward b takes 1280-byte packets: it answers bigger ones that may not
+    // be fragmented with ICMP, a receiver that is not sonde reading the DF bit on the wire.
+    let Some(path) = RoutedPath::create("df", 1280, 1280) else {
+        return;
+    };
+    let _echo = path.echo_in_b();
+    for (b, largest) in [(RoutedPath::B4, 1252), (RoutedPath::B6, 1232)] {
+        let target = if b.contains(':') {
+            format!("[{b}]:9999")
+        } else {
+            format!("{b}:9999")
+        };
+        let probe = ["ping", &target, "-c", "5", "-r", "20", "-t", "300ms"];
+        let (s, status) = path.json_from_a(&[&probe[..], &["--df", "--size", "1400"]].concat());
+        assert_eq!(status, Some(0), "{s}");
+        assert_eq!(u(&s, "received"), 0, "{target}: {s}");
+        let (not_sent, icmp, mtu, fits) = too_big(&s);
+        // The first probe leaves (the kernel knows no smaller MTU yet) and the router says why
+        // it dropped it; the kernel refuses the rest, naming the MTU it learnt.
+        assert_eq!(icmp, 1, "{target}: {s}");
+        assert_eq!(not_sent, 4, "{target}: {s}");
+        assert_eq!((mtu, fits), (1280, largest), "{target}: {s}");
+        assert_eq!(u(&s, "unreachable"), 0, "too big is not unreachable: {s}");
+        let fitting = largest.to_string();
+        let (s, _) = path.json_from_a(&[&probe[..], &["--df", "--size", &fitting]].concat());
+        assert_eq!(u(&s, "received"), 5, "{target} at {fitting} B: {s}");
+        let t = &s["too_big"];
+        assert_eq!((u(t, "not_sent"), u(t, "icmp")), (0, 0), "{s}");
+        // Without --df the same big probes are fragmented and come back.
+        let (s, _) = path.json_from_a(&[&probe[..], &["--size", "1400"]].concat());
+        assert_eq!(u(&s, "received"), 5, "{target} fragmented: {s}");
+        assert!(s.get("too_big").is_none(), "{s}");
+    }
+}
+
+#[test]
+fn pmtu_finds_the_routers_mtu_and_a_black_hole_below_the_kernels() {
+    // A router that says "too big": the kernel learns 1280 and one size confirms it.
+    let Some(path) = RoutedPath::create("pmtu", 1280, 1280) else {
+        return;
+    };
+    let _echo = path.echo_in_b();
+    for (target, largest) in [("198.18.0.6:9999", 1252), ("[2001:2:0:2::2]:9999", 1232)] {
+        let (r, status) = path.json_from_a(&["ping", target, "--pmtu", "-t", "300ms"]);
+        assert_eq!(status, Some(0), "{r}");
+        assert_eq!(u(&r, "largest_size_bytes"), largest, "{target}: {r}");
+        assert_eq!(u(&r, "path_mtu_bytes"), 1280, "{target}: {r}");
+        assert_eq!(u(&r, "kernel_mtu_bytes"), 1280, "{target}: {r}");
+        let steps = r["steps"].as_array().unwrap();
+        assert_eq!(steps.last().unwrap()["outcome"], "back", "{r}");
+        assert!(steps.len() <= 3, "the kernel's MTU should settle it: {r}");
+    }
+    drop(path);
+    // A black hole: b's side takes 1400 bytes (veth lets 4 more through, room for a VLAN tag)
+    // and drops the rest without a word, while every MTU a's kernel knows is 1500.
+    let Some(path) = RoutedPath::create("hole", 1500, 1400) else {
+        return;
+    };
+    let _echo = path.echo_in_b();
+    for (target, headers) in [("198.18.0.6:9999", 28), ("[2001:2:0:2::2]:9999", 48)] {
+        let (r, _) = path.json_from_a(&["ping", target, "--pmtu", "-t", "300ms"]);
+        let mtu = u(&r, "path_mtu_bytes");
+        assert!((1400..=1404).contains(&mtu), "{target}: {r}");
+        assert_eq!(u(&r, "largest_size_bytes") + headers, mtu, "{r}");
+        assert_eq!(u(&r, "kernel_mtu_bytes"), 1500, "{target}: {r}");
+        let outcomes: Vec<_> = r["steps"].as_array().unwrap().iter().collect();
+        let lost_above = outcomes
+            .iter()
+            .filter(|s| s["outcome"] == "lost")
+            .all(|s| u(s, "size_bytes") > u(&r, "largest_size_bytes"));
+        assert!(lost_above, "lost and too big told apart: {r}");
+    }
+}
+
+#[test]
+fn pmtu_on_loopback_and_bad_values_of_the_new_flags() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let r = run_json(&["ping", &echo.addr, "--pmtu", "-t", "200ms"]);
+    assert_eq!(u(&r, "largest_size_bytes"), 65_507, "{r}");
+    let out = run(&["ping", &echo.addr, "--pmtu"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("path MTU 65535 B: --size 65507"), "{text}");
+    // Nothing answering: a runtime fault naming what and where, status 1.
+    let silent = format!("127.0.0.1:{}", free_port());
+    let out = run(&["ping", &silent, "--pmtu", "-t", "100ms"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("path MTU") && stderr.contains(&silent),
+        "{stderr}"
+    );
+    for (args, flag) in [
+        (&["--pmtu", "--pmtu-probes", "0"][..], "--pmtu-probes"),
+        (&["--pmtu-probes", "3"], "--pmtu"),
+        (&["--pmtu", "-c", "3"], "--count"),
+        (&["--tos", "256"], "--tos"),
+        (&["--tos", "0xfg"], "--tos"),
+        (&["--tos", "4", "--dscp", "ef"], "--tos"),
+    ] {
+        let out = run(&[&["ping", &echo.addr][..], args].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_raw_tos_byte_goes_out_as_given_ipv4_and_ipv6() {
+    for addr in ["127.0.0.1", "::1"] {
+        let seen = headers_seen(addr, 2, |target| {
+            let out = run(&[
+                "ping", target, "--tos", "0xb9", "-c", "2", "-r", "100", "-t", "50ms", "-q",
+            ]);
+            assert!(out.status.success());
+        });
+        if seen.is_null() {
+            return;
+        }
+        assert_eq!(
+            seen["tos"],
+            serde_json::json!([0xb9, 0xb9]),
+            "{addr}: {seen}"
+        );
+    }
+}
+
+/// tests/peers/text_server.py on `addr`: the child and the target to aim at.
+fn text_server(addr: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .arg(peer_script("tests/peers/text_server.py"))
+        .arg(addr)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let target = if addr.contains(':') {
+        format!("[{addr}]:{}", port.trim())
+    } else {
+        format!("{addr}:{}", port.trim())
+    };
+    (child, target)
+}
+
+#[test]
+fn text_probes_keep_a_server_that_reads_text_alive_and_its_answers_are_mismatched() {
+    if !have_peer("python3") {
+        return;
+    }
+    for addr in ["127.0.0.1", "::1"] {
+        // sonde's binary probes end it: the reason --wire text exists.
+        let (mut server, target) = text_server(addr);
+        let _ = run(&["ping", &target, "-c", "3", "-r", "100", "-t", "100ms", "-q"]);
+        let status = server.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{addr}: a binary probe should end it"
+        );
+        let (server, target) = text_server(addr);
+        let mut server = KillOnDrop(server);
+        let s = run_json(&[
+            "ping", &target, "--wire", "text", "-c", "50", "-r", "500", "-t", "100ms",
+        ]);
+        assert_eq!(u(&s, "sent"), 50, "{s}");
+        assert_eq!(
+            (u(&s, "received"), u(&s, "mismatched")),
+            (0, 50),
+            "{addr}: {s}"
+        );
+        assert!(server.0.try_wait().unwrap().is_none(), "{addr}: it died");
+        // It is still answering, and a "stop" ends it cleanly.
+        let socket = std::net::UdpSocket::bind(if addr.contains(':') {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        })
+        .unwrap();
+        socket.send_to(b"stop", &target).unwrap();
+        assert_eq!(server.0.wait().unwrap().code(), Some(0), "{addr}");
+    }
+    // Against an echo, text probes come back whole.
+    let echo = sonde_echo("127.0.0.1:0");
+    let s = run_json(&[
+        "ping", &echo.addr, "--wire", "text", "-s", "200", "-c", "500", "-r", "5000",
+    ]);
+    assert_eq!((u(&s, "received"), u(&s, "mismatched")), (500, 0), "{s}");
+}

@@ -7,7 +7,7 @@
 
 use super::parse::{
     parse_addr, parse_cidr, parse_dscp, parse_duration, parse_gemodel, parse_interval, parse_limit,
-    parse_link_rate, parse_percent, parse_rate, parse_size, parse_target,
+    parse_link_rate, parse_percent, parse_rate, parse_size, parse_target, parse_tos,
 };
 use crate::config::{Gso, LossModel};
 use crate::engine::threads::CpuList;
@@ -191,8 +191,9 @@ pub(crate) struct SocketArgs {
     /// Never sleep: spin on non-blocking polls for the lowest, steadiest latency (costs a core)
     #[arg(long)]
     pub(crate) busy_poll: bool,
-    /// Probe format: sonde's own, sockperf's (to measure, or serve, sockperf's peer), or STAMP
-    /// test packets (RFC 8762: to measure, or serve, standard reflectors and senders)
+    /// Probe format: sonde's own, text (sonde's as printable ASCII, for servers that read text;
+    /// an echo answers it as sonde's), sockperf's (to measure, or serve, sockperf's peer), or
+    /// STAMP test packets (RFC 8762: to measure, or serve, standard reflectors and senders)
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = WireArg::Sonde)]
     pub(crate) wire: WireArg,
     /// Where receive times come from: the kernel (excludes time queued in the socket) or user
@@ -220,6 +221,14 @@ pub(crate) struct PingArgs {
     /// Local address to send from
     #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) bind: Option<SocketAddr>,
+    /// Find the path MTU: the largest --size that comes back with don't-fragment set (the
+    /// kernel's MTU first, then a bisection, --pmtu-probes a size; each size waits --timeout)
+    #[arg(long, conflicts_with_all = ["count", "duration", "size", "rate", "inflight", "flows"])]
+    pub(crate) pmtu: bool,
+    /// With --pmtu: probes sent at each size (one reply is enough)
+    #[arg(long, value_name = "N", requires = "pmtu", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub(crate) pmtu_probes: u64,
     #[command(flatten)]
     pub(crate) probe: ProbeArgs,
 }
@@ -329,6 +338,14 @@ pub(crate) struct ProbeArgs {
     /// Send probes with this ECN codepoint
     #[arg(long, value_name = "ECN", value_enum)]
     pub(crate) ecn: Option<EcnArg>,
+    /// Send probes with this whole TOS byte (IPv6: traffic class), 0-255 or 0x00-0xff: DSCP in
+    /// the top six bits, ECN in the low two
+    #[arg(long, value_name = "N", value_parser = parse_tos, conflicts_with_all = ["dscp", "ecn"])]
+    pub(crate) tos: Option<u8>,
+    /// Set don't-fragment (IPv4 DF, IPv6 IPV6_DONTFRAG): a probe too big for the path is not
+    /// sent, and the summary says the MTU the kernel reported
+    #[arg(long)]
+    pub(crate) df: bool,
     /// Send probes with this TTL (IPv6: hop limit), 1-255
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=255))]
     pub(crate) ttl: Option<u8>,
@@ -359,6 +376,8 @@ pub(crate) enum Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum WireArg {
     Sonde,
+    /// sonde's header as printable ASCII, ASCII padding: for servers that read text
+    Text,
     Sockperf,
     Stamp,
 }
@@ -368,6 +387,7 @@ impl WireArg {
     pub(crate) fn with_stamp(self, clock: StampClock, tlvs: tlv::Request) -> Wire {
         match self {
             WireArg::Sonde => Wire::Sonde,
+            WireArg::Text => Wire::Text,
             WireArg::Sockperf => Wire::Sockperf,
             WireArg::Stamp => Wire::Stamp(StampOptions {
                 format: match clock {

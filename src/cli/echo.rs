@@ -188,7 +188,7 @@ fn banner(echo: &Echo, args: &EchoArgs, threads: usize, exposed: bool) -> String
     let mode = match (args.socket.wire, args.stateful) {
         (WireArg::Stamp, true) => "; STAMP test packets, stateful (a count per session)",
         (WireArg::Stamp, false) => "; STAMP test packets, stateless",
-        (WireArg::Sonde | WireArg::Sockperf, _) => "",
+        (WireArg::Sonde | WireArg::Text | WireArg::Sockperf, _) => "",
     };
     banner += &format!(
         "sonde echo: {}answering {sources}; per source {}, in all {}{}{mode}\n",

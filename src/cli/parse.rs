@@ -165,6 +165,14 @@ pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 /// A DSCP by name (ef, va, le, cs0..cs7, af11..af43) or number (0-63).
+pub(super) fn parse_tos(s: &str) -> Result<u8, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u8::from_str_radix(hex, 16),
+        None => s.parse::<u8>(),
+    };
+    parsed.map_err(|_| "expected a TOS byte, 0-255 or 0x00-0xff".to_string())
+}
+
 pub(super) fn parse_dscp(s: &str) -> Result<u8, String> {
     let expected = || "expected a DSCP name (ef, va, le, cs0..cs7, af11..af43) or 0-63".to_string();
     let lower = s.to_ascii_lowercase();

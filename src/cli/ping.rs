@@ -43,6 +43,9 @@ pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
     let mut cfg = args.probe.keyed_config(target, false, args.probe.key()?)?;
     cfg.bind = args.bind;
     cfg.validate()?;
+    if args.pmtu {
+        return path_mtu(&args, cfg);
+    }
     let flows = (0..args.probe.flows.unwrap_or(1))
         .map(|_| {
             Ok(Flow {
@@ -52,6 +55,39 @@ pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
         })
         .collect::<Result<Vec<_>, Error>>()?;
     measure(&args.probe, flows)
+}
+
+/// `sonde ping --pmtu`: the sizes tried as they are known, then the path MTU.
+fn path_mtu(args: &PingArgs, cfg: PingConfig) -> Result<i32, Error> {
+    use crate::output::pmtu;
+    let text = args.probe.format() == Format::Text;
+    let timeout_ms = cfg.timeout.as_secs_f64() * 1e3;
+    if text && !args.probe.quiet {
+        out(&pmtu::heading(
+            &cfg.target.to_string(),
+            args.pmtu_probes,
+            timeout_ms,
+        ));
+    }
+    let target = cfg.target;
+    let report = crate::run::path_mtu(cfg, args.pmtu_probes, |step| {
+        if text && !args.probe.quiet {
+            out(&pmtu::step_line(step));
+        }
+    })?;
+    if report.largest_size_bytes.is_none() {
+        let nothing = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "nothing came back, not even the smallest probe",
+        );
+        return Err(Error::io("find the path MTU to", target, nothing));
+    }
+    out(&if text {
+        pmtu::text(&report)
+    } else {
+        report::json(&report)
+    });
+    Ok(0)
 }
 
 /// `sonde loopback`: an echo and a pinger per flow (one per core unless told), each pair on one

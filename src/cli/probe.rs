@@ -34,8 +34,15 @@ impl ProbeArgs {
         Ok(cfg)
     }
 
-    /// The TOS byte asked for with --dscp and --ecn (each 0 when the other alone is given).
+    /// The TOS byte asked for with --tos, or --dscp and --ecn (each 0 when the other alone is
+    /// given).
     fn tos(&self) -> Option<Tos> {
+        if let Some(byte) = self.tos {
+            return Some(Tos {
+                dscp: byte >> 2,
+                ecn: byte & 0b11,
+            });
+        }
         (self.dscp.is_some() || self.ecn.is_some()).then(|| Tos {
             dscp: self.dscp.unwrap_or(0),
             ecn: self.ecn.map_or(0, |e| e.bits()),
@@ -84,6 +91,7 @@ impl ProbeArgs {
             tos: self.tos(),
             ttl: self.ttl,
             interface: self.interface.clone(),
+            dont_fragment: self.df,
             kernel_timestamps: self.socket.timestamps == Timestamps::Kernel,
             key: None,
             gso: self.socket.gso.into(),

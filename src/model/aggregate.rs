@@ -67,6 +67,9 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
     let mut jitters = Vec::new();
     total.outages.clear();
     for f in &flows[1..] {
+        if let (Some(t), Some(other)) = (total.too_big.as_mut(), &f.too_big) {
+            t.merge(other);
+        }
         total.rate_pps = total.rate_pps.zip(f.rate_pps).map(|(a, b)| a + b);
         total.inflight_max += f.inflight_max;
         total.peak_in_flight += f.peak_in_flight;

@@ -6,11 +6,13 @@
 //! - [`interval`]: one stretch of a run, per flow and combined;
 //! - [`stats`]: latency distributions (HDR histogram, exact moments, RFC 3550 jitter);
 //! - [`stamp`]: what STAMP adds: one-way delays, IPDV, losses and reordering by direction, TLVs;
+//! - [`pmtu`]: the path MTU search of `ping --pmtu`;
 //! - [`aggregate`]: every merge of the above.
 
 pub mod aggregate;
 pub mod event;
 pub mod interval;
+pub mod pmtu;
 pub mod stamp;
 pub mod stats;
 pub mod summary;
@@ -21,5 +23,5 @@ pub use stamp::{OneWay, OneWayDistributions, StampTlvSummary, TlvCounts, TtlRang
 pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
 pub use summary::{
     Batching, Counters, DirectionStats, EchoSummary, HeaderTally, LagSummary, LossBursts, Outage,
-    PingSummary, Refusals, RelaySummary, ReplyHeaders, RxTimestamps, SocketSummary,
+    PingSummary, Refusals, RelaySummary, ReplyHeaders, RxTimestamps, SocketSummary, TooBig,
 };

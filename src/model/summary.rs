@@ -153,6 +153,49 @@ pub struct SocketSummary {
     pub gro: bool,
 }
 
+/// Probes that did not fit the path with don't-fragment set (`--df`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct TooBig {
+    /// Refused by this host before leaving (`EMSGSIZE`): counted in `not_sent` too.
+    pub not_sent: u64,
+    /// Dropped on the way by a router that said so (ICMP "fragmentation needed" / "packet too
+    /// big"): counted as lost.
+    pub icmp: u64,
+    /// The path MTU the kernel last reported (IP packet bytes), when it did.
+    pub path_mtu_bytes: Option<u32>,
+    /// The largest `--size` that fits that MTU (UDP payload bytes).
+    pub largest_size_bytes: Option<u32>,
+}
+
+impl TooBig {
+    /// Takes a path MTU the kernel reported for a datagram of this family.
+    pub(crate) fn set_mtu(&mut self, mtu: u32, ipv6: bool) {
+        let headers = if ipv6 { 40 + 8 } else { 20 + 8 };
+        self.path_mtu_bytes = Some(mtu);
+        self.largest_size_bytes = Some(mtu.saturating_sub(headers));
+    }
+
+    /// Why a probe of `size` bytes did not leave, with the MTU when the kernel said it.
+    pub fn reason(&self, size: usize) -> String {
+        match (self.path_mtu_bytes, self.largest_size_bytes) {
+            (Some(mtu), Some(largest)) => format!(
+                "{size} B is too big for the path MTU of {mtu} B with --df: --size {largest} at most"
+            ),
+            _ => format!("{size} B is too big for the path with --df (EMSGSIZE)"),
+        }
+    }
+
+    /// Adds another flow's count; the smaller MTU is the path's.
+    pub(crate) fn merge(&mut self, other: &TooBig) {
+        self.not_sent += other.not_sent;
+        self.icmp += other.icmp;
+        if other.path_mtu_bytes < self.path_mtu_bytes || self.path_mtu_bytes.is_none() {
+            self.path_mtu_bytes = other.path_mtu_bytes.or(self.path_mtu_bytes);
+            self.largest_size_bytes = other.largest_size_bytes.or(self.largest_size_bytes);
+        }
+    }
+}
+
 /// Everything a ping run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PingSummary {
@@ -209,6 +252,9 @@ pub struct PingSummary {
     /// With `--dscp`, `--ecn` or `--ttl`: the IP headers the replies came back with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_headers: Option<ReplyHeaders>,
+    /// With `--df`: probes found too big for the path, and the MTU the kernel reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub too_big: Option<TooBig>,
     /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<PingSummary>,

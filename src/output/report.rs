@@ -147,6 +147,15 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
     if let Some(h) = &s.reply_headers {
         reply_headers_line(&mut out, h);
     }
+    if let Some(t) = s.too_big.filter(|t| t.not_sent + t.icmp > 0) {
+        let _ = writeln!(
+            out,
+            "too big: {} not sent, {} dropped on the way (ICMP): {}",
+            t.not_sent,
+            t.icmp,
+            t.reason(s.size_bytes)
+        );
+    }
     if let Some(lag) = &s.schedule_lag {
         let _ = writeln!(
             out,
@@ -480,6 +489,7 @@ mod tests {
             lost_unattributed: None,
             stamp_tlvs: None,
             reply_headers: None,
+            too_big: None,
             flows: Vec::new(),
         }
     }

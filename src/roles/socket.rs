@@ -81,3 +81,8 @@ pub(crate) fn is_unreachable(e: &io::Error) -> bool {
 pub(crate) fn is_local_congestion(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
+
+/// The datagram is larger than the path lets through with don't-fragment set.
+pub(crate) fn is_too_big(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EMSGSIZE)
+}

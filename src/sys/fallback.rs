@@ -82,6 +82,13 @@ pub(crate) fn set_tos(_: &UdpSocket, _: bool, _: u8) -> io::Result<()> {
     ))
 }
 
+pub(crate) fn set_dont_fragment(_: &UdpSocket, _: bool) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "setting don't-fragment is not supported on this platform",
+    ))
+}
+
 pub(crate) fn clock_quality() -> Option<(bool, Duration)> {
     None
 }

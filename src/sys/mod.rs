@@ -15,10 +15,11 @@
 //! | `enable_recv_ttl` | each datagram's TTL or hop limit | refused |
 //! | `enable_recv_tos`, `set_tos` | each datagram's TOS / traffic class; the one sent with | refused |
 //! | `set_ttl`, `bind_to_device` | the TTL sent with; one interface only (`SO_BINDTODEVICE`) | refused |
+//! | `set_dont_fragment` | don't-fragment on every datagram (too big: `EMSGSIZE`, MTU queued) | refused |
 //! | `enable_recv_destination` | each datagram's destination address (`MmsgBatch` answers from it) | refused |
 //! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
-//! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket | none |
+//! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket, and the MTU of a datagram found too big | none |
 //! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
 //! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
 //! | `PreciseTimer`, `set_timer_slack` | microsecond wake-ups | none: the loop spins |
@@ -38,8 +39,8 @@ mod imp;
 pub(crate) use imp::{
     bind_to_device, clock_quality, drain_error_queue, enable_gro, enable_icmp_errors,
     enable_recv_destination, enable_recv_tos, enable_recv_ttl, enable_rx_metadata, granted_buffers,
-    request_buffers, set_timer_slack, set_tos, set_ttl, socket_drops, wall_clock, MmsgBatch,
-    PreciseTimer,
+    request_buffers, set_dont_fragment, set_timer_slack, set_tos, set_ttl, socket_drops,
+    wall_clock, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -92,6 +93,16 @@ fn datagram_ranges(len: usize, segment: usize) -> impl Iterator<Item = (usize, u
 pub(crate) struct IcmpError {
     /// The errno it maps to (`ECONNREFUSED` for port unreachable, `EHOSTUNREACH`, ...).
     pub errno: i32,
+    /// With `EMSGSIZE`: the path MTU it reports, from a router's "fragmentation needed" /
+    /// "packet too big" or from this host's own check of a don't-fragment datagram.
+    pub mtu: Option<u32>,
+}
+
+impl IcmpError {
+    /// The datagram did not fit the path with don't-fragment set.
+    pub(crate) fn too_big(&self) -> bool {
+        self.errno == libc::EMSGSIZE
+    }
 }
 
 /// Datagrams to one destination, filled slot by slot and sent in one call (`sendmmsg` on

@@ -7,7 +7,8 @@
 //! - how a reflector answers a datagram ([`Wire::reflect`]): how many of its bytes go back, never
 //!   more than arrived.
 //!
-//! The formats: [`sonde`] (sonde's own header, optionally signed with [`auth`]), [`sockperf`]
+//! The formats: [`sonde`] (sonde's own header, optionally signed with [`auth`]), [`text`] (the
+//! same fields as printable ASCII, for servers that read text), [`sockperf`]
 //! (sockperf's message header, to measure or serve sockperf's peer) and [`stamp`] (RFC 8762 test
 //! packets, to measure or serve standard network gear; its reflector keeps per-session state, so
 //! it answers through `roles::stamp` rather than [`Wire::reflect`]).
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod sockperf;
 pub mod sonde;
 pub mod stamp;
+pub mod text;
 
 use auth::{Key, TAG_LEN};
 pub use sonde::{fill_padding, fill_padding_after, DecodeError, ProbeHeader, HEADER_LEN};
@@ -28,6 +30,8 @@ pub enum Wire {
     /// sonde's own header ([`ProbeHeader`]); the echo returns every datagram untouched.
     #[default]
     Sonde,
+    /// sonde's header fields as printable ASCII ([`text`]), for servers that read text.
+    Text,
     /// sockperf's message header ([`sockperf`]), so that sonde and sockperf can be measured
     /// against the same peer.
     Sockperf,
@@ -106,6 +110,7 @@ impl Wire {
         match self {
             Wire::Sonde if signed => HEADER_LEN + TAG_LEN,
             Wire::Sonde => HEADER_LEN,
+            Wire::Text => text::HEADER_LEN,
             Wire::Sockperf => sockperf::HEADER_LEN,
             Wire::Stamp(o) => Self::stamp_mode(signed).base_len() + o.tlvs.fixed_len(signed),
         }
@@ -113,14 +118,14 @@ impl Wire {
 
     /// Whether probes of this format can be signed with a key.
     pub fn can_sign(self) -> bool {
-        !matches!(self, Wire::Sockperf)
+        !matches!(self, Wire::Sockperf | Wire::Text)
     }
 
     /// How many low bits of the sequence number a reply carries.
     pub fn seq_bits(self) -> u32 {
         match self {
             Wire::Stamp(_) => 32,
-            Wire::Sonde | Wire::Sockperf => 64,
+            Wire::Sonde | Wire::Text | Wire::Sockperf => 64,
         }
     }
 
@@ -128,6 +133,16 @@ impl Wire {
     /// is its own: RFC 8762 asks only that the answer be as long).
     pub fn echoes_padding(self) -> bool {
         !matches!(self, Wire::Stamp(_))
+    }
+
+    /// Fills a probe after its header with padding the pinger checks its echo against
+    /// (formats that echo padding only).
+    pub fn fill_padding_after(self, buf: &mut [u8], session: u64) {
+        let header_len = self.header_len(false);
+        match self {
+            Wire::Text => text::fill_padding_after(buf, header_len, session),
+            _ => fill_padding_after(buf, header_len, session),
+        }
     }
 
     fn stamp_mode(signed: bool) -> Mode {
@@ -160,6 +175,14 @@ impl Wire {
                     key.sign(buf);
                 }
             }
+            Wire::Text => text::encode(
+                &ProbeHeader {
+                    session: probe.session,
+                    seq: probe.seq,
+                    send_ns: probe.send_ns,
+                },
+                buf,
+            ),
             Wire::Sockperf => sockperf::Header {
                 seq: probe.seq,
                 flags: sockperf::FLAG_CLIENT | sockperf::FLAG_PONG_REQUEST,
@@ -215,6 +238,15 @@ impl Wire {
                     reflection: None,
                 }
             }
+            Wire::Text => match text::decode(data) {
+                Some(h) if h.session != session => Reply::OtherSession,
+                Some(h) => Reply::Probe {
+                    seq: h.seq,
+                    send_ns: Some(h.send_ns),
+                    reflection: None,
+                },
+                None => Reply::NotAReply("not a sonde text probe"),
+            },
             Wire::Sockperf => match sockperf::Header::decode(data) {
                 Some(h)
                     if h.flags & sockperf::FLAG_CLIENT == 0
@@ -271,7 +303,7 @@ impl Wire {
     /// reflector needs times and session state: `None` here.)
     pub fn reflect(self, datagram: &mut [u8]) -> Option<usize> {
         match self {
-            Wire::Sonde => Some(datagram.len()),
+            Wire::Sonde | Wire::Text => Some(datagram.len()),
             Wire::Sockperf => sockperf::server_reply(datagram),
             Wire::Stamp(_) => None,
         }
@@ -291,13 +323,13 @@ mod tests {
             epoch_wall: Duration::ZERO,
             clock: ClockQuality::default(),
         };
-        for wire in [Wire::Sonde, Wire::Sockperf] {
+        for wire in [Wire::Sonde, Wire::Text, Wire::Sockperf] {
             let mut buf = vec![0u8; 64];
             wire.encode(&mut buf, &probe, None);
             // What a reflector of the same format sends back is what the pinger reads.
             let n = wire.reflect(&mut buf).expect("a probe is answered");
             let got = wire.decode_reply(&buf[..n], 42, None);
-            let send_ns = (wire == Wire::Sonde).then_some(1_000);
+            let send_ns = (wire != Wire::Sockperf).then_some(1_000);
             let want = Reply::Probe {
                 seq: 7,
                 send_ns,

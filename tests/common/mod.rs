@@ -293,3 +293,190 @@ pub fn ip(args: &[&str]) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Three namespaces of the test's own in a line, `a` — `r` — `b`, `r` routing between them:
+/// IPv4 198.18.0.1 — .2 | .5 — 198.18.0.6 and IPv6 2001:2:0:1::1 — ::2 | 2001:2:0:2::1 — ::2
+/// (RFC 5180's benchmarking prefix). All three removed when dropped.
+pub struct RoutedPath {
+    pub a: String,
+    pub r: String,
+    pub b: String,
+}
+
+impl RoutedPath {
+    pub const B4: &'static str = "198.18.0.6";
+    pub const B6: &'static str = "2001:2:0:2::2";
+
+    /// The path with the MTU of the `r` — `b` link as seen from `r` (`rb`) and from `b` (`br`):
+    /// a smaller `br` is a black hole (veth drops what its receiver's MTU cannot take, without
+    /// a word), a smaller `rb` a router that answers "fragmentation needed" / "packet too big".
+    pub fn create(tag: &str, rb_mtu: u32, br_mtu: u32) -> Option<Self> {
+        if !have_peer("ip") {
+            return None;
+        }
+        let pid = std::process::id();
+        let path = Self {
+            a: format!("sonde-{tag}-a-{pid}"),
+            r: format!("sonde-{tag}-r-{pid}"),
+            b: format!("sonde-{tag}-b-{pid}"),
+        };
+        if !ip(&["netns", "add", &path.a]) {
+            skip("cannot create a network namespace (not root?)");
+            return None;
+        }
+        let (a, r, b) = (path.a.as_str(), path.r.as_str(), path.b.as_str());
+        let (rb, br) = (rb_mtu.to_string(), br_mtu.to_string());
+        let steps: &[&[&str]] = &[
+            &["netns", "add", r],
+            &["netns", "add", b],
+            &[
+                "link", "add", "ar", "netns", a, "type", "veth", "peer", "name", "ra", "netns", r,
+            ],
+            &[
+                "link", "add", "rb", "netns", r, "type", "veth", "peer", "name", "br", "netns", b,
+            ],
+            &["-n", a, "addr", "add", "198.18.0.1/30", "dev", "ar"],
+            &["-n", r, "addr", "add", "198.18.0.2/30", "dev", "ra"],
+            &["-n", r, "addr", "add", "198.18.0.5/30", "dev", "rb"],
+            &["-n", b, "addr", "add", "198.18.0.6/30", "dev", "br"],
+            &[
+                "-n",
+                a,
+                "addr",
+                "add",
+                "2001:2:0:1::1/64",
+                "dev",
+                "ar",
+                "nodad",
+            ],
+            &[
+                "-n",
+                r,
+                "addr",
+                "add",
+                "2001:2:0:1::2/64",
+                "dev",
+                "ra",
+                "nodad",
+            ],
+            &[
+                "-n",
+                r,
+                "addr",
+                "add",
+                "2001:2:0:2::1/64",
+                "dev",
+                "rb",
+                "nodad",
+            ],
+            &[
+                "-n",
+                b,
+                "addr",
+                "add",
+                "2001:2:0:2::2/64",
+                "dev",
+                "br",
+                "nodad",
+            ],
+            &["-n", r, "link", "set", "dev", "rb", "mtu", &rb],
+            &["-n", b, "link", "set", "dev", "br", "mtu", &br],
+            &["-n", a, "link", "set", "dev", "ar", "up"],
+            &["-n", r, "link", "set", "dev", "ra", "up"],
+            &["-n", r, "link", "set", "dev", "rb", "up"],
+            &["-n", b, "link", "set", "dev", "br", "up"],
+            &["-n", a, "link", "set", "dev", "lo", "up"],
+            &["-n", r, "link", "set", "dev", "lo", "up"],
+            &["-n", b, "link", "set", "dev", "lo", "up"],
+            &["-n", a, "route", "add", "default", "via", "198.18.0.2"],
+            &["-n", b, "route", "add", "default", "via", "198.18.0.5"],
+            &[
+                "-n",
+                a,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "2001:2:0:1::2",
+            ],
+            &[
+                "-n",
+                b,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "2001:2:0:2::1",
+            ],
+        ];
+        for step in steps {
+            assert!(
+                ip(step),
+                "setting up the path failed at `ip {}`",
+                step.join(" ")
+            );
+        }
+        let forwarding = Command::new("ip")
+            .args(["netns", "exec", r, "sysctl", "-qw"])
+            .args(["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(forwarding, "turning on forwarding in {r} failed");
+        Some(path)
+    }
+
+    /// sonde run inside namespace `ns`.
+    pub fn exec(&self, ns: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sonde")]);
+        cmd
+    }
+
+    /// A wildcard `sonde echo` in `b` on port 9999 (both families), limits off, answering `a`
+    /// over both families (neighbours resolved, routes up) before it is handed over.
+    pub fn echo_in_b(&self) -> Server {
+        let mut cmd = self.exec(&self.b);
+        cmd.args(["echo", "--bind", "[::]:9999"]).args([
+            "--limit-per-source",
+            "off",
+            "--limit-total",
+            "off",
+        ]);
+        let echo = spawn_listening(cmd);
+        for target in ["198.18.0.6:9999", "[2001:2:0:2::2]:9999"] {
+            let answered = (0..50).any(|_| {
+                let probe = ["ping", target, "-c", "1", "-t", "100ms"];
+                let (s, _) = self.json_from_a(&probe);
+                s["received"] == 1
+            });
+            assert!(answered, "{target} does not answer across the path");
+        }
+        echo
+    }
+
+    /// `sonde ARGS --json` run in `a`: the summary, and the exit status.
+    pub fn json_from_a(&self, args: &[&str]) -> (serde_json::Value, Option<i32>) {
+        let out = self
+            .exec(&self.a)
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            panic!("sonde {args:?}: {e}: {text} {stderr}")
+        });
+        (value, out.status.code())
+    }
+}
+
+impl Drop for RoutedPath {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.r, &self.b] {
+            ip(&["netns", "del", ns]);
+        }
+    }
+}

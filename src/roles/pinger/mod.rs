@@ -23,14 +23,15 @@ use crate::engine::{Role, Wake, Wheel};
 use crate::error::Error;
 use crate::model::{
     Counters, IntervalClock, IntervalReport, Jitter, PingDistributions, ProbeEvent, RxTimestamps,
+    TooBig,
 };
 use crate::roles::socket;
 use crate::roles::stamp::host_clock;
 use crate::sys::{
     bind_to_device, enable_gro, enable_icmp_errors, enable_recv_tos, enable_recv_ttl,
-    enable_rx_metadata, granted_buffers, set_tos, set_ttl, MmsgBatch, SendBatch,
+    enable_rx_metadata, granted_buffers, set_dont_fragment, set_tos, set_ttl, MmsgBatch, SendBatch,
 };
-use crate::wire::{self, ClockQuality, Wire};
+use crate::wire::{ClockQuality, Wire};
 use loss_pattern::LossPattern;
 use mio::event::Event;
 use mio::net::UdpSocket;
@@ -123,6 +124,8 @@ pub struct Pinger<'a> {
     /// Probes handled so far (sent or failed), for a progress display on another thread.
     progress: Option<Arc<AtomicU64>>,
     socket_info: SocketInfo,
+    /// With `--df`: probes too big for the path.
+    too_big: Option<TooBig>,
     /// The kernel stamps received datagrams (and they need converting to the monotonic clock).
     kernel_stamps: bool,
 }
@@ -143,6 +146,10 @@ impl<'a> Pinger<'a> {
         }
         if let Some(interface) = &cfg.interface {
             bind_to_device(&socket, interface).map_err(|e| interface_error(interface, e))?;
+        }
+        if cfg.dont_fragment {
+            set_dont_fragment(&socket, local.is_ipv6())
+                .map_err(|e| Error::io("set don't-fragment (--df) on", local, e))?;
         }
         // Best effort: without it a stopped server looks like silence rather than a refusal.
         let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
@@ -180,7 +187,7 @@ impl<'a> Pinger<'a> {
         let session = random_session();
         let mut probe = vec![0u8; cfg.size];
         if cfg.wire.echoes_padding() {
-            wire::fill_padding_after(&mut probe, cfg.header_len(), session);
+            cfg.wire.fill_padding_after(&mut probe, session);
         }
         Ok(Self {
             inflight_max,
@@ -195,6 +202,7 @@ impl<'a> Pinger<'a> {
             table: InFlight::new(inflight_max.saturating_mul(2).min(4096), table_max),
             timeouts: Wheel::new(),
             counters: Counters::default(),
+            too_big: cfg.dont_fragment.then(TooBig::default),
             dist: PingDistributions {
                 one_way: matches!(cfg.wire, Wire::Stamp(_)).then(Default::default),
                 reply_headers: headers.then(Default::default),

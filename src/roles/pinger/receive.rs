@@ -96,15 +96,27 @@ impl Pinger<'_> {
     pub(super) fn drain_icmp(&mut self) {
         let session = self.session;
         let mut named = Vec::new();
-        let _ = drain_error_queue(&self.socket, |_, original| {
+        let _ = drain_error_queue(&self.socket, |error, original| {
             let seq = ProbeHeader::decode(original)
                 .ok()
                 .filter(|h| h.session == session)
                 .map(|h| h.seq);
-            named.push(seq);
+            named.push((error, seq));
         });
-        for seq in named {
-            self.note_unreachable(seq);
+        let ipv6 = self.cfg.target.is_ipv6();
+        for (error, seq) in named {
+            if !error.too_big() {
+                self.note_unreachable(seq);
+                continue;
+            }
+            // Too big is not unreachable: the path is there for smaller probes.
+            if let Some(too_big) = self.too_big.as_mut() {
+                if let Some(mtu) = error.mtu {
+                    too_big.set_mtu(mtu, ipv6);
+                }
+                // A router's report names its probe; this host's own check does not.
+                too_big.icmp += u64::from(seq.is_some());
+            }
         }
     }
 

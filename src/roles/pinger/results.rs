@@ -83,6 +83,7 @@ impl Pinger<'_> {
                 .reply_headers
                 .as_deref()
                 .map(|h| ReplyHeaders::of(h, self.cfg.tos.map(|t| t.dscp))),
+            too_big: self.too_big,
             flows: Vec::new(),
             outages: self
                 .outages

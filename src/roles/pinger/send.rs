@@ -131,7 +131,7 @@ impl Pinger<'_> {
             };
             match outcome {
                 Ok(()) => self.record_sent(first + j as u64, sent_ns, intended[j]),
-                Err(e) if !self.ever_sent && !socket::is_local_congestion(&e) => {
+                Err(e) if !self.ever_sent && !self.passing_refusal(&e) => {
                     // The very first probe could not leave: the address or route is wrong.
                     intended.clear();
                     batch.clear();
@@ -161,6 +161,12 @@ impl Pinger<'_> {
             );
         }
         Ok(())
+    }
+
+    /// A send error that concerns this probe only, not the target: our own buffer full, or
+    /// (with `--df`) a probe too big for the path.
+    fn passing_refusal(&self, e: &io::Error) -> bool {
+        socket::is_local_congestion(e) || (self.too_big.is_some() && socket::is_too_big(e))
     }
 
     fn encode(&self, buf: &mut [u8], seq: u64, sent_ns: u64) {
@@ -205,12 +211,24 @@ impl Pinger<'_> {
         }
         self.write_blocked = e.kind() == io::ErrorKind::WouldBlock;
         self.counters.not_sent += 1;
+        let too_big = socket::is_too_big(e) && self.too_big.is_some();
+        if too_big {
+            // The kernel queued the MTU beside the refusal.
+            self.drain_icmp();
+        }
+        if let Some(t) = self.too_big.as_mut().filter(|_| too_big) {
+            t.not_sent += 1;
+        }
         if self.observer.is_some() {
+            let error = match self.too_big.filter(|_| too_big) {
+                Some(t) => t.reason(self.cfg.size),
+                None => e.to_string(),
+            };
             self.emit(ProbeEvent::NotSent {
                 seq,
                 intended_ns,
                 sent_ns,
-                error: e.to_string(),
+                error,
             });
         }
     }

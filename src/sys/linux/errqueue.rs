@@ -1,12 +1,14 @@
-//! The socket error queue (`IP_RECVERR`): ICMP errors for datagrams an unconnected socket sent.
+//! The socket error queue (`IP_RECVERR`): ICMP errors for datagrams an unconnected socket sent,
+//! and this host's own "too big for the path" for a don't-fragment datagram.
 
 use crate::sys::IcmpError;
 use mio::net::UdpSocket;
 use std::io;
 use std::os::fd::AsRawFd;
 
-/// Reads every queued ICMP error, handing `f` the error and the start of the datagram that
-/// caused it (the kernel returns the original payload). Returns how many were read.
+/// Reads every queued error, handing `f` the error and the start of the datagram that caused it
+/// (the kernel returns the original payload of an ICMP error; a local one has none). Returns how
+/// many were read.
 pub(crate) fn drain_error_queue(
     socket: &UdpSocket,
     mut f: impl FnMut(IcmpError, &[u8]),
@@ -68,10 +70,14 @@ fn extended_error(msg: &libc::msghdr) -> Option<IcmpError> {
             if is_ip || is_ip6 {
                 let err: libc::sock_extended_err =
                     std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                let errno = err.ee_errno as i32;
                 let from_icmp = err.ee_origin == libc::SO_EE_ORIGIN_ICMP
                     || err.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
-                return from_icmp.then_some(IcmpError {
-                    errno: err.ee_errno as i32,
+                let too_big = errno == libc::EMSGSIZE;
+                let local_too_big = err.ee_origin == libc::SO_EE_ORIGIN_LOCAL && too_big;
+                return (from_icmp || local_too_big).then_some(IcmpError {
+                    errno,
+                    mtu: (too_big && err.ee_info > 0).then_some(err.ee_info),
                 });
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);

@@ -14,8 +14,8 @@ pub(crate) use mmsg::MmsgBatch;
 pub(super) use send::Sender;
 pub(crate) use sockopt::{
     bind_to_device, enable_gro, enable_icmp_errors, enable_recv_destination, enable_recv_tos,
-    enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers, set_tos, set_ttl,
-    socket_drops,
+    enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers, set_dont_fragment,
+    set_tos, set_ttl, socket_drops,
 };
 pub(crate) use timer::{clock_quality, set_timer_slack, wall_clock, PreciseTimer};
 

@@ -1,4 +1,5 @@
-//! Socket options: buffers, drop counters, receive timestamps, GRO, ICMP errors, TTL and TOS.
+//! Socket options: buffers, drop counters, receive timestamps, GRO, ICMP errors, TTL, TOS and
+//! don't-fragment.
 
 use super::cvt;
 use mio::net::UdpSocket;
@@ -164,4 +165,26 @@ pub(crate) fn bind_to_device(socket: &UdpSocket, interface: &str) -> io::Result<
 pub(crate) fn set_tos(socket: &UdpSocket, ipv6: bool, tos: u8) -> io::Result<()> {
     let (level, name) = per_family(ipv6, libc::IP_TOS, libc::IPV6_TCLASS);
     set_int_option(socket, level, name, libc::c_int::from(tos))
+}
+
+/// Sends every datagram of this socket with don't-fragment: IPv4's DF bit (`IP_PMTUDISC_DO`),
+/// IPv6's `IPV6_DONTFRAG` (and `IPV6_PMTUDISC_DO`, so that a datagram over the path MTU fails
+/// with `EMSGSIZE` and the MTU is queued on the error queue, as for IPv4).
+pub(crate) fn set_dont_fragment(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+        set_int_option(
+            socket,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        set_int_option(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    }
 }
