@@ -271,6 +271,19 @@ pub struct EchoConfig {
     /// STAMP: keep a sequence counter per session (RFC 8762 §4.3), so that senders can tell
     /// forward from backward loss; stateless (the sender's number copied) otherwise.
     pub stateful: bool,
+    /// Count the DSCP and ECN each datagram arrived with (`--report-tos`).
+    pub report_tos: bool,
+    /// Answer with each request's DSCP, or a fixed one (`--dscp-reply`).
+    pub dscp_reply: Option<DscpReply>,
+}
+
+/// The DSCP an echo answers with (`--dscp-reply`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DscpReply {
+    /// The request's own (RFC 8972's "reflect the DSCP"), ECN not-ECT.
+    Keep,
+    /// This one, on every answer.
+    Fixed(u8),
 }
 
 impl Default for EchoConfig {
@@ -283,6 +296,8 @@ impl Default for EchoConfig {
             policy: Policy::default(),
             gro: true,
             stateful: false,
+            report_tos: false,
+            dscp_reply: None,
         }
     }
 }
@@ -325,6 +340,12 @@ pub struct RelayConfig {
     /// Server → client.
     pub downstream: ImpairSpec,
     pub seed: u64,
+    /// Which clients are relayed, and how much (as for the echo; no key).
+    pub policy: Policy,
+    /// Most clients relayed at once (each has its own upstream socket).
+    pub max_clients: usize,
+    /// A client not heard from for this long is forgotten (its socket closed).
+    pub client_idle: Duration,
 }
 
 /// How datagrams are lost.

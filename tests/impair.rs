@@ -173,3 +173,143 @@ fn link_rate_over_capacity_queues_then_drops_at_the_limit() {
     // A full queue of 20 datagrams is 160 ms of waiting.
     assert!(f(&s["rtt"], "p90_us") >= 100_000.0, "{s}");
 }
+
+/// `sonde impair --json` in front of `echo` with `args`: the relay, its counters read at the end
+/// with [`stop_json`].
+fn json_relay(echo: &Server, args: &[&str]) -> Server {
+    let base = ["impair", "--listen", "127.0.0.1:0", "--forward", &echo.addr];
+    json_server(&[&base[..], args].concat())
+}
+
+/// A ping through `relay` on its own thread (its own socket: another client).
+fn ping_in_background(
+    relay: &Server,
+    extra: &[&str],
+) -> std::thread::JoinHandle<serde_json::Value> {
+    let mut args: Vec<String> = vec!["ping".into(), relay.addr.clone()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    std::thread::spawn(move || run_json(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+}
+
+#[test]
+fn clients_at_once_each_get_their_own_answers_and_a_stray_takes_nothing_over() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let mut relay = json_relay(&echo, &[]);
+    let runs: Vec<_> = (0..3)
+        .map(|_| ping_in_background(&relay, &["-c", "3000", "-r", "2000", "-t", "500ms"]))
+        .collect();
+    // A stray sender in the middle of it: before, the relay answered whoever spoke last.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stray = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..50 {
+        stray.send_to(b"stray", &relay.addr).unwrap();
+    }
+    for run in runs {
+        let s = run.join().unwrap();
+        assert_eq!((u(&s, "received"), u(&s, "foreign")), (3000, 0), "{s}");
+        assert_eq!(u(&s, "mismatched"), 0, "{s}");
+    }
+    let r = stop_json(&mut relay, "INT");
+    assert_eq!(
+        u(&r["clients"], "seen"),
+        4,
+        "three pingers and the stray: {r}"
+    );
+    assert_eq!(u(&r["upstream"], "delivered"), 3 * 3000 + 50, "{r}");
+    let per_client = r["per_client"].as_array().unwrap();
+    assert_eq!(per_client.len(), 4, "{r}");
+    let answered = |c: &serde_json::Value| u(&c["downstream"], "delivered");
+    let mut counts: Vec<u64> = per_client.iter().map(answered).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![50, 3000, 3000, 3000], "{r}");
+}
+
+#[test]
+fn each_clients_impairment_is_seeded_by_its_rank_and_reproducible() {
+    // Two relays with one seed, each with two clients one after the other: the first clients
+    // lose the same probes, the second ones too, and the two ranks lose differently.
+    let echo = sonde_echo("127.0.0.1:0");
+    let losses = || {
+        let mut relay = json_relay(
+            &echo,
+            &["--loss", "20%", "--seed", "7", "--direction", "up"],
+        );
+        let lost: Vec<u64> = (0..2)
+            .map(|_| {
+                u(
+                    &ping(&relay, &["-c", "2000", "-r", "5000", "-t", "300ms"]),
+                    "lost",
+                )
+            })
+            .collect();
+        let r = stop_json(&mut relay, "INT");
+        assert_eq!(u(&r["clients"], "seen"), 2, "{r}");
+        lost
+    };
+    let (first, second) = (losses(), losses());
+    assert_eq!(first, second, "same seed, same clients in the same order");
+    assert_ne!(first[0], first[1], "each client has its own stream");
+    for lost in first {
+        let q = lost as f64 / 2000.0;
+        assert!((q - 0.2).abs() < ci999(0.2, 2000), "{lost} of 2000");
+    }
+}
+
+#[test]
+fn the_client_table_is_bounded_and_idle_clients_are_forgotten() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let mut relay = json_relay(&echo, &["--max-clients", "1", "--client-idle", "300ms"]);
+    let long = ping_in_background(&relay, &["-c", "1000", "-r", "1000", "-t", "200ms"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The table is full while the first client runs: a second gets nothing.
+    let s = ping(&relay, &["-c", "20", "-r", "100", "-t", "100ms"]);
+    assert_eq!(u(&s, "received"), 0, "{s}");
+    assert_eq!(u(&long.join().unwrap(), "received"), 1000);
+    // Once the first has been idle long enough, a new client is served.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let s = ping(&relay, &["-c", "20", "-r", "100", "-t", "100ms"]);
+    assert_eq!(u(&s, "received"), 20, "{s}");
+    let r = stop_json(&mut relay, "INT");
+    let c = &r["clients"];
+    assert_eq!((u(c, "seen"), u(c, "swept")), (2, 1), "{r}");
+    assert_eq!(u(c, "refused_table_full"), 20, "{r}");
+    // The forgotten client's counts stay in the totals.
+    assert_eq!(u(&r["upstream"], "received"), 1000 + 20, "{r}");
+}
+
+#[test]
+fn the_guard_stands_in_front_of_the_relay() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let mut relay = json_relay(&echo, &["--allow", "127.0.0.2/32"]);
+    let s = ping(&relay, &["-c", "10", "-r", "100", "-t", "100ms"]);
+    assert_eq!(u(&s, "received"), 0, "{s}");
+    let s = ping(
+        &relay,
+        &[
+            "-c",
+            "10",
+            "-r",
+            "100",
+            "-t",
+            "100ms",
+            "--bind",
+            "127.0.0.2:0",
+        ],
+    );
+    assert_eq!(u(&s, "received"), 10, "{s}");
+    let r = stop_json(&mut relay, "INT");
+    assert_eq!(u(&r["refused"], "not_allowed"), 10, "{r}");
+    let mut relay = json_relay(&echo, &["--limit-per-source", "100"]);
+    let s = ping(&relay, &["-c", "2000", "-r", "10000", "-t", "100ms"]);
+    let r = stop_json(&mut relay, "INT");
+    let limited = u(&r["refused"], "source_rate_limited");
+    assert!(limited > 1500, "{r}");
+    assert_eq!(u(&s, "received") + limited, 2000, "{s} {r}");
+    // Relaying to itself is refused up front.
+    let port = free_port();
+    let me = format!("127.0.0.1:{port}");
+    let out = run(&["impair", "--listen", &me, "--forward", &me]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--forward"), "{stderr}");
+}

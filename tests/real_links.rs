@@ -461,3 +461,50 @@ fn text_probes_keep_a_server_that_reads_text_alive_and_its_answers_are_mismatche
     ]);
     assert_eq!((u(&s, "received"), u(&s, "mismatched")), (500, 0), "{s}");
 }
+
+/// tests/peers/tos_client.py: the TOS each of `count` answers from `port` on `host` came back
+/// with, the datagrams sent with `tos`.
+fn answers_tos(host: &str, port: &str, tos: u8, count: usize) -> Vec<u64> {
+    let out = std::process::Command::new("python3")
+        .arg(peer_script("tests/peers/tos_client.py"))
+        .args([host, port, &tos.to_string(), &count.to_string()])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<Vec<u64>>(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn an_echo_answers_with_the_dscp_asked_and_counts_what_arrived_per_class() {
+    if !have_peer("python3") {
+        return;
+    }
+    // One IPv6 wildcard echo answers IPv6 and IPv4 (v4-mapped) peers alike.
+    for (reply, expect) in [("keep", None), ("cs5", Some(40u64 << 2))] {
+        // keep reads each request's TOS anyway; a fixed DSCP counts them when asked.
+        let mut echo = json_echo("[::]:0", &["--dscp-reply", reply, "--report-tos"]);
+        let port = echo.addr.rsplit(':').next().unwrap().to_string();
+        // AF21 + ECT(0), and EF + CE: kept, the DSCP goes back and ECN is cleared.
+        for (host, tos) in [("::1", 18 << 2 | 2), ("127.0.0.1", 46 << 2 | 3)] {
+            let seen = answers_tos(host, &port, tos, 5);
+            let want = expect.unwrap_or(u64::from(tos & !3));
+            assert_eq!(seen, vec![want; 5], "{reply} to {host} sent with {tos}");
+        }
+        let s = stop_json(&mut echo, "INT");
+        let t = &s["received_tos"];
+        assert_eq!((u(&t["dscp"], "18"), u(&t["dscp"], "46")), (5, 5), "{s}");
+        assert_eq!((u(&t["ecn"], "ect0"), u(t, "ce")), (5, 5), "{s}");
+        assert_eq!(s["dscp_reply"], if reply == "keep" { "keep" } else { "40" });
+    }
+    // Without either flag nothing is read, and the answers go with the system's TOS (0).
+    let mut echo = json_echo("127.0.0.1:0", &[]);
+    let port = echo.addr.rsplit(':').next().unwrap().to_string();
+    assert_eq!(answers_tos("127.0.0.1", &port, 46 << 2, 3), vec![0; 3]);
+    assert!(stop_json(&mut echo, "INT").get("received_tos").is_none());
+    for bad in ["keeps", "64", "af44"] {
+        let out = run(&["echo", "--dscp-reply", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--dscp-reply"), "{stderr}");
+    }
+}

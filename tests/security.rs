@@ -6,56 +6,13 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `sonde echo --json ARGS` on a loopback port of its choosing; with `--json` the banner (and
-/// the address in it) comes on stderr, and stdout holds only the final counters.
-fn json_echo(args: &[&str]) -> Server {
-    let mut child = sonde()
-        .args(["echo", "--json", "--bind", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sonde echo");
-    let mut banner = String::new();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    stderr.read_line(&mut banner).unwrap();
-    // Keep reading, so that the server never writes into a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr = banner
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split([';', ' ']).next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    Server {
-        child,
-        addr,
-        stdout,
-    }
-}
-
-/// Stops a server with `sig` and returns its JSON counters; it must exit 0.
-fn stop_json(server: &mut Server, sig: &str) -> serde_json::Value {
-    signal(&server.child, sig);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut server.stdout, &mut rest).unwrap();
-    assert!(
-        server.child.wait().unwrap().success(),
-        "exit status after {sig}"
-    );
-    let last = rest.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {rest}"))
-}
-
 #[test]
 fn allow_list_answers_only_its_sources_and_counts_the_rest() {
-    let mut echo = json_echo(&["--allow", "127.0.0.2/32"]);
+    let mut echo = json_echo("127.0.0.1:0", &["--allow", "127.0.0.2/32"]);
     let outsider = run_json(&[
         "ping",
         &echo.addr,
@@ -85,7 +42,7 @@ fn allow_list_answers_only_its_sources_and_counts_the_rest() {
 
 #[test]
 fn loop_protection_ignores_classic_service_ports() {
-    let mut echo = json_echo(&[]);
+    let mut echo = json_echo("127.0.0.1:0", &[]);
     // A datagram "from" chargen (19) or DNS (53): answering could start a loop. Binding those
     // ports takes root; elsewhere the unit tests of guard::loop_risk stand alone.
     let mut sent = 0;
@@ -121,7 +78,10 @@ fn per_source_limits_keep_a_measured_flow_served_under_two_floods() {
     // they run at the lowest priority (`nice -n 19`), and at a rate this machine's reflector can
     // read (at 150 000/s each its receive queue overflows and the measured flow loses ~2%: the
     // limits refuse datagrams, they cannot read them faster).
-    let mut echo = json_echo(&["--limit-per-source", "20000", "--limit-total", "off"]);
+    let mut echo = json_echo(
+        "127.0.0.1:0",
+        &["--limit-per-source", "20000", "--limit-total", "off"],
+    );
     let flood = |source: &str| {
         Command::new("nice")
             .args(["-n", "19", env!("CARGO_BIN_EXE_sonde")])
@@ -190,7 +150,7 @@ fn authenticated_reflector_answers_only_signed_probes() {
     write_private(&key, "correct horse battery staple\n");
     write_private(&other, "a different key, same length\n");
     let (key, other) = (key.to_string_lossy(), other.to_string_lossy());
-    let mut echo = json_echo(&["--key-file", &key]);
+    let mut echo = json_echo("127.0.0.1:0", &["--key-file", &key]);
     let signed = run_json(&[
         "ping",
         &echo.addr,
@@ -281,7 +241,7 @@ fn a_signed_pinger_rejects_unsigned_replies_from_its_target() {
 #[test]
 fn the_reflector_never_sends_more_bytes_than_it_received() {
     for wire in ["sonde", "sockperf"] {
-        let mut echo = json_echo(&["--wire", wire]);
+        let mut echo = json_echo("127.0.0.1:0", &["--wire", wire]);
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -547,7 +507,7 @@ fn a_key_file_others_can_read_is_refused_unless_accepted_as_insecure() {
 fn what_the_echo_s_own_socket_dropped_is_counted_apart() {
     // A small receive buffer and a stopped server: the queue fills and the kernel drops the
     // rest at the socket, where the echo's summary finds them.
-    let mut echo = json_echo(&["--rcvbuf", "16K"]);
+    let mut echo = json_echo("127.0.0.1:0", &["--rcvbuf", "16K"]);
     signal(&echo.child, "STOP");
     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let sent = 3_000u64;

@@ -6,10 +6,11 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 use super::parse::{
-    parse_addr, parse_cidr, parse_dscp, parse_duration, parse_gemodel, parse_interval, parse_limit,
-    parse_link_rate, parse_percent, parse_rate, parse_size, parse_target, parse_tos,
+    parse_addr, parse_cidr, parse_dscp, parse_dscp_reply, parse_duration, parse_gemodel,
+    parse_interval, parse_limit, parse_link_rate, parse_percent, parse_rate, parse_size,
+    parse_target, parse_tos,
 };
-use crate::config::{Gso, LossModel};
+use crate::config::{DscpReply, Gso, LossModel};
 use crate::engine::threads::CpuList;
 use crate::wire::stamp::{tlv, TimeFormat};
 use crate::wire::{StampOptions, Wire};
@@ -117,6 +118,16 @@ pub(crate) struct ImpairArgs {
     /// Seed for every random decision: the same seed and traffic give the same run
     #[arg(long, value_name = "N")]
     pub(crate) seed: Option<u64>,
+    /// Most clients relayed at once, each with its own socket toward the server and its own
+    /// impairment state; datagrams from more are dropped and counted
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub(crate) max_clients: u32,
+    /// Forget a client not heard from for this long (its socket closed, its counts kept)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub(crate) client_idle: Duration,
+    #[command(flatten)]
+    pub(crate) guard: GuardArgs,
     /// Print the counters on exit as one JSON object
     #[arg(long)]
     pub(crate) json: bool,
@@ -130,6 +141,23 @@ pub(crate) enum Direction {
     Both,
     Up,
     Down,
+}
+
+/// Who a service answers (or relays), and how much: the echo's and the relay's guard.
+#[derive(Debug, Args)]
+pub(crate) struct GuardArgs {
+    /// Answer only sources in this network (e.g. 198.18.0.0/15, ::1, 127.0.0.1) [repeatable;
+    /// default: every source]
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub(crate) allow: Vec<ipnet::IpNet>,
+    /// Datagrams per second answered per source IP, or off [default: off on a loopback address,
+    /// 10000 otherwise]
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub(crate) limit_per_source: Option<LimitArg>,
+    /// Datagrams per second answered in all, or off [default: off on a loopback address, 100000
+    /// otherwise]
+    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub(crate) limit_total: Option<LimitArg>,
 }
 
 #[derive(Debug, Args)]
@@ -149,18 +177,8 @@ pub(crate) struct EchoArgs {
     /// Cores to pin threads to, in turn (e.g. 0,1 or 2-5) [default: every core in turn]
     #[arg(long, value_name = "LIST", value_parser = crate::engine::threads::parse_cpus)]
     pub(crate) cpus: Option<CpuList>,
-    /// Answer only sources in this network (e.g. 198.18.0.0/15, ::1, 127.0.0.1) [repeatable;
-    /// default: every source]
-    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
-    pub(crate) allow: Vec<ipnet::IpNet>,
-    /// Datagrams per second answered per source IP, or off [default: off on a loopback address,
-    /// 10000 otherwise]
-    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
-    pub(crate) limit_per_source: Option<LimitArg>,
-    /// Datagrams per second answered in all, or off [default: off on a loopback address, 100000
-    /// otherwise]
-    #[arg(long, value_name = "PPS|off", value_parser = parse_limit, allow_negative_numbers = true)]
-    pub(crate) limit_total: Option<LimitArg>,
+    #[command(flatten)]
+    pub(crate) guard: GuardArgs,
     /// Answer only probes signed with the key in FILE (sonde ping --key-file with the same file);
     /// the file must be readable by its owner only
     #[arg(long, value_name = "FILE")]
@@ -175,6 +193,14 @@ pub(crate) struct EchoArgs {
     /// that senders can tell forward from backward loss [default: stateless]
     #[arg(long)]
     pub(crate) stateful: bool,
+    /// Count the DSCP and ECN each datagram arrived with, per class, in the summary and stats
+    /// lines (a control message per receive: a few percent of capacity)
+    #[arg(long)]
+    pub(crate) report_tos: bool,
+    /// Answer with this DSCP: keep (each request's own; ECN not-ECT), or a name (ef, af11..,
+    /// cs0..cs7) or 0-63 on every answer; keep implies --report-tos
+    #[arg(long, value_name = "keep|DSCP", value_parser = parse_dscp_reply)]
+    pub(crate) dscp_reply: Option<DscpReply>,
     #[command(flatten)]
     pub(crate) socket: SocketArgs,
 }

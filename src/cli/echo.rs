@@ -1,9 +1,9 @@
 //! `sonde echo`: arguments to an echo config (the guard's limits defaulting by exposure), one
 //! socket and pinned loop per thread, stats lines while it runs, the total at the end.
 
-use super::args::{EchoArgs, LimitArg, StampClock, When, WireArg};
+use super::args::{EchoArgs, GuardArgs, LimitArg, StampClock, When, WireArg};
 use super::loop_for_thread;
-use crate::config::{EchoConfig, Limit, Policy};
+use crate::config::{DscpReply, EchoConfig, Limit, Policy};
 use crate::engine::threads;
 use crate::error::Error;
 use crate::model::aggregate::merge_echoes;
@@ -47,6 +47,26 @@ pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
 /// The echo config the flags ask for. Reachable from the network, the rate limits are on unless
 /// lifted; on loopback only this host's own processes can reach it, and the machine is
 /// measuring itself.
+impl GuardArgs {
+    /// The policy the flags ask for (no key), spread over `threads` sockets. Reachable from the
+    /// network (`exposed`), the rate limits are on unless lifted.
+    pub(super) fn policy(&self, exposed: bool, threads: usize) -> Policy {
+        let limit = |asked: Option<LimitArg>, default: f64| match asked {
+            Some(LimitArg(limit)) => limit,
+            None => exposed.then_some(default),
+        };
+        let per_source = limit(self.limit_per_source, DEFAULT_LIMIT_PER_SOURCE);
+        // SO_REUSEPORT keeps a source address on one thread; the total is shared out.
+        let total = limit(self.limit_total, DEFAULT_LIMIT_TOTAL).map(|t| t / threads as f64);
+        Policy {
+            allow: self.allow.clone(),
+            per_source: per_source.map(Limit::per_second),
+            total: total.map(Limit::per_second),
+            key: None,
+        }
+    }
+}
+
 fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, Error> {
     let key = args
         .key_file
@@ -61,7 +81,7 @@ fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, 
     if key.is_some() && !wire.can_sign() {
         return Err(Error::config(
             "--key-file",
-            "authentication needs sonde's or STAMP's probe format (not --wire sockperf)",
+            "authentication needs sonde's or STAMP's probe format (not --wire sockperf or text)",
         ));
     }
     if args.stateful && args.socket.wire != WireArg::Stamp {
@@ -70,27 +90,20 @@ fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, 
             "is for a STAMP reflector (--wire stamp)",
         ));
     }
-    let limit = |asked: Option<LimitArg>, default: f64| match asked {
-        Some(LimitArg(limit)) => limit,
-        None => exposed.then_some(default),
-    };
-    let per_source = limit(args.limit_per_source, DEFAULT_LIMIT_PER_SOURCE);
-    // SO_REUSEPORT keeps a source address on one thread; the total is shared out.
-    let total = limit(args.limit_total, DEFAULT_LIMIT_TOTAL).map(|t| t / threads as f64);
     Ok(EchoConfig {
         bind: args.bind,
         buffers: args.socket.buffers(),
         reuse_port: threads > 1,
         wire,
         policy: Policy {
-            allow: args.allow.clone(),
-            per_source: per_source.map(Limit::per_second),
-            total: total.map(Limit::per_second),
             key,
+            ..args.guard.policy(exposed, threads)
         },
         // An echo replies to coalesced datagrams together (see --gro's help).
         gro: args.socket.gro != When::Off,
         stateful: args.stateful,
+        report_tos: args.report_tos,
+        dscp_reply: args.dscp_reply,
     })
 }
 
@@ -190,8 +203,13 @@ fn banner(echo: &Echo, args: &EchoArgs, threads: usize, exposed: bool) -> String
         (WireArg::Stamp, false) => "; STAMP test packets, stateless",
         (WireArg::Sonde | WireArg::Text | WireArg::Sockperf, _) => "",
     };
+    let dscp = match args.dscp_reply {
+        Some(DscpReply::Keep) => "; answering with each request's DSCP".to_string(),
+        Some(DscpReply::Fixed(d)) => format!("; answering with DSCP {d}"),
+        None => String::new(),
+    };
     banner += &format!(
-        "sonde echo: {}answering {sources}; per source {}, in all {}{}{mode}\n",
+        "sonde echo: {}answering {sources}; per source {}, in all {}{}{mode}{dscp}\n",
         if exposed {
             "not loopback: reachable from the network; "
         } else {

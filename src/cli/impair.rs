@@ -37,22 +37,34 @@ pub(super) fn run(args: ImpairArgs) -> Result<(), Error> {
         Direction::Down => (clear, spec),
     };
     let seed = args.seed.unwrap_or_else(random_session);
+    let exposed = !args.listen.ip().is_loopback();
     let mut relay = Relay::bind(RelayConfig {
         listen: args.listen,
         forward: args.forward,
         upstream,
         downstream,
         seed,
+        policy: args.guard.policy(exposed, 1),
+        max_clients: args.max_clients as usize,
+        client_idle: args.client_idle,
     })?;
     let s = relay.summary();
+    let rate = |limit: Option<f64>| limit.map_or("no limit".to_string(), |r| format!("{r}/s"));
     let banner = format!(
-        "sonde impair: listening on {}, forwarding to {}; up: {}; down: {}; seed {seed}\n",
-        s.listen, s.forward, s.upstream_spec, s.downstream_spec
+        "sonde impair: listening on {}, forwarding to {}; up: {}; down: {}; seed {seed}\n\
+         sonde impair: up to {} clients, forgotten after {} idle; per source {}, in all {}\n",
+        s.listen,
+        s.forward,
+        s.upstream_spec,
+        s.downstream_spec,
+        s.clients.limit,
+        humantime::format_duration(args.client_idle),
+        rate(s.per_source_limit_pps),
+        rate(s.total_limit_pps),
     );
-    let quiet = args.quiet || args.json;
     serve(
         &mut relay,
-        (!quiet).then_some(banner),
+        (!args.quiet).then_some(banner),
         args.json,
         Relay::summary,
         report::relay_text,
@@ -61,7 +73,7 @@ pub(super) fn run(args: ImpairArgs) -> Result<(), Error> {
 
 /// Runs one service role until Ctrl-C or SIGTERM, then prints its counters as JSON or text.
 /// The banner goes out once the signal handlers are in place, so a Ctrl-C sent on seeing it is
-/// never the default, silent one.
+/// never the default, silent one; with JSON it goes to stderr, and stdout holds the counters.
 fn serve<R: Role, S: serde::Serialize>(
     role: &mut R,
     banner: Option<String>,
@@ -71,8 +83,10 @@ fn serve<R: Role, S: serde::Serialize>(
 ) -> Result<(), Error> {
     let mut engine = Engine::new()?;
     engine.stop_on_signals()?;
-    if let Some(banner) = banner {
-        out(&banner);
+    match banner {
+        Some(banner) if json => eprint!("{banner}"),
+        Some(banner) => out(&banner),
+        None => {}
     }
     let result = engine.run(&mut [role]);
     let summary = summarize(role);

@@ -2,7 +2,7 @@
 //! and the fix.
 
 use super::args::{LimitArg, Target};
-use crate::config::LossModel;
+use crate::config::{DscpReply, LossModel};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -165,6 +165,15 @@ pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 /// A DSCP by name (ef, va, le, cs0..cs7, af11..af43) or number (0-63).
+pub(super) fn parse_dscp_reply(s: &str) -> Result<DscpReply, String> {
+    if s.eq_ignore_ascii_case("keep") {
+        return Ok(DscpReply::Keep);
+    }
+    parse_dscp(s)
+        .map(DscpReply::Fixed)
+        .map_err(|e| format!("expected keep, or {}", e.trim_start_matches("expected ")))
+}
+
 pub(super) fn parse_tos(s: &str) -> Result<u8, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u8::from_str_radix(hex, 16),

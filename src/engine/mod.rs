@@ -22,7 +22,7 @@ pub(crate) mod timer;
 pub use timer::Wheel;
 
 /// Tokens reserved for each role: role `i` owns `i * TOKENS_PER_ROLE ..`.
-pub const TOKENS_PER_ROLE: usize = 16;
+pub const TOKENS_PER_ROLE: usize = 1 << 20;
 const SIGNAL_TOKEN: Token = Token(usize::MAX);
 const TIMER_TOKEN: Token = Token(usize::MAX - 1);
 const STOP_TOKEN: Token = Token(usize::MAX - 2);

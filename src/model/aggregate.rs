@@ -29,6 +29,12 @@ pub fn merge_echoes(parts: &[EchoSummary]) -> EchoSummary {
                 .get_or_insert_with(Default::default)
                 .add(theirs);
         }
+        if let Some(theirs) = &p.received_tos {
+            total
+                .received_tos
+                .get_or_insert_with(Default::default)
+                .add(theirs);
+        }
     }
     total
 }

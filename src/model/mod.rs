@@ -23,5 +23,6 @@ pub use stamp::{OneWay, OneWayDistributions, StampTlvSummary, TlvCounts, TtlRang
 pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
 pub use summary::{
     Batching, Counters, DirectionStats, EchoSummary, HeaderTally, LagSummary, LossBursts, Outage,
-    PingSummary, Refusals, RelaySummary, ReplyHeaders, RxTimestamps, SocketSummary, TooBig,
+    PingSummary, ReceivedTos, Refusals, RelayClient, RelayClients, RelaySummary, ReplyHeaders,
+    RxTimestamps, SocketSummary, TooBig,
 };

@@ -301,6 +301,44 @@ pub struct EchoSummary {
     /// A STAMP reflector: the RFC 8972 TLVs it answered, and those it flagged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stamp_tlvs: Option<TlvCounts>,
+    /// With `--report-tos` or `--dscp-reply`: the DSCP and ECN the datagrams arrived with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_tos: Option<ReceivedTos>,
+    /// With `--dscp-reply`: `"keep"` (each request's DSCP) or the DSCP answered with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dscp_reply: Option<String>,
+}
+
+/// The DSCP and ECN an echo's datagrams arrived with, per class.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReceivedTos {
+    /// DSCP values, with how many datagrams carried each.
+    pub dscp: std::collections::BTreeMap<u8, u64>,
+    /// ECN codepoints likewise.
+    pub ecn: std::collections::BTreeMap<&'static str, u64>,
+    /// Datagrams marked CE (congestion experienced) on the way.
+    pub ce: u64,
+}
+
+impl ReceivedTos {
+    pub fn of(counts: &TosCounts) -> Self {
+        Self {
+            dscp: counts.dscp_map(),
+            ecn: counts.ecn_map(),
+            ce: counts.ecn[3],
+        }
+    }
+
+    /// Adds another thread's counts.
+    pub fn add(&mut self, o: &ReceivedTos) {
+        for (&d, n) in &o.dscp {
+            *self.dscp.entry(d).or_default() += n;
+        }
+        for (&e, n) in &o.ecn {
+            *self.ecn.entry(e).or_default() += n;
+        }
+        self.ce += o.ce;
+    }
 }
 
 /// Datagrams refused, by reason.
@@ -353,6 +391,44 @@ pub struct DirectionStats {
     pub held_at_stop: u64,
 }
 
+impl DirectionStats {
+    pub fn add(&mut self, o: &DirectionStats) {
+        self.received += o.received;
+        self.lost += o.lost;
+        self.queue_dropped += o.queue_dropped;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+        self.delivered += o.delivered;
+        self.send_failed += o.send_failed;
+        self.held_at_stop += o.held_at_stop;
+    }
+}
+
+/// One client of a relay: both directions' counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayClient {
+    pub client: String,
+    pub upstream: DirectionStats,
+    pub downstream: DirectionStats,
+}
+
+/// What a relay's client table holds and has held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RelayClients {
+    /// Clients in the table now, and its bound (`--max-clients`).
+    pub now: u64,
+    pub limit: u64,
+    /// Clients taken on since the start.
+    pub seen: u64,
+    /// Removed after `--client-idle` without a datagram (their counts stay in the totals).
+    pub swept: u64,
+    /// Datagrams from new clients turned away because the table was full.
+    pub refused_table_full: u64,
+    /// Datagrams from new clients dropped because no upstream socket could be opened for them
+    /// (out of file descriptors, say).
+    pub upstream_failed: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RelaySummary {
     pub listen: String,
@@ -367,6 +443,15 @@ pub struct RelaySummary {
     /// Errors from receive calls on either side (ICMP errors reported on a socket, for
     /// instance): counted and read past.
     pub recv_errors: u64,
+    pub clients: RelayClients,
+    /// Datagrams from clients the guard turned away, by reason.
+    pub refused: Refusals,
+    /// The policy in force, as for the echo.
+    pub allow: Vec<String>,
+    pub per_source_limit_pps: Option<f64>,
+    pub total_limit_pps: Option<f64>,
+    /// Each client in the table now; `upstream` and `downstream` above are every client's.
+    pub per_client: Vec<RelayClient>,
 }
 
 /// TOS bytes (IPv6: traffic classes) seen, counted by DSCP and by ECN codepoint.

@@ -282,8 +282,7 @@ fn echoed(s: &EchoSummary) -> u64 {
         .saturating_sub(s.send_failed + s.not_answered + s.refused.total())
 }
 
-fn refusals(s: &EchoSummary) -> String {
-    let r = &s.refused;
+fn refusals(r: &crate::model::Refusals) -> String {
     format!(
         "refused: loop protection {}, not allowed {}, over the source limit {}, over the total limit {}, bad or missing signature {}",
         r.loop_protection, r.not_allowed, r.source_rate_limited, r.total_rate_limited, r.auth_failed
@@ -311,8 +310,11 @@ pub(crate) fn echo_text(s: &EchoSummary) -> String {
             t.tlvs, t.unrecognized, t.malformed, t.integrity_failed
         )
     });
+    let tos = s.received_tos.as_ref().map_or(String::new(), |t| {
+        format!("{}\n", received_tos(t, s.dscp_reply.as_deref()))
+    });
     format!(
-        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{} dropped on arrival, the receive buffer full (never read: not in the counts above)\n{tlvs}{}\n",
+        "--- sonde echo on {} ---\n{} of {} datagrams echoed ({} of {} bytes) to {} peers in {:.3} s; {} echoes dropped by the kernel, {} receive errors\n{coalesced}{} dropped on arrival, the receive buffer full (never read: not in the counts above)\n{tlvs}{tos}{}\n",
         s.bind,
         echoed(s),
         s.datagrams,
@@ -323,19 +325,39 @@ pub(crate) fn echo_text(s: &EchoSummary) -> String {
         s.send_failed,
         s.recv_errors,
         s.local_drops,
-        refusals(s)
+        refusals(&s.refused)
+    )
+}
+
+/// The DSCP and ECN an echo's datagrams arrived with, and what it answered with.
+fn received_tos(t: &crate::model::ReceivedTos, reply: Option<&str>) -> String {
+    let list = |items: Vec<String>| items.join(", ");
+    let answered = match reply {
+        Some("keep") => "; answered with each one's DSCP".to_string(),
+        Some(dscp) => format!("; answered with DSCP {dscp}"),
+        None => String::new(),
+    };
+    format!(
+        "arrived with DSCP {}, ECN {} ({} marked CE){answered}",
+        list(t.dscp.iter().map(|(d, n)| format!("{d} ({n})")).collect()),
+        list(t.ecn.iter().map(|(e, n)| format!("{e} ({n})")).collect()),
+        t.ce
     )
 }
 
 /// An echo server's counters so far, as one `--stats-interval` line.
 pub(crate) fn echo_stats_line(s: &EchoSummary) -> String {
+    let tos = s
+        .received_tos
+        .as_ref()
+        .map_or(String::new(), |t| format!("; {}", received_tos(t, None)));
     format!(
-        "[{:9.3} s] {} of {} datagrams echoed, {} dropped on arrival; {}",
+        "[{:9.3} s] {} of {} datagrams echoed, {} dropped on arrival; {}{tos}",
         s.duration_ms as f64 / 1e3,
         echoed(s),
         s.datagrams,
         s.local_drops,
-        refusals(s)
+        refusals(&s.refused)
     )
 }
 
@@ -347,14 +369,22 @@ pub(crate) fn relay_text(s: &RelaySummary) -> String {
             d.received, d.delivered, d.lost, d.queue_dropped, d.duplicated, d.reordered, d.send_failed, d.held_at_stop
         )
     };
+    let c = &s.clients;
     format!(
-        "--- sonde impair {} -> {} (seed {}) ---\n{}{}foreign {}\n",
+        "--- sonde impair {} -> {} (seed {}) ---\n{}{}foreign {}\nclients: {} now of at most {}, {} in all, {} forgotten idle; turned away: {} with the table full, {} without a socket\n{}\n",
         s.listen,
         s.forward,
         s.seed,
         line("up", &s.upstream_spec, &s.upstream),
         line("down", &s.downstream_spec, &s.downstream),
-        s.foreign
+        s.foreign,
+        c.now,
+        c.limit,
+        c.seen,
+        c.swept,
+        c.refused_table_full,
+        c.upstream_failed,
+        refusals(&s.refused)
     )
 }
 
@@ -534,7 +564,10 @@ mod tests {
             text.contains("\n576 of them came in runs a sender sent as one (UDP GRO)"),
             "{text}"
         );
-        assert!(text.ends_with(&format!("{}\n", refusals(&s))), "{text}");
+        assert!(
+            text.ends_with(&format!("{}\n", refusals(&s.refused))),
+            "{text}"
+        );
     }
 
     #[test]

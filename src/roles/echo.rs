@@ -9,10 +9,11 @@ use super::guard::Guard;
 use super::service::{Next, Service};
 use super::socket;
 use super::stamp::{host_clock, Answer, Arrival, Sealer, StampReflector};
-use crate::config::{EchoConfig, Policy};
+use crate::config::{DscpReply, EchoConfig, Policy};
 use crate::engine::{Role, Wake};
 use crate::error::Error;
-use crate::model::{EchoSummary, Refusals};
+use crate::model::summary::TosCounts;
+use crate::model::{EchoSummary, ReceivedTos, Refusals};
 use crate::sys::MmsgBatch;
 use crate::wire::Wire;
 use mio::event::Event;
@@ -68,6 +69,8 @@ pub struct Echo {
     started: Instant,
     service: Service,
     stats: Option<StatsReports>,
+    /// With `--report-tos` or `--dscp-reply keep`: the DSCP and ECN datagrams arrived with.
+    tos_seen: Option<Box<TosCounts>>,
 }
 
 impl Echo {
@@ -117,6 +120,11 @@ impl Echo {
         {
             batch.set_reply_from_destination(true);
         }
+        let mut answerer = answerer;
+        let tos_seen = set_up_tos(&socket, local, cfg, &mut batch)?;
+        if let (Answerer::Stamp(reflector), Some(_)) = (&mut answerer, &tos_seen) {
+            reflector.tos_reports(true);
+        }
         let sealer = match &answerer {
             Answerer::Stamp(reflector) => Some(reflector.sealer()),
             Answerer::Plain(_) => None,
@@ -142,12 +150,17 @@ impl Echo {
                 total_limit_pps: policy.total.map(|l| l.rate),
                 authenticated: policy.key.is_some(),
                 gro,
+                dscp_reply: cfg.dscp_reply.map(|d| match d {
+                    DscpReply::Keep => "keep".to_string(),
+                    DscpReply::Fixed(dscp) => dscp.to_string(),
+                }),
                 ..EchoSummary::default()
             },
             guard,
             started: Instant::now(),
             service: Service::default(),
             stats: None,
+            tos_seen,
         })
     }
 
@@ -185,6 +198,7 @@ impl Echo {
                 Answerer::Stamp(reflector) => Some(reflector.tlv_counts),
                 Answerer::Plain(_) => None,
             },
+            received_tos: self.tos_seen.as_deref().map(ReceivedTos::of),
             ..self.summary.clone()
         }
     }
@@ -224,8 +238,14 @@ impl Echo {
                 self.summary.bytes += datagram.len() as u64;
                 answers.push(self.guard.admit(meta.from, datagram, now));
             }
+            let datagrams = answers.len() - before;
             if meta.segment.is_some() {
-                self.summary.coalesced += (answers.len() - before) as u64;
+                self.summary.coalesced += datagrams as u64;
+            }
+            if let (Some(seen), Some(tos)) = (self.tos_seen.as_deref_mut(), meta.tos) {
+                for _ in 0..datagrams {
+                    seen.record(tos >> 2, tos & 0b11);
+                }
             }
         }
         answers
@@ -303,6 +323,39 @@ impl Echo {
             }
         }
     }
+}
+
+/// `--dscp-reply` and `--report-tos`: a fixed answer DSCP set on the socket; the requests' TOS
+/// read where it is counted or kept (and then the tally to keep it in).
+fn set_up_tos(
+    socket: &UdpSocket,
+    local: SocketAddr,
+    cfg: &EchoConfig,
+    batch: &mut MmsgBatch,
+) -> Result<Option<Box<TosCounts>>, Error> {
+    let ipv6 = local.is_ipv6();
+    if let Some(DscpReply::Fixed(dscp)) = cfg.dscp_reply {
+        crate::sys::set_tos(socket, ipv6, dscp << 2)
+            .map_err(|e| Error::io("set the answers' DSCP (--dscp-reply) on", local, e))?;
+        // An IPv6 socket answers IPv4 peers (v4-mapped) with IPv4's option.
+        if ipv6 {
+            let _ = crate::sys::set_tos(socket, false, dscp << 2);
+        }
+    }
+    let keep = cfg.dscp_reply == Some(DscpReply::Keep);
+    if !(cfg.report_tos || keep) {
+        return Ok(None);
+    }
+    if !crate::sys::enable_recv_tos(socket, ipv6) {
+        let refused = io::Error::new(io::ErrorKind::Unsupported, "not on this platform");
+        let what = "read the TOS of datagrams (--report-tos, --dscp-reply keep) on";
+        return Err(Error::io(what, local, refused));
+    }
+    if ipv6 {
+        let _ = crate::sys::enable_recv_tos(socket, false);
+    }
+    batch.set_reply_with_request_dscp(keep);
+    Ok(Some(Box::default()))
 }
 
 impl Role for Echo {

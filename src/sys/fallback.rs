@@ -158,6 +158,8 @@ impl MmsgBatch {
     /// Not on this platform: replies go from the routing's choice of address.
     pub(crate) fn set_reply_from_destination(&mut self, _: bool) {}
 
+    pub(crate) fn set_reply_with_request_dscp(&mut self, _: bool) {}
+
     pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         match socket.recv_from(&mut self.data) {
             Ok(got) => {

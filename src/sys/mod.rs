@@ -17,6 +17,7 @@
 //! | `set_ttl`, `bind_to_device` | the TTL sent with; one interface only (`SO_BINDTODEVICE`) | refused |
 //! | `set_dont_fragment` | don't-fragment on every datagram (too big: `EMSGSIZE`, MTU queued) | refused |
 //! | `enable_recv_destination` | each datagram's destination address (`MmsgBatch` answers from it) | refused |
+//! | `MmsgBatch::set_reply_with_request_dscp` | answer with each request's DSCP (a TOS control message) | ignored |
 //! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
 //! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket, and the MTU of a datagram found too big | none |

@@ -178,6 +178,54 @@ pub fn f(v: &serde_json::Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
+/// `sonde echo --json --bind BIND ARGS`; with `--json` the banner (and the address in it)
+/// comes on stderr, and stdout holds only the final counters.
+pub fn json_echo(bind: &str, args: &[&str]) -> Server {
+    json_server(&[&["echo", "--bind", bind][..], args].concat())
+}
+
+/// `sonde ARGS --json` for a service that says where it listens in its banner (`echo`,
+/// `impair`), on stderr with `--json`.
+pub fn json_server(args: &[&str]) -> Server {
+    let mut child = sonde()
+        .args(args)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sonde echo");
+    let mut banner = String::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    stderr.read_line(&mut banner).unwrap();
+    // Keep reading, so that the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let addr = banner
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split([';', ' ', ',']).next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    Server {
+        child,
+        addr,
+        stdout,
+    }
+}
+
+/// Stops a server with `sig` and returns its JSON counters; it must exit 0.
+pub fn stop_json(server: &mut Server, sig: &str) -> serde_json::Value {
+    signal(&server.child, sig);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut server.stdout, &mut rest).unwrap();
+    assert!(
+        server.child.wait().unwrap().success(),
+        "exit status after {sig}"
+    );
+    let last = rest.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {rest}"))
+}
+
 /// Sends SIGINT (or another signal) to a child, as Ctrl-C would.
 pub fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill")

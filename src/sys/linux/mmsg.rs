@@ -2,8 +2,8 @@
 //! sent back from the very slots they arrived in.
 
 use super::send::{
-    refuses_gso, send_messages, send_one, write_reply_control, GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
-    REPLY_CONTROL_WORDS,
+    refuses_gso, send_messages, send_one, write_reply_control, ReplyControl, GSO_MAX_BYTES,
+    GSO_MAX_SEGMENTS, REPLY_CONTROL_WORDS,
 };
 use crate::sys::{datagram_ranges, Destination, RecvMeta};
 use mio::net::UdpSocket;
@@ -144,6 +144,8 @@ pub(crate) struct MmsgBatch {
     outgoing: Vec<libc::mmsghdr>,
     /// Replies go from the address each datagram was sent to (`set_reply_from_destination`).
     reply_from_destination: bool,
+    /// Replies go with the DSCP each datagram came with (`set_reply_with_request_dscp`).
+    reply_with_request_dscp: bool,
     /// The kernel refused a GSO reply: coalesced datagrams go back one by one from now on.
     no_gso: bool,
     /// Headers the last receive may have changed (all of them before the first).
@@ -178,6 +180,7 @@ impl MmsgBatch {
             out_iovecs: Vec::new(),
             out_control: Vec::new(),
             reply_from_destination: false,
+            reply_with_request_dscp: false,
             outgoing: Vec::new(),
             no_gso: false,
             used: BATCH,
@@ -377,12 +380,22 @@ impl MmsgBatch {
         self.reply_from_destination = on;
     }
 
-    /// Where the replies to slot `slot` go from (`None`: the routing's choice).
-    fn reply_from(&self, slot: usize) -> Option<&Destination> {
-        self.parsed[slot]
-            .dst
-            .as_ref()
-            .filter(|_| self.reply_from_destination)
+    /// Answers with the DSCP each datagram arrived with (ECN not-ECT), as the kernel said it
+    /// (`enable_recv_tos`), rather than the socket's.
+    pub(crate) fn set_reply_with_request_dscp(&mut self, on: bool) {
+        self.reply_with_request_dscp = on;
+    }
+
+    /// What the replies to slot `slot` go with: where from (`None`: the routing's choice), and
+    /// which TOS (`None`: the socket's).
+    fn reply_control(&self, slot: usize) -> ReplyControl {
+        let c = &self.parsed[slot];
+        let tos = c.tos.filter(|_| self.reply_with_request_dscp);
+        ReplyControl {
+            from: c.dst.filter(|_| self.reply_from_destination),
+            tos: tos.map(|t| t & !0b11),
+            ipv4_peer: tos.is_some() && is_ipv4_peer(&self.names[slot]),
+        }
     }
 
     /// Sends the batch's replies with `sendmmsg`; how many datagrams the kernel refused.
@@ -391,8 +404,8 @@ impl MmsgBatch {
             // One reply (ping-pong).
             let datagram = &self.data[r.slot * SLOT + r.offset..][..r.len];
             let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
-            let from = self.reply_from(r.slot);
-            let sent = send_one(socket, datagram, &self.names[r.slot], namelen, from);
+            let reply = self.reply_control(r.slot);
+            let sent = send_one(socket, datagram, &self.names[r.slot], namelen, &reply);
             return usize::from(sent.is_err());
         }
         let k = self.replies.len();
@@ -400,7 +413,9 @@ impl MmsgBatch {
         self.out_iovecs.resize(k, unsafe { std::mem::zeroed() });
         self.outgoing.resize(k, unsafe { std::mem::zeroed() });
         self.out_control.resize(k, [0u64; REPLY_CONTROL_WORDS]);
-        for (j, r) in self.replies.iter().enumerate() {
+        for j in 0..k {
+            let r = self.replies[j];
+            let control = self.reply_control(r.slot);
             self.out_iovecs[j] = libc::iovec {
                 iov_base: self.data[r.slot * SLOT + r.offset..].as_mut_ptr().cast(),
                 iov_len: r.len,
@@ -411,11 +426,7 @@ impl MmsgBatch {
             h.msg_iov = &mut self.out_iovecs[j];
             h.msg_iovlen = 1;
             h.msg_flags = 0;
-            let from = self.parsed[r.slot]
-                .dst
-                .as_ref()
-                .filter(|_| self.reply_from_destination);
-            write_reply_control(h, &mut self.out_control[j], r.segment, from);
+            write_reply_control(h, &mut self.out_control[j], r.segment, &control);
         }
         let (mut start, mut refused) = (0, 0);
         while start < k {
@@ -444,20 +455,37 @@ impl MmsgBatch {
     /// Sends the datagrams of a coalesced reply one by one; how many were refused.
     fn send_one_by_one(&mut self, socket: &UdpSocket, r: Reply) -> usize {
         let segment = r.segment.unwrap_or(r.len).max(1);
-        let reply = &self.data[r.slot * SLOT + r.offset..][..r.len];
+        let bytes = &self.data[r.slot * SLOT + r.offset..][..r.len];
         let namelen = self.headers[r.slot].msg_hdr.msg_namelen;
-        let from = self.reply_from(r.slot);
+        let control = self.reply_control(r.slot);
         datagram_ranges(r.len, segment)
             .filter(|&(start, end)| {
                 send_one(
                     socket,
-                    &reply[start..end],
+                    &bytes[start..end],
                     &self.names[r.slot],
                     namelen,
-                    from,
+                    &control,
                 )
                 .is_err()
             })
             .count()
+    }
+}
+
+/// Whether a peer's address is IPv4, or IPv4 mapped into IPv6 (what an IPv6 socket sees of an
+/// IPv4 peer): its packets take IPv4's options.
+fn is_ipv4_peer(name: &libc::sockaddr_storage) -> bool {
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET => true,
+        libc::AF_INET6 => {
+            // Safety: a sockaddr_storage of family AF_INET6 holds a sockaddr_in6.
+            let v6 =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr)
+                .to_ipv4_mapped()
+                .is_some()
+        }
+        _ => false,
     }
 }

@@ -1,5 +1,5 @@
 //! Sending: `sendmmsg` runs with UDP GSO (`UDP_SEGMENT`), and a lone datagram with `sendto`;
-//! replies from a chosen source address (`IP_PKTINFO`, `IPV6_PKTINFO`).
+//! replies from a chosen source address (`IP_PKTINFO`, `IPV6_PKTINFO`) and with a chosen TOS.
 
 use crate::sys::Destination;
 use mio::net::UdpSocket;
@@ -44,22 +44,45 @@ pub(super) fn write_segment_size(
 
 /// Control space of one reply: a GSO segment size (24 bytes) and the address to answer from
 /// (`IPV6_PKTINFO`, 40 bytes; `IP_PKTINFO`, 32).
-pub(super) const REPLY_CONTROL_WORDS: usize = 8;
+pub(super) const REPLY_CONTROL_WORDS: usize = 12;
+
+/// What a reply carries beyond its bytes, as control messages: the address it goes from, and
+/// the TOS byte (IPv6: traffic class) it goes with.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ReplyControl {
+    pub from: Option<Destination>,
+    pub tos: Option<u8>,
+    /// The peer is IPv4 (or v4-mapped on an IPv6 socket): its TOS goes as `IP_TOS`.
+    pub ipv4_peer: bool,
+}
+
+impl ReplyControl {
+    /// No control message: the socket's defaults.
+    pub(super) const NONE: ReplyControl = ReplyControl {
+        from: None,
+        tos: None,
+        ipv4_peer: false,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.from.is_none() && self.tos.is_none()
+    }
+}
 
 /// Points `header` at `control` and writes a reply's control messages: `UDP_SEGMENT` of
-/// `segment`, and the source address `from` (`IP_PKTINFO` / `IPV6_PKTINFO`); with neither, no
-/// control at all.
+/// `segment`, the source address `reply.from` (`IP_PKTINFO` / `IPV6_PKTINFO`) and the TOS
+/// `reply.tos` (`IP_TOS` / `IPV6_TCLASS`); with none, no control at all.
 pub(super) fn write_reply_control(
     header: &mut libc::msghdr,
     control: &mut [u64; REPLY_CONTROL_WORDS],
     segment: Option<usize>,
-    from: Option<&Destination>,
+    reply: &ReplyControl,
 ) {
     let mut used = 0usize;
     let base: *mut u8 = control.as_mut_ptr().cast();
     // Safety: each message goes at `used` bytes into `control`, which starts 8-byte aligned;
-    // the two messages' CMSG_SPACE add up to at most 64 bytes, its size (asserted below), and
-    // every write stays inside the message's own space.
+    // the three messages' CMSG_SPACE add up to at most 88 bytes, within its 96 (asserted
+    // below), and every write stays inside the message's own space.
     let mut put = |level: libc::c_int, kind: libc::c_int, data: &[u8]| unsafe {
         let space = libc::CMSG_SPACE(data.len() as u32) as usize;
         assert!(used + space <= std::mem::size_of_val(control));
@@ -78,7 +101,7 @@ pub(super) fn write_reply_control(
             &(size as u16).to_ne_bytes(),
         );
     }
-    match from.map(|d| (d.addr, d.ifindex)) {
+    match reply.from.map(|d| (d.addr, d.ifindex)) {
         Some((IpAddr::V4(addr), _)) => {
             // The source address, routed as usual (no interface forced).
             let info = libc::in_pktinfo {
@@ -101,6 +124,14 @@ pub(super) fn write_reply_control(
             put(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, as_bytes(&info));
         }
         None => {}
+    }
+    if let Some(tos) = reply.tos {
+        let tos = libc::c_int::from(tos).to_ne_bytes();
+        if reply.ipv4_peer {
+            put(libc::IPPROTO_IP, libc::IP_TOS, &tos);
+        } else {
+            put(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &tos);
+        }
     }
     if used == 0 {
         header.msg_control = std::ptr::null_mut();
@@ -152,10 +183,10 @@ pub(super) fn send_one(
     datagram: &[u8],
     name: &libc::sockaddr_storage,
     namelen: libc::socklen_t,
-    from: Option<&Destination>,
+    reply: &ReplyControl,
 ) -> io::Result<()> {
-    if from.is_some() {
-        return send_one_from(socket, datagram, name, namelen, from);
+    if !reply.is_empty() {
+        return send_one_from(socket, datagram, name, namelen, reply);
     }
     socket.try_io(|| {
         // Safety: the datagram and the address live for the call, with their lengths passed
@@ -178,13 +209,13 @@ pub(super) fn send_one(
     })
 }
 
-/// One datagram to `name` from the address `from`, with `sendmsg`.
+/// One datagram to `name` with the control messages of `reply`, with `sendmsg`.
 fn send_one_from(
     socket: &UdpSocket,
     datagram: &[u8],
     name: &libc::sockaddr_storage,
     namelen: libc::socklen_t,
-    from: Option<&Destination>,
+    reply: &ReplyControl,
 ) -> io::Result<()> {
     let mut control = [0u64; REPLY_CONTROL_WORDS];
     let mut iov = libc::iovec {
@@ -197,7 +228,7 @@ fn send_one_from(
     header.msg_namelen = namelen;
     header.msg_iov = &mut iov;
     header.msg_iovlen = 1;
-    write_reply_control(&mut header, &mut control, None, from);
+    write_reply_control(&mut header, &mut control, None, reply);
     socket.try_io(|| {
         // Safety: the header points at the datagram, the address and the control buffer, all
         // alive for the call; the kernel only reads them.
@@ -298,7 +329,14 @@ impl Sender {
         if len - from == 1 {
             // One datagram (a window of one, a paced probe).
             let datagram = &data[from * size..(from + 1) * size];
-            return send_one(socket, datagram, &self.target, self.target_len, None).map(|()| 1);
+            return send_one(
+                socket,
+                datagram,
+                &self.target,
+                self.target_len,
+                &ReplyControl::NONE,
+            )
+            .map(|()| 1);
         }
         self.send_runs(socket, data, size, from, len, 1)
     }
