@@ -312,4 +312,15 @@ fn the_guard_stands_in_front_of_the_relay() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--forward"), "{stderr}");
+    let base = ["impair", "--listen", "127.0.0.1:0", "--forward", &echo.addr];
+    for (args, flag) in [
+        (&["--max-clients", "0"][..], "--max-clients"),
+        (&["--client-idle", "soon"], "--client-idle"),
+        (&["--limit-total", "-5"], "--limit-total"),
+    ] {
+        let out = run(&[&base[..], args].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
 }

@@ -508,3 +508,52 @@ fn an_echo_answers_with_the_dscp_asked_and_counts_what_arrived_per_class() {
         assert!(stderr.contains("--dscp-reply"), "{stderr}");
     }
 }
+
+#[test]
+fn an_interface_decides_the_way_out_ipv4_and_ipv6() {
+    // IPv6 on loopback: bound to lo, ::1 answers.
+    let echo = sonde_echo("[::1]:0");
+    let s = run_json(&[
+        "ping",
+        &echo.addr,
+        "--interface",
+        "lo",
+        "-c",
+        "20",
+        "-r",
+        "200",
+    ]);
+    assert_eq!(u(&s, "received"), 20, "{s}");
+    // Across a veth: through the veth the echo answers; tied to lo, nothing reaches it.
+    let Some(pair) = NetnsPair::create("iface") else {
+        return;
+    };
+    let mut cmd = pair.exec(&pair.b);
+    cmd.args([
+        "echo",
+        "--bind",
+        "198.18.0.2:9999",
+        "--limit-per-source",
+        "off",
+    ]);
+    let _echo = spawn_listening(cmd);
+    let ping = |interface: &str| {
+        pair.exec(&pair.a)
+            .args(["ping", "198.18.0.2:9999", "--interface", interface])
+            .args(["-c", "20", "-r", "200", "-t", "200ms", "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = ping("va");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(u(&s, "received"), 20, "{s}");
+    let out = ping("lo");
+    let received =
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).map_or(0, |s| u(&s, "received"));
+    assert_eq!(
+        received,
+        0,
+        "tied to lo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
