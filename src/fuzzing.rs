@@ -3,11 +3,11 @@
 //! Not part of the supported API.
 
 use crate::roles::pinger::{InFlight, ProbeState, Verdict};
-use crate::wire::{sockperf, ProbeHeader, HEADER_LEN};
+use crate::wire::{sockperf, text, ProbeHeader, HEADER_LEN};
 use std::collections::HashMap;
 
-/// Every wire decoder on arbitrary bytes: never panics, and what decodes re-encodes to the same
-/// bytes; sockperf's server reply is never longer than what arrived.
+/// Every wire decoder on arbitrary bytes (sonde's, its text form, sockperf's): never panics, and
+/// what decodes re-encodes to the same bytes; sockperf's server reply is never longer than what arrived.
 pub fn wire(data: &[u8]) {
     if let Ok(header) = ProbeHeader::decode(data) {
         let mut again = vec![0u8; HEADER_LEN];
@@ -31,6 +31,16 @@ pub fn wire(data: &[u8]) {
             sockperf::Header::decode(&again),
             Some(header),
             "sockperf header round trip"
+        );
+    }
+    if let Some(header) = text::decode(data) {
+        // The text header is canonical (lowercase hex, fixed widths): it re-encodes byte for byte.
+        let mut again = vec![0u8; text::HEADER_LEN];
+        text::encode(&header, &mut again);
+        assert_eq!(
+            &again[..],
+            &data[..text::HEADER_LEN],
+            "text header round trip"
         );
     }
     let mut reply = data.to_vec();
