@@ -6,9 +6,9 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 use super::parse::{
-    parse_addr, parse_cidr, parse_dscp, parse_dscp_reply, parse_duration, parse_gemodel,
-    parse_interval, parse_limit, parse_link_rate, parse_percent, parse_rate, parse_size,
-    parse_target, parse_tos,
+    parse_addr, parse_buckets, parse_cidr, parse_dscp, parse_dscp_reply, parse_duration,
+    parse_gemodel, parse_interval, parse_limit, parse_link_rate, parse_metrics_addr, parse_percent,
+    parse_rate, parse_size, parse_target, parse_tos,
 };
 use crate::config::{DscpReply, Gso, LossModel};
 use crate::engine::threads::CpuList;
@@ -189,6 +189,9 @@ pub(crate) struct EchoArgs {
     /// Print the counters (echoed, refused by reason) every DURATION, as well as at the end
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub(crate) stats_interval: Option<Duration>,
+    /// Serve OpenMetrics for Prometheus at http://ADDR/metrics (PORT alone: on 127.0.0.1)
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    pub(crate) metrics: Option<SocketAddr>,
     /// With --wire stamp: count each session's test packets (RFC 8762 stateful reflector), so
     /// that senders can tell forward from backward loss [default: stateless]
     #[arg(long)]
@@ -343,6 +346,14 @@ pub(crate) struct ProbeArgs {
     /// No progress bar (there is none anyway unless stderr is a terminal)
     #[arg(long)]
     pub(crate) no_progress: bool,
+    /// Serve OpenMetrics for Prometheus at http://ADDR/metrics (PORT alone: on 127.0.0.1),
+    /// updated every --interval (1s by default)
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+    pub(crate) metrics: Option<SocketAddr>,
+    /// With --metrics: the RTT and delay histograms' bucket bounds, comma-separated durations
+    /// [default: 1-2-5 steps from 1us to 10s]
+    #[arg(long, value_name = "LIST", value_parser = parse_buckets, requires = "metrics")]
+    pub(crate) metrics_buckets: Option<Buckets>,
     /// Sign probes with the key in FILE and accept only signed replies (the echo needs the same
     /// --key-file); at least 16 bytes, one trailing newline ignored, readable by its owner only
     #[arg(long, value_name = "FILE")]
@@ -389,6 +400,10 @@ pub(crate) struct ProbeArgs {
     #[command(flatten)]
     pub(crate) socket: SocketArgs,
 }
+
+/// `--metrics-buckets`: histogram bounds, seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Buckets(pub(crate) Vec<f64>);
 
 /// What stdout gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -8,10 +8,12 @@ use crate::engine::threads;
 use crate::error::Error;
 use crate::model::aggregate::merge_echoes;
 use crate::model::EchoSummary;
+use crate::output::metrics::{self, Exposition};
 use crate::output::{out, report};
 use crate::roles::Echo;
 use crate::wire::auth::Key;
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::Duration;
 
 /// Default limits of a reflector reachable from the network (`sonde echo` bound to anything but
 /// loopback), in datagrams per second.
@@ -30,11 +32,39 @@ pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
     let cfg = config(&args, threads, exposed)?;
     let (tx, rx) = channel::<StatsMessage>();
     let mut echoes = bind(cfg, threads)?;
-    if let Some(period) = args.stats_interval {
+    let exposition = args
+        .metrics
+        .map(|addr| metrics::start(addr, metrics::default_buckets()))
+        .transpose()?;
+    // The metrics are the counters as of the last stats report: every second unless sooner.
+    let period = match (args.stats_interval, &exposition) {
+        (Some(asked), Some(_)) => Some(asked.min(Duration::from_secs(1))),
+        (asked, None) => asked,
+        (None, Some(_)) => Some(Duration::from_secs(1)),
+    };
+    if let Some(period) = period {
         report_stats(&mut echoes, period, &tx);
     }
-    let banner = banner(&echoes[0], &args, threads, exposed);
-    let parts = serve(echoes, &args, banner, rx, tx)?;
+    let mut banner = banner(&echoes[0], &args, threads, exposed);
+    if let Some((exposition, line)) = &exposition {
+        banner += line;
+        for (i, echo) in echoes.iter().enumerate() {
+            exposition.set_echo(i, echo.summary());
+        }
+    }
+    let exposition = exposition.map(|(e, _)| e);
+    let stats = Stats {
+        lines: args.stats_interval.is_some(),
+        json: args.json,
+        metrics: exposition.clone(),
+    };
+    let parts = serve(echoes, &args, banner, (rx, tx), stats)?;
+    if let Some(exposition) = &exposition {
+        for (i, (summary, _)) in parts.iter().enumerate() {
+            exposition.set_echo(i, summary.clone());
+        }
+        metrics::finish(exposition);
+    }
     let total = merge_echoes(&parts.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
     out(&if args.json {
         report::json(&total) + "\n"
@@ -134,13 +164,14 @@ fn serve(
     echoes: Vec<Echo>,
     args: &EchoArgs,
     banner: String,
-    rx: Receiver<StatsMessage>,
-    tx: Sender<StatsMessage>,
+    (rx, tx): (Receiver<StatsMessage>, Sender<StatsMessage>),
+    stats: Stats,
 ) -> Result<Vec<ThreadEnd>, Error> {
     let threads = echoes.len();
     let placement = threads::placement(threads, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
     let busy_poll = args.socket.busy_poll;
     let (quiet, json) = (args.quiet, args.json);
+    let mut stats = Some(stats);
     Ok(threads::run_pinned(
         echoes.into_iter().enumerate().collect(),
         &placement,
@@ -151,7 +182,9 @@ fn serve(
                 (false, false) => out(&banner),
                 (false, true) => eprint!("{banner}"),
             }
-            print_stats(rx, threads, json);
+            if let Some(stats) = stats.take() {
+                follow_stats(rx, threads, stats);
+            }
         },
         |(i, mut echo): (usize, Echo), barrier| {
             // Sent even if this thread fails: the stats printer waits for every thread.
@@ -228,15 +261,30 @@ fn banner(echo: &Echo, args: &EchoArgs, threads: usize, exposed: bool) -> String
 
 /// Prints `--stats-interval` reports: report `k` once every running thread has sent its own.
 /// Returns when every thread has finished.
-fn print_stats(rx: Receiver<StatsMessage>, threads: usize, json: bool) {
+/// What the threads' stats reports feed: lines on stdout (`--stats-interval`), the metrics.
+struct Stats {
+    lines: bool,
+    json: bool,
+    metrics: Option<Exposition>,
+}
+
+fn follow_stats(rx: Receiver<StatsMessage>, threads: usize, stats: Stats) {
     let mut running = vec![true; threads];
     let mut pending: std::collections::BTreeMap<u64, Vec<EchoSummary>> = Default::default();
+    let json = stats.json;
     while running.iter().any(|&r| r) {
         let Ok((thread, message)) = rx.recv() else {
             return;
         };
         match message {
-            Some((index, summary)) => pending.entry(index).or_default().push(summary),
+            Some((index, summary)) => {
+                if let Some(exposition) = &stats.metrics {
+                    exposition.set_echo(thread, summary.clone());
+                }
+                if stats.lines {
+                    pending.entry(index).or_default().push(summary);
+                }
+            }
             None => running[thread] = false,
         }
         let live = running.iter().filter(|&&r| r).count();

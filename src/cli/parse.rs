@@ -1,7 +1,7 @@
 //! Value parsers for the flags: each says what it expected, so that clap's error names the flag
 //! and the fix.
 
-use super::args::{LimitArg, Target};
+use super::args::{Buckets, LimitArg, Target};
 use crate::config::{DscpReply, LossModel};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -172,6 +172,27 @@ pub(super) fn parse_dscp_reply(s: &str) -> Result<DscpReply, String> {
     parse_dscp(s)
         .map(DscpReply::Fixed)
         .map_err(|e| format!("expected keep, or {}", e.trim_start_matches("expected ")))
+}
+
+/// `--metrics`: `PORT` (on loopback) or `ADDR:PORT`.
+pub(super) fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => parse_addr(s).map_err(|e| format!("expected PORT or ADDR:PORT: {e}")),
+    }
+}
+
+/// `--metrics-buckets`: histogram bounds in seconds, comma-separated, rising, above zero.
+pub(super) fn parse_buckets(s: &str) -> Result<Buckets, String> {
+    let bounds = s
+        .split(',')
+        .map(|b| parse_duration(b.trim()).map(|d| d.as_secs_f64()))
+        .collect::<Result<Vec<f64>, String>>()?;
+    let rising = bounds.windows(2).all(|w| w[0] < w[1]);
+    if bounds.is_empty() || !rising || bounds[0] <= 0.0 {
+        return Err("expected rising durations above zero, e.g. 100us,1ms,10ms".into());
+    }
+    Ok(Buckets(bounds))
 }
 
 pub(super) fn parse_tos(s: &str) -> Result<u8, String> {

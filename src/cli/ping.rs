@@ -11,6 +11,7 @@ use crate::model::aggregate::{combine_pings, merge_echoes, merge_latencies};
 use crate::model::{IntervalSummary, Latency, PingSummary, ProbeEvent};
 use crate::output::export::{self, csv, hgrm, hlog};
 use crate::output::follow::{self, FinishGuard, Length, Message, Outputs, Progress};
+use crate::output::metrics::{self, Exposition};
 use crate::output::threshold::EXIT_CROSSED;
 use crate::output::{out, plot, report};
 use crate::roles::{Echo, Pinger};
@@ -156,14 +157,22 @@ fn measure(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
     let files = open_files(args, plan.flows)?;
     observe(&mut flows, &plan, &files, args.plot.is_some());
     let (tx, rx) = mpsc::channel();
+    let exposition = args
+        .metrics
+        .map(|addr| start_metrics(addr, args, &plan))
+        .transpose()?;
     let progress = report_intervals(&mut flows, &plan, args, &tx);
     let outputs = Outputs {
         lines: args.interval.is_some() && plan.format == Format::Text && !args.quiet,
         jsonl: plan.format == Format::Jsonl,
         hlog: files.hlog,
         progress,
+        metrics: exposition.clone().map(|e| (e, plan.cfg.target.to_string())),
     };
     let (flows, outcomes, followed) = run_flows(flows, &plan, args, (tx, rx), outputs)?;
+    if let Some(exposition) = &exposition {
+        metrics::finish(exposition);
+    }
     for csv in &files.csvs {
         csv.finish()
             .map_err(|e| Error::file("--export-csv", FileOp::Write, "the CSV export", e))?;
@@ -175,6 +184,18 @@ fn measure(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
         lost_marks: files.lost_marks,
     };
     finish(args, &plan, run)
+}
+
+/// `--metrics`: the endpoint up, the run's series at zero.
+fn start_metrics(addr: SocketAddr, args: &ProbeArgs, plan: &Plan) -> Result<Exposition, Error> {
+    let buckets = args.metrics_buckets.clone().map(|b| b.0);
+    let (exposition, line) =
+        metrics::start(addr, buckets.unwrap_or_else(metrics::default_buckets))?;
+    exposition.add_target(&plan.cfg.target.to_string());
+    if !args.quiet {
+        eprint!("{line}");
+    }
+    Ok(exposition)
 }
 
 /// Every file is opened before any traffic: a bad path fails fast, with nothing lost. (The

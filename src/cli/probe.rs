@@ -123,7 +123,9 @@ impl ProbeArgs {
         if self.interval.is_some() {
             return self.interval;
         }
-        let needed = self.format() == Format::Jsonl || !self.export_hlog.is_empty();
+        let needed = self.format() == Format::Jsonl
+            || !self.export_hlog.is_empty()
+            || self.metrics.is_some();
         if self.plot.is_some() && !needed {
             let length = cfg.duration.or_else(|| match (cfg.count, cfg.pace) {
                 (Some(n), Pace::Rate(rate)) => Some(Duration::from_secs_f64(n as f64 / rate)),

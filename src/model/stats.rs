@@ -64,6 +64,20 @@ impl Latency {
         &self.histogram
     }
 
+    /// The sum of the values recorded, ns.
+    pub fn sum_ns(&self) -> f64 {
+        self.mean * self.count as f64
+    }
+
+    /// How many values recorded are at or below `ns` (to the histogram's precision: a value
+    /// within 0.1% of `ns` may fall on either side).
+    pub fn count_at_or_below(&self, ns: u64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        self.histogram.count_between(0, ns.min(MAX_NS))
+    }
+
     /// Adds `other`'s samples to this one (Chan et al.'s parallel variance).
     pub fn merge(&mut self, other: &Latency) {
         if other.count == 0 {

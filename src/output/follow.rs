@@ -88,6 +88,8 @@ pub(crate) struct Outputs {
     pub jsonl: bool,
     pub hlog: Option<hlog::Writer>,
     pub progress: Option<Progress>,
+    /// `--metrics`: the exposition, and the target the run's series are labelled with.
+    pub metrics: Option<(super::metrics::Exposition, String)>,
 }
 
 /// Runs until every flow has finished; returns every combined interval, in order.
@@ -138,6 +140,9 @@ fn emit(report: &IntervalReport, outputs: &mut Outputs) -> Result<(), Error> {
             Some(p) => p.bar.suspend(|| out(&text)),
             None => out(&text),
         }
+    }
+    if let Some((exposition, target)) = &outputs.metrics {
+        exposition.add_interval(target, report);
     }
     if let Some(log) = outputs.hlog.as_mut() {
         log.write(

@@ -4,11 +4,13 @@
 //! - [`report`]: text and JSON of summaries, per-probe and interval lines (STAMP's in `stamp`);
 //! - [`follow`]: a run followed as it goes (intervals combined, the stream, a progress bar);
 //! - [`export`]: files (`--export-json/csv/hgrm/hlog`) and their readers;
+//! - [`metrics`]: OpenMetrics for Prometheus (`--metrics`);
 //! - [`plot`]: SVG charts; [`pmtu`]: the path MTU search; [`merge`]: interval logs combined; [`threshold`]: `--fail-*`.
 
 pub(crate) mod export;
 pub(crate) mod follow;
 pub(crate) mod merge;
+pub(crate) mod metrics;
 pub(crate) mod plot;
 pub(crate) mod pmtu;
 pub(crate) mod report;
