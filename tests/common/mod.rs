@@ -373,98 +373,37 @@ impl RoutedPath {
             return None;
         }
         let (a, r, b) = (path.a.as_str(), path.r.as_str(), path.b.as_str());
-        let (rb, br) = (rb_mtu.to_string(), br_mtu.to_string());
-        let steps: &[&[&str]] = &[
-            &["netns", "add", r],
-            &["netns", "add", b],
-            &[
-                "link", "add", "ar", "netns", a, "type", "veth", "peer", "name", "ra", "netns", r,
-            ],
-            &[
-                "link", "add", "rb", "netns", r, "type", "veth", "peer", "name", "br", "netns", b,
-            ],
-            &["-n", a, "addr", "add", "198.18.0.1/30", "dev", "ar"],
-            &["-n", r, "addr", "add", "198.18.0.2/30", "dev", "ra"],
-            &["-n", r, "addr", "add", "198.18.0.5/30", "dev", "rb"],
-            &["-n", b, "addr", "add", "198.18.0.6/30", "dev", "br"],
-            &[
-                "-n",
-                a,
-                "addr",
-                "add",
-                "2001:2:0:1::1/64",
-                "dev",
-                "ar",
-                "nodad",
-            ],
-            &[
-                "-n",
-                r,
-                "addr",
-                "add",
-                "2001:2:0:1::2/64",
-                "dev",
-                "ra",
-                "nodad",
-            ],
-            &[
-                "-n",
-                r,
-                "addr",
-                "add",
-                "2001:2:0:2::1/64",
-                "dev",
-                "rb",
-                "nodad",
-            ],
-            &[
-                "-n",
-                b,
-                "addr",
-                "add",
-                "2001:2:0:2::2/64",
-                "dev",
-                "br",
-                "nodad",
-            ],
-            &["-n", r, "link", "set", "dev", "rb", "mtu", &rb],
-            &["-n", b, "link", "set", "dev", "br", "mtu", &br],
-            &["-n", a, "link", "set", "dev", "ar", "up"],
-            &["-n", r, "link", "set", "dev", "ra", "up"],
-            &["-n", r, "link", "set", "dev", "rb", "up"],
-            &["-n", b, "link", "set", "dev", "br", "up"],
-            &["-n", a, "link", "set", "dev", "lo", "up"],
-            &["-n", r, "link", "set", "dev", "lo", "up"],
-            &["-n", b, "link", "set", "dev", "lo", "up"],
-            &["-n", a, "route", "add", "default", "via", "198.18.0.2"],
-            &["-n", b, "route", "add", "default", "via", "198.18.0.5"],
-            &[
-                "-n",
-                a,
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                "2001:2:0:1::2",
-            ],
-            &[
-                "-n",
-                b,
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                "2001:2:0:2::1",
-            ],
+        let (rb, br) = (format!("mtu {rb_mtu}"), format!("mtu {br_mtu}"));
+        let steps = [
+            format!("netns add {r}"),
+            format!("netns add {b}"),
+            format!("link add ar netns {a} type veth peer name ra netns {r}"),
+            format!("link add rb netns {r} type veth peer name br netns {b}"),
+            format!("-n {a} addr add 198.18.0.1/30 dev ar"),
+            format!("-n {r} addr add 198.18.0.2/30 dev ra"),
+            format!("-n {r} addr add 198.18.0.5/30 dev rb"),
+            format!("-n {b} addr add 198.18.0.6/30 dev br"),
+            format!("-n {a} addr add 2001:2:0:1::1/64 dev ar nodad"),
+            format!("-n {r} addr add 2001:2:0:1::2/64 dev ra nodad"),
+            format!("-n {r} addr add 2001:2:0:2::1/64 dev rb nodad"),
+            format!("-n {b} addr add 2001:2:0:2::2/64 dev br nodad"),
+            format!("-n {r} link set dev rb {rb}"),
+            format!("-n {b} link set dev br {br}"),
+            format!("-n {a} link set dev ar up"),
+            format!("-n {r} link set dev ra up"),
+            format!("-n {r} link set dev rb up"),
+            format!("-n {b} link set dev br up"),
+            format!("-n {a} link set dev lo up"),
+            format!("-n {r} link set dev lo up"),
+            format!("-n {b} link set dev lo up"),
+            format!("-n {a} route add default via 198.18.0.2"),
+            format!("-n {b} route add default via 198.18.0.5"),
+            format!("-n {a} -6 route add default via 2001:2:0:1::2"),
+            format!("-n {b} -6 route add default via 2001:2:0:2::1"),
         ];
-        for step in steps {
-            assert!(
-                ip(step),
-                "setting up the path failed at `ip {}`",
-                step.join(" ")
-            );
+        for step in &steps {
+            let args: Vec<&str> = step.split_whitespace().collect();
+            assert!(ip(&args), "setting up the path failed at `ip {step}`");
         }
         let forwarding = Command::new("ip")
             .args(["netns", "exec", r, "sysctl", "-qw"])
