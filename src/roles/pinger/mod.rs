@@ -327,10 +327,19 @@ impl Role for Pinger<'_> {
     fn advance(&mut self, now: Instant) -> Result<Wake, Error> {
         if !self.started {
             self.started = true;
-            self.epoch = now;
-            self.epoch_wall = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
+            // The two clocks read together (within 2 us where the thread is not preempted each
+            // try): T1 and T4 of STAMP are the epoch's wall time plus monotonic offsets, and a
+            // gap here would bias every one-way delay (one way early, the other late).
+            let pair = clock::ClockPair::read(true);
+            self.epoch = pair.mono.min(now);
+            let offset = pair.mono.saturating_duration_since(self.epoch);
+            self.epoch_wall = match pair.real {
+                Some((before, after)) => before + (after - before) / 2 - offset,
+                None => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .saturating_sub(offset),
+            };
         }
         if self.phase == Phase::Done {
             return Ok(Wake::IDLE);
