@@ -168,6 +168,7 @@ fn measure(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
         hlog: files.hlog,
         progress,
         metrics: exposition.clone().map(|e| (e, plan.cfg.target.to_string())),
+        keep: args.plot.is_some(),
     };
     let (flows, outcomes, followed) = run_flows(flows, &plan, args, (tx, rx), outputs)?;
     if let Some(exposition) = &exposition {

@@ -90,9 +90,12 @@ pub(crate) struct Outputs {
     pub progress: Option<Progress>,
     /// `--metrics`: the exposition, and the target the run's series are labelled with.
     pub metrics: Option<(super::metrics::Exposition, String)>,
+    /// Keep every interval for the end (a plot): otherwise a run that never ends would grow.
+    pub keep: bool,
 }
 
-/// Runs until every flow has finished; returns every combined interval, in order.
+/// Runs until every flow has finished; returns every combined interval, in order, when asked to
+/// keep them (`outputs.keep`), none otherwise.
 pub(crate) fn follow(
     rx: Receiver<Message>,
     flows: usize,
@@ -114,7 +117,9 @@ pub(crate) fn follow(
                 error.get_or_insert(e);
                 outputs.hlog = None;
             }
-            intervals.push(IntervalSummary::of(&report));
+            if outputs.keep {
+                intervals.push(IntervalSummary::of(&report));
+            }
         }
         if let Some(progress) = &outputs.progress {
             progress.update();
