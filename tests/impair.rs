@@ -324,3 +324,24 @@ fn the_guard_stands_in_front_of_the_relay() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_relay_serves_ipv6_clients_too() {
+    let echo = sonde_echo("[::1]:0");
+    let base = ["impair", "--listen", "[::1]:0", "--forward", &echo.addr];
+    let mut relay = json_server(&[&base[..], &["--loss", "10%", "--seed", "3"]].concat());
+    let runs: Vec<_> = (0..2)
+        .map(|_| ping_in_background(&relay, &["-c", "2000", "-r", "4000", "-t", "300ms"]))
+        .collect();
+    let lost: Vec<u64> = runs
+        .into_iter()
+        .map(|r| u(&r.join().unwrap(), "lost"))
+        .collect();
+    let r = stop_json(&mut relay, "INT");
+    assert_eq!(u(&r["clients"], "seen"), 2, "{r}");
+    // 10% each way: 19% of the round trips, per client.
+    for lost in lost {
+        let q = lost as f64 / 2000.0;
+        assert!((q - 0.19).abs() < ci999(0.19, 2000), "{lost} of 2000: {r}");
+    }
+}
