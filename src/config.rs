@@ -95,6 +95,8 @@ pub struct PingConfig {
     pub interface: Option<String>,
     /// Set don't-fragment (`--df`): a probe too big for the path is not sent (`EMSGSIZE`).
     pub dont_fragment: bool,
+    /// Connect the socket to the target (`--connect`): a cached route, and only its datagrams.
+    pub connect: bool,
 }
 
 /// When a pinger uses segmentation offload.
@@ -140,6 +142,7 @@ impl PingConfig {
             ttl: None,
             interface: None,
             dont_fragment: false,
+            connect: false,
         }
     }
 

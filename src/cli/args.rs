@@ -220,6 +220,11 @@ pub(crate) struct SocketArgs {
     /// Never sleep: spin on non-blocking polls for the lowest, steadiest latency (costs a core)
     #[arg(long)]
     pub(crate) busy_poll: bool,
+    /// (ping, loopback) Connect the pinger's socket to the target: the kernel keeps the route
+    /// instead of looking it up per send, but drops datagrams from anywhere else, so they are
+    /// no longer seen or counted as foreign
+    #[arg(long)]
+    pub(crate) connect: bool,
     /// Probe format: sonde's own, text (sonde's as printable ASCII, for servers that read text;
     /// an echo answers it as sonde's), sockperf's (to measure, or serve, sockperf's peer), or
     /// STAMP test packets (RFC 8762: to measure, or serve, standard reflectors and senders)

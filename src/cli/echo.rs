@@ -114,6 +114,12 @@ fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, 
             "authentication needs sonde's or STAMP's probe format (not --wire sockperf or text)",
         ));
     }
+    if args.socket.connect {
+        return Err(Error::config(
+            "--connect",
+            "is for a pinger (ping, loopback): an echo answers many peers",
+        ));
+    }
     if args.stateful && args.socket.wire != WireArg::Stamp {
         return Err(Error::config(
             "--stateful",

@@ -92,6 +92,7 @@ impl ProbeArgs {
             ttl: self.ttl,
             interface: self.interface.clone(),
             dont_fragment: self.df,
+            connect: self.socket.connect,
             kernel_timestamps: self.socket.timestamps == Timestamps::Kernel,
             key: None,
             gso: self.socket.gso.into(),

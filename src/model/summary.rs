@@ -151,6 +151,9 @@ pub struct SocketSummary {
     /// Replies sent coalesced were taken coalesced (UDP GRO, `--gro on`): `local_drops` then
     /// counts dropped buffers, each of which may have held several replies.
     pub gro: bool,
+    /// The socket was connected to the target (`--connect`): the kernel drops datagrams from
+    /// anywhere else, so `foreign` cannot count them.
+    pub connected: bool,
 }
 
 /// Probes that did not fit the path with don't-fragment set (`--df`).

@@ -187,6 +187,12 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
             "replies taken coalesced (UDP GRO): local drops count dropped buffers, not replies"
         );
     }
+    if k.connected {
+        let _ = writeln!(
+            out,
+            "connected to the target (--connect): datagrams from elsewhere were not seen"
+        );
+    }
     if let Some(why) = &k.gso_refused {
         let _ = writeln!(
             out,
@@ -511,6 +517,7 @@ mod tests {
                 batching: Batching::Gso,
                 gso_refused: None,
                 gro: false,
+                connected: false,
             },
             reflector_dwell: None,
             forward: None,

@@ -102,14 +102,23 @@ pub(crate) fn wall_clock() -> Duration {
 /// Without `sendmmsg`: one `send_to` per call.
 pub(crate) struct Sender {
     target: std::net::SocketAddr,
+    connected: bool,
 }
 
 impl Sender {
     pub(crate) fn new(_capacity: usize, target: std::net::SocketAddr) -> Self {
-        Self { target }
+        Self {
+            target,
+            connected: false,
+        }
     }
 
     pub(crate) fn set_gso(&mut self, _: bool) {}
+
+    /// A connected socket sends without an address (BSDs refuse one: `EISCONN`).
+    pub(crate) fn set_connected(&mut self, on: bool) {
+        self.connected = on;
+    }
 
     pub(crate) fn gso_refused(&self) -> Option<&io::Error> {
         None
@@ -127,9 +136,12 @@ impl Sender {
         from: usize,
         _len: usize,
     ) -> io::Result<usize> {
-        socket
-            .send_to(&data[from * size..(from + 1) * size], self.target)
-            .map(|_| 1)
+        let datagram = &data[from * size..(from + 1) * size];
+        if self.connected {
+            socket.send(datagram).map(|_| 1)
+        } else {
+            socket.send_to(datagram, self.target).map(|_| 1)
+        }
     }
 }
 

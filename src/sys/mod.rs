@@ -167,6 +167,11 @@ impl SendBatch {
         self.sender.set_gso(on);
     }
 
+    /// The socket is connected to the target: send without an address.
+    pub(crate) fn set_connected(&mut self, on: bool) {
+        self.sender.set_connected(on);
+    }
+
     #[cfg(test)]
     pub(crate) fn gso(&self) -> bool {
         self.sender.gso()

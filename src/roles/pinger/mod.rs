@@ -75,6 +75,7 @@ struct SocketInfo {
     sndbuf_bytes: usize,
     rx_timestamps: RxTimestamps,
     gro: bool,
+    connected: bool,
 }
 
 type Observer<'a> = Box<dyn FnMut(&ProbeEvent) + Send + 'a>;
@@ -164,6 +165,12 @@ impl<'a> Pinger<'a> {
         let (rcvbuf_bytes, sndbuf_bytes) = granted_buffers(&socket).unwrap_or((0, 0));
         let mut send_batch = Box::new(SendBatch::new(SEND_BATCH, cfg.size, cfg.target));
         send_batch.set_gso(cfg.gso.applies_to(cfg.target));
+        if cfg.connect {
+            socket
+                .connect(cfg.target)
+                .map_err(|e| Error::io("connect (--connect) to", cfg.target, e))?;
+            send_batch.set_connected(true);
+        }
         // Replies coalesced in one buffer share its receive time, as they arrived together.
         let gro = cfg.gro && enable_gro(&socket);
         let socket_info = SocketInfo {
@@ -175,6 +182,7 @@ impl<'a> Pinger<'a> {
                 RxTimestamps::UserSpace
             },
             gro,
+            connected: cfg.connect,
         };
         let inflight_max = cfg.inflight();
         let timeout_ns = cfg.timeout.as_nanos() as u64;

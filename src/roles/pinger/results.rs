@@ -129,6 +129,7 @@ impl Pinger<'_> {
             },
             gso_refused: batch.and_then(|b| b.gso_refused()).map(ToString::to_string),
             gro: info.gro,
+            connected: info.connected,
         }
     }
 

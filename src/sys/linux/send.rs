@@ -197,7 +197,7 @@ pub(super) fn send_one(
                 datagram.as_ptr().cast(),
                 datagram.len(),
                 libc::MSG_DONTWAIT,
-                (name as *const libc::sockaddr_storage).cast(),
+                name_or_none(name, namelen),
                 namelen,
             )
         };
@@ -239,6 +239,15 @@ fn send_one_from(
             Ok(())
         }
     })
+}
+
+/// The address to send to, or none (a null pointer) when `len` is 0: a connected socket's own.
+fn name_or_none(name: &libc::sockaddr_storage, len: libc::socklen_t) -> *const libc::sockaddr {
+    if len == 0 {
+        std::ptr::null()
+    } else {
+        (name as *const libc::sockaddr_storage).cast()
+    }
 }
 
 /// Sends slots of a [`SendBatch`](super::SendBatch) to one destination with `sendmmsg`,
@@ -290,6 +299,14 @@ impl Sender {
 
     pub(crate) fn set_gso(&mut self, on: bool) {
         self.gso = on && self.gso_refused.is_none();
+    }
+
+    /// The socket is connected to the target: datagrams go without an address, and the kernel
+    /// uses the route the connection cached instead of looking one up per send.
+    pub(crate) fn set_connected(&mut self, on: bool) {
+        if on {
+            self.target_len = 0;
+        }
     }
 
     #[cfg(test)]
@@ -362,7 +379,9 @@ impl Sender {
                 iov_len: count * size,
             };
             let h = &mut self.headers[m].msg_hdr;
-            h.msg_name = (&mut self.target as *mut libc::sockaddr_storage).cast();
+            h.msg_name = name_or_none(&self.target, self.target_len)
+                .cast_mut()
+                .cast();
             h.msg_namelen = self.target_len;
             h.msg_iov = &mut self.iovecs[m];
             h.msg_iovlen = 1;
