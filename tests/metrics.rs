@@ -285,3 +285,88 @@ fn the_shipped_prometheus_config_and_rules_pass_promtool_and_their_own_tests() {
         assert!(out.status.success(), "promtool {args:?}: {said}");
     }
 }
+
+/// The value of `metric` (one series) in a Prometheus text exposition.
+fn value_in(exposition: &str, metric: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(metric) && l[metric.len()..].starts_with('{'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn stamp_runs_export_their_loss_by_direction_as_the_summary_splits_it() {
+    let reflector = json_echo("127.0.0.1:0", &["--wire", "stamp", "--stateful"]);
+    let mut cmd = sonde();
+    cmd.args([
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &reflector.addr,
+    ])
+    .args(["--loss", "10%", "--direction", "up", "--seed", "5"]);
+    let relay = spawn_listening(cmd);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // A scraper every 200 ms, keeping the last exposition it got (sonde waits for its next
+    // scrape to serve the final values).
+    let scraper = {
+        let metrics = metrics.clone();
+        std::thread::spawn(move || {
+            let mut last = String::new();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut seen = false;
+            while Instant::now() < deadline {
+                match TcpStream::connect(&metrics) {
+                    Ok(_) => {
+                        seen = true;
+                        last = get(&metrics, "/metrics", "text/plain").1;
+                    }
+                    Err(_) if seen => break,
+                    Err(_) => {}
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            last
+        })
+    };
+    let s = run_json(&[
+        "ping",
+        &relay.addr,
+        "--wire",
+        "stamp",
+        "-c",
+        "2000",
+        "-r",
+        "1000",
+        "-t",
+        "300ms",
+        "--metrics",
+        &metrics,
+    ]);
+    let exposition = scraper.join().unwrap();
+    let forward = u(&s["forward"], "lost");
+    assert!(forward > 100, "10% up: {s}");
+    let metric = |name| value_in(&exposition, name);
+    assert_eq!(
+        metric("sonde_forward_lost_total"),
+        Some(forward as f64),
+        "{exposition}"
+    );
+    let backward = u(&s["backward"], "lost") as f64;
+    assert_eq!(
+        metric("sonde_backward_lost_total"),
+        Some(backward),
+        "{exposition}"
+    );
+    assert_eq!(
+        metric("sonde_probes_sent_total"),
+        Some(2000.0),
+        "{exposition}"
+    );
+    assert!(
+        metric("sonde_forward_delay_seconds_count").is_some(),
+        "{exposition}"
+    );
+}

@@ -25,6 +25,9 @@ pub struct IntervalReport {
     pub rtt: Latency,
     /// STAMP: the forward and backward delays of those replies (below-zero ones left out).
     pub one_way: Option<Box<[Latency; 2]>>,
+    /// STAMP, where the reflector's count tells them apart: probes lost forward and backward
+    /// since the run began (not in this period alone), as of its end.
+    pub lost_split: Option<(u64, u64)>,
 }
 
 impl IntervalReport {
@@ -45,6 +48,11 @@ impl IntervalReport {
         self.end_ns = self.end_ns.max(other.end_ns);
         self.counters.add(&other.counters);
         self.rtt.merge(&other.rtt);
+        // Known in total only where every flow's is.
+        self.lost_split = self
+            .lost_split
+            .zip(other.lost_split)
+            .map(|(a, b)| (a.0 + b.0, a.1 + b.1));
         if let Some(theirs) = &other.one_way {
             let ours = self.one_way.get_or_insert_with(Default::default);
             ours[0].merge(&theirs[0]);
@@ -112,6 +120,7 @@ impl IntervalClock {
             counters,
             rtt: std::mem::take(&mut self.rtt),
             one_way: self.one_way.take(),
+            lost_split: None,
         };
         self.index += 1;
         self.at_start = now.clone();
@@ -226,6 +235,7 @@ mod tests {
             },
             rtt,
             one_way: None,
+            lost_split: None,
         }
     }
 

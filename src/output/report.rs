@@ -545,6 +545,7 @@ mod tests {
             },
             rtt: scripted_rtt(),
             one_way: None,
+            lost_split: None,
         })
     }
 

@@ -122,6 +122,9 @@ struct Probing {
     rtt: Buckets,
     /// STAMP: forward and backward delays.
     one_way: Option<[Buckets; 2]>,
+    /// STAMP, where the reflector counts: probes lost forward and backward (never decreasing:
+    /// an estimate that moved back would not be a counter).
+    lost_split: Option<(u64, u64)>,
 }
 
 /// Everything the endpoint serves: the runs' counters so far.
@@ -162,6 +165,10 @@ impl Exposition {
         let mut state = self.lock();
         let index = self.target_index(&mut state, target);
         let p = &mut state.probing[index];
+        if let Some((forward, backward)) = report.lost_split {
+            let (f, b) = p.lost_split.get_or_insert((0, 0));
+            (*f, *b) = ((*f).max(forward), (*b).max(backward));
+        }
         p.counters.add(&report.counters);
         p.rtt.add(&report.rtt);
         if let Some(ways) = &report.one_way {
@@ -187,6 +194,7 @@ impl Exposition {
                     counters: Counters::default(),
                     rtt: Buckets::new(self.bounds_s.clone()),
                     one_way: None,
+                    lost_split: None,
                 });
                 state.probing.len() - 1
             }
@@ -330,6 +338,16 @@ impl Collector for Snapshot {
         for (name, help, f) in families {
             counter(&mut e, name, help, &of(f))?;
         }
+        let split = |way: fn((u64, u64)) -> u64| -> Vec<(&Labels, u64)> {
+            self.probing
+                .iter()
+                .filter_map(|p| p.lost_split.map(|s| (&p.labels, way(s))))
+                .collect()
+        };
+        let help = "STAMP: probes lost on the way to the reflector (by its count).";
+        counter(&mut e, "sonde_forward_lost", help, &split(|s| s.0))?;
+        let help = "STAMP: answers lost on the way back (by the reflector's count).";
+        counter(&mut e, "sonde_backward_lost", help, &split(|s| s.1))?;
         for p in &self.probing {
             let help = "Round-trip times of replies received in time (lost probes are not in it).";
             p.rtt.encode("sonde_rtt", help, &p.labels, &mut e)?;

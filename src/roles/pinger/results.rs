@@ -3,6 +3,7 @@
 use super::{Phase, Pinger};
 use crate::config::Pace;
 use crate::model::stamp::ClockSides;
+use crate::model::IntervalReport;
 use crate::model::{
     Batching, LagSummary, OneWay, OneWayDistributions, PingDistributions, PingSummary,
     ReplyHeaders, SocketSummary, StampTlvSummary,
@@ -26,12 +27,29 @@ impl Pinger<'_> {
         let Some((clock, sink)) = self.intervals.as_mut() else {
             return;
         };
+        let split = self
+            .dist
+            .one_way
+            .as_deref()
+            .and_then(|d| d.split_loss(self.counters.lost));
+        let with_split = |mut report: IntervalReport| {
+            report.lost_split = split;
+            report
+        };
         while clock.boundary_ns() <= now_ns {
             let boundary = clock.boundary_ns();
-            sink(clock.close(boundary, &self.counters, self.timeouts_fired));
+            sink(with_split(clock.close(
+                boundary,
+                &self.counters,
+                self.timeouts_fired,
+            )));
         }
         if end && now_ns > clock.start_ns() {
-            sink(clock.close(now_ns, &self.counters, self.timeouts_fired));
+            sink(with_split(clock.close(
+                now_ns,
+                &self.counters,
+                self.timeouts_fired,
+            )));
         }
     }
 
