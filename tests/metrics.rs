@@ -130,6 +130,16 @@ fn prometheus_scrapes_what_sonde_measured_and_promtool_accepts_it() {
     let ping_metrics = format!("127.0.0.1:{}", free_port());
     let mut echo = json_echo("127.0.0.1:0", &["--metrics", &echo_metrics]);
     let (_prometheus, web) = prometheus(&dir, &[&ping_metrics, &echo_metrics]);
+    // Prometheus hands new targets to its scrapers every 5 s: wait until the echo has been
+    // scraped, so that the pinger is from its start too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while query(&web, "max(up)") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped the echo"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A run of known length; sonde waits for a scrape to take its final values.
     let s = run_json(&[
         "ping",

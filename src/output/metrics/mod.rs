@@ -133,8 +133,7 @@ struct State {
     probing: Vec<Probing>,
     /// Each echo thread's counters, latest.
     echoes: Vec<EchoSummary>,
-    /// Scrapes served, and whether the run's last values have been.
-    scrapes: u64,
+    /// The run has ended; a scrape has served its last values; the time between the last two.
     finished: bool,
     final_served: bool,
     last_scrape_gap: Option<Duration>,
@@ -215,18 +214,13 @@ impl Exposition {
         self.lock().finished = true;
     }
 
-    /// Whether someone scrapes this endpoint, and how long to wait for their next scrape to take
-    /// the final values: three of their intervals, at most 30 s (20 s while only one scrape
-    /// has told nothing of the interval).
+    /// Whether someone scrapes this endpoint regularly (twice at least: one look with curl is
+    /// not a scraper to wait for), and how long to wait for their next scrape to take the final
+    /// values: three of their intervals, at most 30 s.
     pub(crate) fn linger(&self) -> Option<Duration> {
         let state = self.lock();
-        if state.scrapes == 0 || state.final_served {
-            return None;
-        }
-        let wait = state
-            .last_scrape_gap
-            .map_or(Duration::from_secs(20), |gap| gap * 3);
-        Some(wait.min(Duration::from_secs(30)))
+        let gap = state.last_scrape_gap.filter(|_| !state.final_served)?;
+        Some((gap * 3).min(Duration::from_secs(30)))
     }
 
     /// Whether a scrape has served the final values.
@@ -238,7 +232,6 @@ impl Exposition {
     pub(crate) fn scrape(&self, openmetrics: bool, gap: Option<Duration>) -> String {
         let snapshot = {
             let mut state = self.lock();
-            state.scrapes += 1;
             state.final_served |= state.finished;
             if gap.is_some() {
                 state.last_scrape_gap = gap;
