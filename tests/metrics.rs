@@ -380,3 +380,20 @@ fn stamp_runs_export_their_loss_by_direction_as_the_summary_splits_it() {
         "{exposition}"
     );
 }
+
+#[test]
+fn an_echo_with_metrics_keeps_its_stats_lines_at_the_interval_asked() {
+    // The metrics want a report every second; the lines still come every 2 s.
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut echo = json_echo(
+        "127.0.0.1:0",
+        &["--stats-interval", "2s", "--metrics", &metrics],
+    );
+    std::thread::sleep(Duration::from_millis(4500));
+    signal(&echo.child, "INT");
+    let mut out = String::new();
+    echo.stdout.read_to_string(&mut out).unwrap();
+    let stats = out.lines().filter(|l| l.contains("\"stats\"")).count();
+    assert_eq!(stats, 2, "{out}");
+    let _ = echo.child.wait();
+}

@@ -53,8 +53,13 @@ pub(super) fn run(args: EchoArgs) -> Result<(), Error> {
         }
     }
     let exposition = exposition.map(|(e, _)| e);
+    // A line every --stats-interval: every so many reports when the metrics want them sooner.
+    let every = match (args.stats_interval, period) {
+        (Some(asked), Some(p)) => (asked.as_secs_f64() / p.as_secs_f64()).round().max(1.0) as u64,
+        _ => 1,
+    };
     let stats = Stats {
-        lines: args.stats_interval.is_some(),
+        lines: args.stats_interval.map(|_| every),
         json: args.json,
         metrics: exposition.clone(),
     };
@@ -267,9 +272,10 @@ fn banner(echo: &Echo, args: &EchoArgs, threads: usize, exposed: bool) -> String
 
 /// Prints `--stats-interval` reports: report `k` once every running thread has sent its own.
 /// Returns when every thread has finished.
-/// What the threads' stats reports feed: lines on stdout (`--stats-interval`), the metrics.
+/// What the threads' stats reports feed: lines on stdout (`--stats-interval`: one every so many
+/// reports), the metrics.
 struct Stats {
-    lines: bool,
+    lines: Option<u64>,
     json: bool,
     metrics: Option<Exposition>,
 }
@@ -287,7 +293,7 @@ fn follow_stats(rx: Receiver<StatsMessage>, threads: usize, stats: Stats) {
                 if let Some(exposition) = &stats.metrics {
                     exposition.set_echo(thread, summary.clone());
                 }
-                if stats.lines {
+                if stats.lines.is_some_and(|every| (index + 1) % every == 0) {
                     pending.entry(index).or_default().push(summary);
                 }
             }
