@@ -75,6 +75,22 @@ impl Drop for Server {
 }
 
 /// Spawns `cmd` and waits for its "listening on ADDR" line.
+/// The address after "listening on " in a server's banner; without one, the server is killed
+/// (not left running behind the failed test) and the test fails.
+fn address_in(banner: &str, server: &mut Child) -> String {
+    let addr = banner
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split([';', ' ', ',', '\n']).next());
+    match addr {
+        Some(addr) => addr.to_string(),
+        None => {
+            let _ = server.kill();
+            panic!("no address in {banner:?}");
+        }
+    }
+}
+
 pub fn spawn_listening(mut cmd: Command) -> Server {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -84,14 +100,7 @@ pub fn spawn_listening(mut cmd: Command) -> Server {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).expect("read first line");
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = address_in(&line, &mut child);
     Server {
         child,
         addr,
@@ -199,12 +208,7 @@ pub fn json_server(args: &[&str]) -> Server {
     stderr.read_line(&mut banner).unwrap();
     // Keep reading, so that the server never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr = banner
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split([';', ' ', ',']).next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+    let addr = address_in(&banner, &mut child);
     let stdout = BufReader::new(child.stdout.take().unwrap());
     Server {
         child,
