@@ -206,28 +206,14 @@ fn an_interface_is_used_when_it_exists_and_named_when_it_does_not() {
 
 #[test]
 fn the_replies_tos_and_ttl_are_read_and_a_remark_is_told() {
-    use std::io::BufRead;
     if !have_peer("python3") {
         return;
     }
     for addr in ["127.0.0.1", "::1"] {
         // An echo that answers with CS1 and CE (8 << 2 | 3) and a TTL of 50.
-        let mut child = std::process::Command::new("python3")
-            .arg(peer_script("tests/peers/tos_echo.py"))
-            .args([addr, &(8 << 2 | 3).to_string(), "50"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut port = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut port)
-            .unwrap();
+        let tos = (8 << 2 | 3).to_string();
+        let (child, target) = python_peer("tests/peers/tos_echo.py", addr, &[&tos, "50"]);
         let echo = KillOnDrop(child);
-        let target = if addr.contains(':') {
-            format!("[{addr}]:{}", port.trim())
-        } else {
-            format!("{addr}:{}", port.trim())
-        };
         let s = run_json(&["ping", &target, "--dscp", "ef", "-c", "100", "-r", "1000"]);
         drop(echo);
         assert_eq!(u(&s, "received"), 100, "{s}");
@@ -390,12 +376,14 @@ fn a_raw_tos_byte_goes_out_as_given_ipv4_and_ipv6() {
     }
 }
 
-/// tests/peers/text_server.py on `addr`: the child and the target to aim at.
-fn text_server(addr: &str) -> (std::process::Child, String) {
+/// A Python peer from tests/peers that binds `addr` port 0 and prints the port: the child and
+/// the target to aim at.
+fn python_peer(script: &str, addr: &str, args: &[&str]) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new("python3")
-        .arg(peer_script("tests/peers/text_server.py"))
+        .arg(peer_script(script))
         .arg(addr)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -410,6 +398,11 @@ fn text_server(addr: &str) -> (std::process::Child, String) {
         format!("{addr}:{}", port.trim())
     };
     (child, target)
+}
+
+/// tests/peers/text_server.py on `addr`: the child and the target to aim at.
+fn text_server(addr: &str) -> (std::process::Child, String) {
+    python_peer("tests/peers/text_server.py", addr, &[])
 }
 
 #[test]
