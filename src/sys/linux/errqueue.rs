@@ -1,6 +1,7 @@
 //! The socket error queue (`IP_RECVERR`): ICMP errors for datagrams an unconnected socket sent,
 //! and this host's own "too big for the path" for a don't-fragment datagram.
 
+use super::cvt_len;
 use crate::sys::IcmpError;
 use mio::net::UdpSocket;
 use std::io;
@@ -38,11 +39,7 @@ pub(crate) fn drain_error_queue(
                     libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
                 )
             };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            cvt_len(n)
         });
         let len = match received {
             Ok(n) => n,

@@ -1,6 +1,7 @@
 //! Receiving in batches (`recvmmsg`, with each slot's kernel metadata), and an echo's replies
 //! sent back from the very slots they arrived in.
 
+use super::cvt_len;
 use super::send::{
     refuses_gso, send_messages, send_one, write_reply_control, ReplyControl, GSO_MAX_BYTES,
     GSO_MAX_SEGMENTS, REPLY_CONTROL_WORDS,
@@ -242,11 +243,7 @@ impl MmsgBatch {
                     std::ptr::null_mut(),
                 )
             };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            cvt_len(n as isize)
         });
         match result {
             Ok(n) => {

@@ -22,6 +22,11 @@ pub(crate) use timer::{clock_quality, set_timer_slack, wall_clock, PreciseTimer}
 use std::io;
 
 /// A libc return value as a result: negative means `errno` says what failed.
+/// A length-returning call's result (`recvmsg`, `sendmmsg`, ...): the count, or the errno.
+fn cvt_len(ret: isize) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())

@@ -1,6 +1,7 @@
 //! Sending: `sendmmsg` runs with UDP GSO (`UDP_SEGMENT`), and a lone datagram with `sendto`;
 //! replies from a chosen source address (`IP_PKTINFO`, `IPV6_PKTINFO`) and with a chosen TOS.
 
+use super::cvt_len;
 use crate::sys::Destination;
 use mio::net::UdpSocket;
 use std::io;
@@ -168,11 +169,7 @@ pub(super) fn send_messages(
                 libc::MSG_DONTWAIT,
             )
         };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        cvt_len(n as isize)
     })
 }
 
@@ -201,11 +198,7 @@ pub(super) fn send_one(
                 namelen,
             )
         };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        cvt_len(n).map(drop)
     })
 }
 
@@ -233,11 +226,7 @@ fn send_one_from(
         // Safety: the header points at the datagram, the address and the control buffer, all
         // alive for the call; the kernel only reads them.
         let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &header, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        cvt_len(n).map(drop)
     })
 }
 
