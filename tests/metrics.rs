@@ -307,17 +307,6 @@ fn value_in(exposition: &str, metric: &str) -> Option<f64> {
 
 #[test]
 fn stamp_runs_export_their_loss_by_direction_as_the_summary_splits_it() {
-    let reflector = json_echo("127.0.0.1:0", &["--wire", "stamp", "--stateful"]);
-    let mut cmd = sonde();
-    cmd.args([
-        "impair",
-        "--listen",
-        "127.0.0.1:0",
-        "--forward",
-        &reflector.addr,
-    ])
-    .args(["--loss", "10%", "--direction", "up", "--seed", "5"]);
-    let relay = spawn_listening(cmd);
     let metrics = format!("127.0.0.1:{}", free_port());
     // A scraper every 200 ms, keeping the last exposition it got (sonde waits for its next
     // scrape to serve the final values).
@@ -341,20 +330,21 @@ fn stamp_runs_export_their_loss_by_direction_as_the_summary_splits_it() {
             last
         })
     };
-    let s = run_json(&[
-        "ping",
-        &relay.addr,
-        "--wire",
-        "stamp",
-        "-c",
-        "2000",
-        "-r",
-        "1000",
-        "-t",
-        "300ms",
-        "--metrics",
-        &metrics,
-    ]);
+    // 10% lost on the way up, through a counting reflector.
+    let s = stamp::through_impair(
+        &["--stateful"],
+        &["--loss", "10%", "--direction", "up"],
+        &[
+            "-c",
+            "2000",
+            "-r",
+            "1000",
+            "-t",
+            "300ms",
+            "--metrics",
+            &metrics,
+        ],
+    );
     let exposition = scraper.join().unwrap();
     let forward = u(&s["forward"], "lost");
     assert!(forward > 100, "10% up: {s}");

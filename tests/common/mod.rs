@@ -324,9 +324,7 @@ impl NetnsPair {
 
     /// sonde run inside namespace `ns`.
     pub fn exec(&self, ns: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sonde")]);
-        cmd
+        sonde_in(ns)
     }
 }
 
@@ -335,6 +333,13 @@ impl Drop for NetnsPair {
         ip(&["netns", "del", &self.a]);
         ip(&["netns", "del", &self.b]);
     }
+}
+
+/// sonde run inside network namespace `ns`.
+pub fn sonde_in(ns: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sonde")]);
+    cmd
 }
 
 /// `ip ARGS`, quietly: whether it succeeded.
@@ -420,9 +425,7 @@ impl RoutedPath {
 
     /// sonde run inside namespace `ns`.
     pub fn exec(&self, ns: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_sonde")]);
-        cmd
+        sonde_in(ns)
     }
 
     /// A wildcard `sonde echo` in `b` on port 9999 (both families), limits off, answering `a`

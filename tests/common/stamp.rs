@@ -1,52 +1,26 @@
 //! STAMP helpers: sonde's reflector, stamp-suite on either side, key files.
 
 use super::*;
-use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// `sonde echo --wire stamp` with `extra` flags, JSON counters at the end; returns it and its
 /// address (read from the banner, which goes to stderr with --json).
-pub fn sonde_reflector(extra: &[&str]) -> (KillOnDrop, String) {
+pub fn sonde_reflector(extra: &[&str]) -> (Server, String) {
     sonde_reflector_on("127.0.0.1:0", extra)
 }
 
 /// The same, bound to `bind`.
-pub fn sonde_reflector_on(bind: &str, extra: &[&str]) -> (KillOnDrop, String) {
-    let mut child = sonde()
-        .args(["echo", "--wire", "stamp", "--bind", bind, "--json"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .split([' ', ';'])
-        .next()
-        .unwrap()
-        .to_string();
-    (KillOnDrop(child), addr)
+pub fn sonde_reflector_on(bind: &str, extra: &[&str]) -> (Server, String) {
+    let reflector = json_echo(bind, &[&["--wire", "stamp"][..], extra].concat());
+    let addr = reflector.addr.clone();
+    (reflector, addr)
 }
 
 /// Stops a reflector as Ctrl-C would and returns its JSON counters.
-pub fn counters(mut reflector: KillOnDrop) -> serde_json::Value {
-    signal(&reflector.0, "INT");
-    let mut out = String::new();
-    reflector
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+pub fn counters(mut reflector: Server) -> serde_json::Value {
+    stop_json(&mut reflector, "INT")
 }
 
 /// A key file both tools read as the same raw bytes (not hex text, which stamp-suite would
