@@ -602,3 +602,28 @@ fn bad_tlv_flags_name_the_flag_and_exit_2() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_dual_stack_reflector_reports_the_class_of_service_of_ipv4_peers_too() {
+    // An IPv6 wildcard socket: IPv4 peers' datagrams come v4-mapped, with IPv4's TOS.
+    let (_reflector, addr) = sonde_reflector_on("[::]:0", &[]);
+    let port = addr.rsplit(':').next().unwrap();
+    let target = format!("127.0.0.1:{port}");
+    first_class_of_service(&target, &[]);
+    let s = run_json(&[
+        "ping",
+        &target,
+        "--wire",
+        "stamp",
+        "--stamp-tlv",
+        "cos",
+        "--dscp",
+        "ef",
+        "-c",
+        "20",
+        "-r",
+        "200",
+    ]);
+    let cos = &s["stamp_tlvs"]["class_of_service"];
+    assert_eq!(u(&cos["dscp_at_reflector"], "46"), 20, "{s}");
+}

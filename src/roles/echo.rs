@@ -337,10 +337,6 @@ fn set_up_tos(
     if let Some(DscpReply::Fixed(dscp)) = cfg.dscp_reply {
         crate::sys::set_tos(socket, ipv6, dscp << 2)
             .map_err(|e| Error::io("set the answers' DSCP (--dscp-reply) on", local, e))?;
-        // An IPv6 socket answers IPv4 peers (v4-mapped) with IPv4's option.
-        if ipv6 {
-            let _ = crate::sys::set_tos(socket, false, dscp << 2);
-        }
     }
     let keep = cfg.dscp_reply == Some(DscpReply::Keep);
     if !(cfg.report_tos || keep) {
@@ -350,9 +346,6 @@ fn set_up_tos(
         let refused = io::Error::new(io::ErrorKind::Unsupported, "not on this platform");
         let what = "read the TOS of datagrams (--report-tos, --dscp-reply keep) on";
         return Err(Error::io(what, local, refused));
-    }
-    if ipv6 {
-        let _ = crate::sys::enable_recv_tos(socket, false);
     }
     batch.set_reply_with_request_dscp(keep);
     Ok(Some(Box::default()))

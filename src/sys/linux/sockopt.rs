@@ -120,8 +120,12 @@ pub(crate) fn enable_recv_ttl(socket: &UdpSocket, ipv6: bool) -> bool {
 }
 
 /// Asks the kernel to say with each datagram the TOS byte (IPv4) or traffic class (IPv6) it
-/// arrived with: its DSCP and ECN. Says whether it accepted.
+/// arrived with: its DSCP and ECN. An IPv6 socket is asked for both, since datagrams of IPv4
+/// peers (v4-mapped) come with IPv4's. Says whether it accepted (its own family's).
 pub(crate) fn enable_recv_tos(socket: &UdpSocket, ipv6: bool) -> bool {
+    if ipv6 {
+        let _ = set_int_option(socket, libc::IPPROTO_IP, libc::IP_RECVTOS, 1);
+    }
     let (level, name) = per_family(ipv6, libc::IP_RECVTOS, libc::IPV6_RECVTCLASS);
     set_int_option(socket, level, name, 1).is_ok()
 }
@@ -161,8 +165,17 @@ pub(crate) fn bind_to_device(socket: &UdpSocket, interface: &str) -> io::Result<
 }
 
 /// Sends every datagram of this socket with `tos` as its TOS byte (IPv4) or traffic class
-/// (IPv6): DSCP in the top six bits, ECN in the low two.
+/// (IPv6): DSCP in the top six bits, ECN in the low two. An IPv6 socket gets both, since its
+/// datagrams to IPv4 peers (v4-mapped) go with IPv4's.
 pub(crate) fn set_tos(socket: &UdpSocket, ipv6: bool, tos: u8) -> io::Result<()> {
+    if ipv6 {
+        let _ = set_int_option(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_TOS,
+            libc::c_int::from(tos),
+        );
+    }
     let (level, name) = per_family(ipv6, libc::IP_TOS, libc::IPV6_TCLASS);
     set_int_option(socket, level, name, libc::c_int::from(tos))
 }
