@@ -35,8 +35,7 @@ pub struct Search {
     largest: usize,
     /// The largest size that came back.
     good: Option<usize>,
-    /// The largest size that fits the MTU the kernel last reported.
-    hint: Option<usize>,
+    /// The MTU the kernel last reported.
     kernel_mtu: Option<u32>,
     steps: Vec<Step>,
 }
@@ -65,7 +64,6 @@ impl Search {
             smallest,
             largest,
             good: None,
-            hint: None,
             kernel_mtu: None,
             steps: Vec::new(),
         }
@@ -80,8 +78,14 @@ impl Search {
             .iter()
             .filter(|s| s.outcome != Outcome::Back && self.good.is_none_or(|g| s.size_bytes > g))
             .map(|s| s.size_bytes);
-        let refused = self.hint.map(|h| h + 1);
+        let refused = self.hint().map(|h| h + 1);
         failed.chain(refused).min().unwrap_or(self.largest + 1)
+    }
+
+    /// The largest size that fits the MTU the kernel last reported.
+    fn hint(&self) -> Option<usize> {
+        self.kernel_mtu
+            .map(|mtu| (mtu as usize).saturating_sub(self.headers))
     }
 
     fn tried(&self, size: usize) -> bool {
@@ -96,7 +100,7 @@ impl Search {
         }
         let bad = self.bad();
         let open = |size: usize| self.good.is_none_or(|g| size > g) && size < bad;
-        if let Some(hint) = self.hint.filter(|&h| open(h) && !self.tried(h)) {
+        if let Some(hint) = self.hint().filter(|&h| open(h) && !self.tried(h)) {
             return Some(hint);
         }
         match self.good {
@@ -112,10 +116,7 @@ impl Search {
     pub fn record(&mut self, size: usize, outcome: Outcome) {
         match outcome {
             Outcome::Back => self.good = Some(self.good.map_or(size, |g| g.max(size))),
-            Outcome::TooBig { mtu: Some(mtu) } => {
-                self.kernel_mtu = Some(mtu);
-                self.hint = Some((mtu as usize).saturating_sub(self.headers));
-            }
+            Outcome::TooBig { mtu: Some(mtu) } => self.kernel_mtu = Some(mtu),
             Outcome::TooBig { mtu: None } | Outcome::Lost => {}
         }
         self.steps.push(Step {

@@ -188,13 +188,14 @@ impl TooBig {
         }
     }
 
-    /// Adds another flow's count; the smaller MTU is the path's.
+    /// Adds another flow's count; the smaller MTU reported is the path's.
     pub(crate) fn merge(&mut self, other: &TooBig) {
         self.not_sent += other.not_sent;
         self.icmp += other.icmp;
-        if other.path_mtu_bytes < self.path_mtu_bytes || self.path_mtu_bytes.is_none() {
-            self.path_mtu_bytes = other.path_mtu_bytes.or(self.path_mtu_bytes);
-            self.largest_size_bytes = other.largest_size_bytes.or(self.largest_size_bytes);
+        let smaller = |theirs: u32| self.path_mtu_bytes.is_none_or(|ours| theirs < ours);
+        if other.path_mtu_bytes.is_some_and(smaller) {
+            self.path_mtu_bytes = other.path_mtu_bytes;
+            self.largest_size_bytes = other.largest_size_bytes;
         }
     }
 }
