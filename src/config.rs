@@ -62,6 +62,10 @@ pub enum Pace {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingConfig {
     pub target: SocketAddr,
+    /// More targets probed alongside `target` from the same socket and loop (`sonde ping A B C`):
+    /// each with its own sequence numbers, timeouts and figures, at `pace` each, their schedules
+    /// spread evenly over the period.
+    pub also: Vec<SocketAddr>,
     /// Local address to send from; by default the unspecified address of the target's family.
     pub bind: Option<SocketAddr>,
     /// Datagram size in bytes, header included.
@@ -125,6 +129,7 @@ impl PingConfig {
     pub fn new(target: SocketAddr) -> Self {
         Self {
             target,
+            also: Vec::new(),
             bind: None,
             size: 64,
             count: None,
@@ -157,6 +162,11 @@ impl PingConfig {
             }
             (None, Pace::Window) => 1,
         }
+    }
+
+    /// Every target: `target`, then `also`.
+    pub fn targets(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.target).chain(self.also.iter().copied())
     }
 
     /// Bytes before the padding: the probe header, and the authentication tag with a key.
@@ -212,9 +222,7 @@ impl PingConfig {
                 ),
             ));
         }
-        if self.target.port() == 0 {
-            return Err(Error::config("TARGET", "port 0 cannot be pinged"));
-        }
+        self.validate_targets()?;
         if let Some(bind) = self.bind {
             if bind.is_ipv4() != self.target.is_ipv4() {
                 return Err(Error::config(
@@ -225,6 +233,12 @@ impl PingConfig {
                     ),
                 ));
             }
+        }
+        if self.connect && !self.also.is_empty() {
+            return Err(Error::config(
+                "--connect",
+                "a connected socket has one peer: it cannot probe several targets",
+            ));
         }
         if self.count == Some(0) {
             return Err(Error::config("--count", "must be at least 1"));
@@ -252,6 +266,33 @@ impl PingConfig {
                     "--inflight",
                     format!("{n} is outside 1..={MAX_INFLIGHT}"),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every target has a port, the first target's address family, and is there once.
+    fn validate_targets(&self) -> Result<(), Error> {
+        let mut seen = std::collections::HashSet::new();
+        for target in self.targets() {
+            if target.port() == 0 {
+                return Err(Error::config(
+                    "TARGET",
+                    format!("{target}: port 0 cannot be pinged"),
+                ));
+            }
+            if target.is_ipv4() != self.target.is_ipv4() {
+                return Err(Error::config(
+                    "TARGET",
+                    format!(
+                        "{target} and {} are of different address families: one run probes one \
+                         family (run one sonde for each)",
+                        self.target
+                    ),
+                ));
+            }
+            if !seen.insert(target) {
+                return Err(Error::config("TARGET", format!("{target} is given twice")));
             }
         }
         Ok(())

@@ -248,16 +248,23 @@ pub(crate) struct SocketArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PingArgs {
-    /// Echo server to measure, HOST:PORT (e.g. 127.0.0.1:9999, [::1]:9999, localhost:9999);
-    /// with --wire stamp the port may be left out (862)
-    #[arg(value_name = "HOST:PORT", value_parser = parse_target)]
-    pub(crate) target: Target,
+    /// Echo servers to measure, HOST:PORT (e.g. 127.0.0.1:9999, [::1]:9999, localhost:9999);
+    /// with --wire stamp the port may be left out (862). Several targets share one socket and
+    /// loop, each with its own sequence numbers, figures and line in the summary
+    #[arg(value_name = "HOST:PORT", value_parser = parse_target,
+          required_unless_present = "targets_file")]
+    pub(crate) targets: Vec<Target>,
+    /// Read more targets from FILE: one HOST:PORT a line, then optional labels (name=web1
+    /// site=ams); # starts a comment
+    #[arg(long = "targets", value_name = "FILE")]
+    pub(crate) targets_file: Option<String>,
     /// Local address to send from
     #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) bind: Option<SocketAddr>,
     /// Find the path MTU: the largest --size that comes back with don't-fragment set (the
     /// kernel's MTU first, then a bisection, --pmtu-probes a size; each size waits --timeout)
-    #[arg(long, conflicts_with_all = ["count", "duration", "size", "rate", "inflight", "flows"])]
+    #[arg(long, conflicts_with_all = ["count", "duration", "size", "rate", "inflight", "flows",
+                                      "targets_file"])]
     pub(crate) pmtu: bool,
     /// With --pmtu: probes sent at each size (one reply is enough)
     #[arg(long, value_name = "N", requires = "pmtu", default_value_t = 3,

@@ -9,6 +9,7 @@ mod impair;
 mod parse;
 mod ping;
 mod probe;
+mod targets;
 
 use crate::engine::Engine;
 use crate::error::{Error, EXIT_USAGE};

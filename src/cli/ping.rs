@@ -4,6 +4,7 @@
 
 use super::args::{Format, LoopbackArgs, PingArgs, ProbeArgs, WireArg};
 use super::loop_for_thread;
+use super::targets::{self, Entry};
 use crate::config::{Pace, PingConfig};
 use crate::engine::threads;
 use crate::error::{Error, FileOp};
@@ -16,6 +17,7 @@ use crate::output::threshold::EXIT_CROSSED;
 use crate::output::{out, plot, report};
 use crate::roles::{Echo, Pinger};
 use crate::wire::stamp::PORT as STAMP_PORT;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -27,35 +29,80 @@ struct Flow {
     echo: Option<Echo>,
 }
 
-/// `sonde ping`: `--flows` independent pingers toward one target.
+/// `sonde ping`: the targets on one pinger, or spread over `--flows` pingers (one target on
+/// `--flows` independent pingers).
 pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
-    let mut target = args.target.addr;
-    if !args.target.port {
-        if args.probe.socket.wire != WireArg::Stamp {
-            return Err(Error::config(
-                "HOST:PORT",
-                format!(
-                    "{target}: a port is needed (only --wire stamp has a default, {STAMP_PORT})"
-                ),
-            ));
-        }
-        target.set_port(STAMP_PORT);
-    }
-    let mut cfg = args.probe.keyed_config(target, false, args.probe.key()?)?;
+    let entries = target_entries(&args)?;
+    let addrs: Vec<SocketAddr> = entries.iter().map(|e| e.target.addr).collect();
+    let mut cfg = args
+        .probe
+        .keyed_config(addrs[0], false, args.probe.key()?)?;
     cfg.bind = args.bind;
     cfg.validate()?;
     if args.pmtu {
+        if addrs.len() > 1 {
+            return Err(Error::config(
+                "--pmtu",
+                "finds the path MTU of one target at a time",
+            ));
+        }
         return path_mtu(&args, cfg);
     }
-    let flows = (0..args.probe.flows.unwrap_or(1))
-        .map(|_| {
+    let flows = spread(&cfg, &addrs, args.probe.flows.map_or(1, usize::from))?
+        .into_iter()
+        .map(|cfg| {
             Ok(Flow {
-                pinger: Pinger::new(cfg.clone())?,
+                pinger: Pinger::new(cfg)?,
                 echo: None,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    measure(&args.probe, flows)
+    measure(&args.probe, flows, &entries)
+}
+
+/// The targets of the command line, then of `--targets FILE`, each with a port.
+fn target_entries(args: &PingArgs) -> Result<Vec<Entry>, Error> {
+    let mut entries: Vec<Entry> = args.targets.iter().cloned().map(Entry::plain).collect();
+    if let Some(path) = &args.targets_file {
+        entries.extend(targets::read(path)?);
+    }
+    if entries.is_empty() {
+        return Err(Error::config("--targets", "the file lists no target"));
+    }
+    for entry in &mut entries {
+        if !entry.target.port {
+            if args.probe.socket.wire != WireArg::Stamp {
+                return Err(Error::config(
+                    "HOST:PORT",
+                    format!(
+                        "{}: a port is needed (only --wire stamp has a default, {STAMP_PORT})",
+                        entry.target.addr.ip()
+                    ),
+                ));
+            }
+            entry.target.addr.set_port(STAMP_PORT);
+        }
+    }
+    Ok(entries)
+}
+
+/// The pingers' configurations: one target on `flows` pingers, or several targets dealt
+/// round-robin over up to `flows` pingers (each pinned to its own core).
+fn spread(cfg: &PingConfig, addrs: &[SocketAddr], flows: usize) -> Result<Vec<PingConfig>, Error> {
+    if addrs.len() == 1 {
+        return Ok(vec![cfg.clone(); flows]);
+    }
+    let n = flows.min(addrs.len());
+    (0..n)
+        .map(|i| {
+            let mut mine = addrs.iter().skip(i).step_by(n).copied();
+            let mut flow = cfg.clone();
+            flow.target = mine.next().expect("a target per flow");
+            flow.also = mine.collect();
+            flow.validate()?;
+            Ok(flow)
+        })
+        .collect()
 }
 
 /// `sonde ping --pmtu`: the sizes tried as they are known, then the path MTU.
@@ -111,7 +158,7 @@ pub(super) fn loopback(args: LoopbackArgs) -> Result<i32, Error> {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    measure(&args.probe, flows)
+    measure(&args.probe, flows, &[])
 }
 
 /// What a run prints and writes, decided once from the arguments.
@@ -119,6 +166,10 @@ struct Plan {
     format: Format,
     cfg: PingConfig,
     flows: usize,
+    /// Targets over every flow (a flow may have several).
+    targets: usize,
+    /// Names and labels of targets from a file, by address.
+    entries: HashMap<SocketAddr, Entry>,
     loopback: bool,
     per_probe: bool,
     /// A progress bar on the terminal.
@@ -126,12 +177,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &ProbeArgs, flows: &[Flow]) -> Self {
+    fn new(args: &ProbeArgs, flows: &[Flow], entries: &[Entry]) -> Self {
         let cfg = flows[0].pinger.config().clone();
+        let targets = flows.iter().map(|f| f.pinger.targets().count()).sum();
         let per_probe = args.per_probe_lines(&cfg) && (flows.len() == 1 || args.verbose);
         Self {
             format: args.format(),
             flows: flows.len(),
+            targets,
+            entries: entries.iter().map(|e| (e.target.addr, e.clone())).collect(),
             loopback: flows[0].echo.is_some(),
             per_probe,
             progress: !args.quiet
@@ -139,6 +193,14 @@ impl Plan {
                 && !per_probe
                 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             cfg,
+        }
+    }
+
+    /// What target `addr` is called: its name and address, or its address.
+    fn display(&self, addr: SocketAddr) -> String {
+        match self.entries.get(&addr) {
+            Some(entry) => entry.display(addr),
+            None => addr.to_string(),
         }
     }
 }
@@ -152,14 +214,14 @@ struct Files {
 }
 
 /// The run: outputs opened, flows started and followed, then finished.
-fn measure(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
-    let plan = Plan::new(args, &flows);
-    let files = open_files(args, plan.flows)?;
+fn measure(args: &ProbeArgs, mut flows: Vec<Flow>, entries: &[Entry]) -> Result<i32, Error> {
+    let plan = Plan::new(args, &flows, entries);
+    let files = open_files(args, &plan)?;
     observe(&mut flows, &plan, &files, args.plot.is_some());
     let (tx, rx) = mpsc::channel();
     let exposition = args
         .metrics
-        .map(|addr| start_metrics(addr, args, &plan))
+        .map(|addr| start_metrics(addr, args, &plan, &flows))
         .transpose()?;
     let progress = report_intervals(&mut flows, &plan, args, &tx);
     let outputs = Outputs {
@@ -188,11 +250,19 @@ fn measure(args: &ProbeArgs, mut flows: Vec<Flow>) -> Result<i32, Error> {
 }
 
 /// `--metrics`: the endpoint up, the run's series at zero.
-fn start_metrics(addr: SocketAddr, args: &ProbeArgs, plan: &Plan) -> Result<Exposition, Error> {
+fn start_metrics(
+    addr: SocketAddr,
+    args: &ProbeArgs,
+    plan: &Plan,
+    flows: &[Flow],
+) -> Result<Exposition, Error> {
     let buckets = args.metrics_buckets.clone().map(|b| b.0);
     let (exposition, line) =
         metrics::start(addr, buckets.unwrap_or_else(metrics::default_buckets))?;
-    exposition.add_target(&plan.cfg.target.to_string());
+    for target in flows.iter().flat_map(|f| f.pinger.targets()) {
+        let labels = plan.entries.get(&target).map(Entry::metric_labels);
+        exposition.add_target(&target.to_string(), &labels.unwrap_or_default());
+    }
     if !args.quiet {
         eprint!("{line}");
     }
@@ -201,7 +271,7 @@ fn start_metrics(addr: SocketAddr, args: &ProbeArgs, plan: &Plan) -> Result<Expo
 
 /// Every file is opened before any traffic: a bad path fails fast, with nothing lost. (The
 /// summary's files are written at the end; creating them now proves they can be.)
-fn open_files(args: &ProbeArgs, flows: usize) -> Result<Files, Error> {
+fn open_files(args: &ProbeArgs, plan: &Plan) -> Result<Files, Error> {
     let at_end = [
         ("--export-json", &args.export_json[..]),
         ("--export-hgrm", &args.export_hgrm[..]),
@@ -220,6 +290,7 @@ fn open_files(args: &ProbeArgs, flows: usize) -> Result<Files, Error> {
             Ok(csv::SharedCsv::new(
                 export::create("--export-csv", path)?,
                 stamp,
+                plan.targets > 1,
             ))
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -233,7 +304,7 @@ fn open_files(args: &ProbeArgs, flows: usize) -> Result<Files, Error> {
     Ok(Files {
         csvs,
         hlog,
-        lost_marks: (0..flows).map(|_| Arc::default()).collect(),
+        lost_marks: (0..plan.flows).map(|_| Arc::default()).collect(),
     })
 }
 
@@ -251,16 +322,30 @@ fn observe(flows: &mut [Flow], plan: &Plan, files: &Files, plot: bool) {
         } else {
             String::new()
         };
+        let addrs: Vec<SocketAddr> = flow.pinger.targets().collect();
+        // Each line of several targets starts with the target's name.
+        let names: Vec<String> = match plan.targets {
+            1 => Vec::new(),
+            _ => addrs
+                .iter()
+                .map(|&a| format!("{}: ", plan.display(a)))
+                .collect(),
+        };
+        let columns: Vec<String> = match plan.targets {
+            1 => Vec::new(),
+            _ => addrs.iter().map(ToString::to_string).collect(),
+        };
         let mut rows: Vec<_> = files
             .csvs
             .iter()
-            .map(|c| csv::ProbeRows::new(i, c.clone()))
+            .map(|c| csv::ProbeRows::new(i, columns.clone(), c.clone()))
             .collect();
-        flow.pinger.observe(move |event| {
+        flow.pinger.observe(move |target, event| {
             if per_probe {
-                out(&format!("{prefix}{}\n", report::probe_line(event)));
+                let name = target.and_then(|t| names.get(t)).map_or("", String::as_str);
+                out(&format!("{prefix}{name}{}\n", report::probe_line(event)));
             }
-            rows.iter_mut().for_each(|r| r.record(event));
+            rows.iter_mut().for_each(|r| r.record(target, event));
             if let (true, ProbeEvent::Lost { sent_ns, .. }) = (plot, event) {
                 let mut marks = marks.lock().unwrap_or_else(|p| p.into_inner());
                 if marks.len() < plot::MAX_LOSS_MARKS / n {
@@ -296,7 +381,7 @@ fn report_intervals(
         }
     }
     let length = match (plan.cfg.count, plan.cfg.duration) {
-        (Some(count), _) => Length::Probes(count * plan.flows as u64, counters),
+        (Some(count), _) => Length::Probes(count * plan.targets as u64, counters),
         (None, Some(d)) => Length::Time(d),
         (None, None) => return None,
     };
@@ -368,12 +453,25 @@ struct Finished {
 /// status.
 fn finish(args: &ProbeArgs, plan: &Plan, run: Finished) -> Result<i32, Error> {
     let pingers: Vec<&Pinger> = run.flows.iter().map(|f| &f.pinger).collect();
-    let summary = combine_pings(
+    let distributions: Vec<_> = pingers.iter().map(|p| p.distributions()).collect();
+    let mut summary = combine_pings(
         pingers
             .iter()
-            .map(|p| (p.summary(), p.distributions()))
+            .zip(&distributions)
+            .map(|(p, d)| (p.summary(), d.as_ref()))
             .collect(),
     );
+    for target in &mut summary.targets {
+        if let Some(entry) = target
+            .target
+            .parse()
+            .ok()
+            .and_then(|a| plan.entries.get(&a))
+        {
+            target.name = entry.name.clone();
+            target.labels = entry.labels.clone();
+        }
+    }
     if summary.counters.sent + summary.counters.not_sent == 0 {
         return run.fault.map_or(Ok(0), Err);
     }
@@ -383,7 +481,7 @@ fn finish(args: &ProbeArgs, plan: &Plan, run: Finished) -> Result<i32, Error> {
         &args.export_json,
         &(report::json(&summary) + "\n"),
     )?;
-    let rtt = merge_latencies(pingers.iter().map(|p| &p.distributions().rtt));
+    let rtt = merge_latencies(distributions.iter().map(|d| &d.rtt));
     if !args.export_hgrm.is_empty() {
         export::write_all(
             "--export-hgrm",
@@ -399,7 +497,7 @@ fn finish(args: &ProbeArgs, plan: &Plan, run: Finished) -> Result<i32, Error> {
         return Err(fault);
     }
     run.followed?;
-    let crossed = args.thresholds().crossed(&summary);
+    let crossed = args.thresholds().crossed_by_target(&summary);
     for line in &crossed {
         eprintln!("sonde: threshold crossed: {line}");
     }
@@ -473,9 +571,15 @@ fn header(flows: &[Flow], plan: &Plan) -> String {
         2 => (" and 1 more flow".to_string(), " per flow"),
         n => (format!(" and {} more flows", n - 1), " per flow"),
     };
+    let (what, each) = match plan.targets {
+        1 => (cfg.target.to_string(), each),
+        n => (
+            format!("{n} targets ({}, ...)", plan.display(cfg.target)),
+            " per target",
+        ),
+    };
     format!(
-        "SONDE {}{} from {}{more}: {}-byte probes, {pace}{each}, timeout {}{end}, session {:016x}\n",
-        cfg.target,
+        "SONDE {what}{} from {}{more}: {}-byte probes, {pace}{each}, timeout {}{end}, session {:016x}\n",
         if plan.loopback {
             " (in-process echo)"
         } else {

@@ -79,6 +79,7 @@ impl ProbeArgs {
         };
         PingConfig {
             target,
+            also: Vec::new(),
             bind: None,
             size: self.size.unwrap_or(DEFAULT_SIZE),
             count: self.count,

@@ -1,10 +1,10 @@
-//! Every merge of results in one place: flows of a pinger into one summary, echo sockets of one
-//! address into one, distributions into one. Percentiles of a total always come from merged
+//! Every merge of results in one place: flows of a pinger into one summary, a pinger's targets
+//! into one, echo sockets of one address into one, distributions into one. Percentiles of a total always come from merged
 //! histograms, never from averaged percentiles.
 
 use super::stamp::{OneWay, StampTlvSummary};
 use super::stats::{Latency, PingDistributions};
-use super::summary::{Counters, EchoSummary, LagSummary, PingSummary, ReplyHeaders};
+use super::summary::{Counters, EchoSummary, LagSummary, Outage, PingSummary, ReplyHeaders};
 
 /// Adds up the counters of several echo sockets serving one address (`--threads`). Peers are
 /// summed: `SO_REUSEPORT` keeps each peer on one socket.
@@ -61,6 +61,55 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
     if flows.len() <= 1 {
         return flows.pop().expect("at least one flow");
     }
+    let mut total = total_of(&flows, &distributions);
+    total.local = format!("{} flows", flows.len());
+    total.session = flows
+        .iter()
+        .map(|f| f.session.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    // Flows with targets of their own: every target of every flow.
+    total.targets = flows.iter_mut().flat_map(|f| f.targets.drain(..)).collect();
+    if !total.targets.is_empty() {
+        total.target = targets_label(total.targets.len());
+    }
+    total.flows = flows;
+    total
+}
+
+/// The summary of a pinger's several targets (each one's in `targets`): counted and merged as
+/// [`combine_pings`] does flows.
+///
+/// # Panics
+/// If `targets` is empty.
+pub fn combine_targets(targets: Vec<(PingSummary, &PingDistributions)>) -> PingSummary {
+    let (targets, distributions): (Vec<PingSummary>, Vec<&PingDistributions>) =
+        targets.into_iter().unzip();
+    let mut total = total_of(&targets, &distributions);
+    // Each outage says whose it was.
+    total.outages = targets
+        .iter()
+        .flat_map(|t| {
+            t.outages.iter().map(|o| Outage {
+                target: Some(t.target.clone()),
+                ..o.clone()
+            })
+        })
+        .collect();
+    total
+        .outages
+        .sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    total.target = targets_label(targets.len());
+    total.targets = targets;
+    total
+}
+
+fn targets_label(n: usize) -> String {
+    format!("{n} targets")
+}
+
+/// The parts' total: counters added, histograms merged, bursts and outages combined.
+fn total_of(flows: &[PingSummary], distributions: &[&PingDistributions]) -> PingSummary {
     let mut all = PingDistributions::default();
     for d in distributions {
         all.merge(d);
@@ -82,7 +131,7 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
         total.duration_s = total.duration_s.max(f.duration_s);
         total.interrupted |= f.interrupted;
     }
-    for f in &flows {
+    for f in flows {
         total.counters.add(&f.counters);
         let b = &f.loss_bursts;
         total.loss_bursts.count += b.count;
@@ -106,12 +155,6 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
     total
         .outages
         .sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
-    total.local = format!("{} flows", flows.len());
-    total.session = flows
-        .iter()
-        .map(|f| f.session.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
     total.loss_pct = total.counters.loss_pct();
     total.rtt = all.rtt.summary();
     // Jitter is a per-stream quantity: the total reports the mean of the flows'.
@@ -156,6 +199,5 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
             StampTlvSummary::of(&one_way.tlvs, first.sent, tos)
         });
     }
-    total.flows = flows;
     total
 }

@@ -9,6 +9,7 @@ use super::stats::{Latency, LatencySummary};
 use super::summary::Counters;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// One period of one flow (or, once combined, of all flows).
 #[derive(Clone)]
@@ -28,6 +29,10 @@ pub struct IntervalReport {
     /// STAMP, where the reflector's count tells them apart: probes lost forward and backward
     /// since the run began (not in this period alone), as of its end.
     pub lost_split: Option<(u64, u64)>,
+    /// The target it is of, when the pinger has several.
+    pub target: Option<SocketAddr>,
+    /// A total of several targets: each one's own report.
+    pub by_target: Vec<IntervalReport>,
 }
 
 impl IntervalReport {
@@ -43,7 +48,37 @@ impl IntervalReport {
         }
     }
 
+    /// The total of several targets' reports of one period (each one's in `by_target`).
+    ///
+    /// # Panics
+    /// If `parts` is empty.
+    pub fn total_of(parts: Vec<IntervalReport>) -> IntervalReport {
+        let first = &parts[0];
+        let mut total = IntervalReport {
+            index: first.index,
+            start_ns: first.start_ns,
+            end_ns: first.end_ns,
+            counters: Counters::default(),
+            rtt: Latency::new(),
+            one_way: None,
+            lost_split: Some((0, 0)),
+            target: None,
+            by_target: Vec::new(),
+        };
+        for part in &parts {
+            total.add_figures(part);
+        }
+        total.by_target = parts;
+        total
+    }
+
+    /// Adds another flow's report of the same period (and its targets').
     fn add(&mut self, other: &IntervalReport) {
+        self.add_figures(other);
+        self.by_target.extend(other.by_target.iter().cloned());
+    }
+
+    fn add_figures(&mut self, other: &IntervalReport) {
         self.start_ns = self.start_ns.min(other.start_ns);
         self.end_ns = self.end_ns.max(other.end_ns);
         self.counters.add(&other.counters);
@@ -73,13 +108,19 @@ pub struct IntervalClock {
 }
 
 impl IntervalClock {
-    pub fn new(period_ns: u64) -> Self {
+    /// A clock of `period_ns` periods; `compact`: the periods' round trips in a
+    /// [`Latency::compact`] (one of many targets).
+    pub fn new(period_ns: u64, compact: bool) -> Self {
         Self {
             period_ns: period_ns.max(1),
             index: 0,
             at_start: Counters::default(),
             timeouts_at_start: 0,
-            rtt: Latency::new(),
+            rtt: if compact {
+                Latency::compact()
+            } else {
+                Latency::new()
+            },
             one_way: None,
         }
     }
@@ -111,6 +152,7 @@ impl IntervalClock {
     /// Closes the current period at `end_ns` (its boundary, or the end of the run), given the
     /// run's counters and timeouts fired so far.
     pub fn close(&mut self, end_ns: u64, now: &Counters, timeouts: u64) -> IntervalReport {
+        let fresh = self.rtt.empty_like();
         let mut counters = now.since(&self.at_start);
         counters.lost = timeouts - self.timeouts_at_start;
         let report = IntervalReport {
@@ -118,9 +160,11 @@ impl IntervalClock {
             start_ns: self.index * self.period_ns,
             end_ns,
             counters,
-            rtt: std::mem::take(&mut self.rtt),
+            rtt: std::mem::replace(&mut self.rtt, fresh),
             one_way: self.one_way.take(),
             lost_split: None,
+            target: None,
+            by_target: Vec::new(),
         };
         self.index += 1;
         self.at_start = now.clone();
@@ -236,12 +280,14 @@ mod tests {
             rtt,
             one_way: None,
             lost_split: None,
+            target: None,
+            by_target: Vec::new(),
         }
     }
 
     #[test]
     fn clock_reports_deltas_and_counts_timeouts_not_net_loss() {
-        let mut clock = IntervalClock::new(1_000);
+        let mut clock = IntervalClock::new(1_000, false);
         assert_eq!(clock.boundary_ns(), 1_000);
         let mut run = Counters {
             sent: 10,

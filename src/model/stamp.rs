@@ -119,6 +119,21 @@ pub struct OneWayDistributions {
 }
 
 impl OneWayDistributions {
+    /// Distributions for one of many targets (see [`Latency::compact`]).
+    pub fn compact() -> Self {
+        let direction = || Direction {
+            delay: Latency::compact(),
+            ipdv: Latency::compact(),
+            ..Direction::default()
+        };
+        Self {
+            forward: direction(),
+            backward: direction(),
+            dwell: Latency::compact(),
+            ..Self::default()
+        }
+    }
+
     /// Takes a first answer: records its delays, counts, reordering and TTL; returns its split
     /// (the dwell comes off the round trip).
     pub fn record(&mut self, s: &Sample) -> Split {

@@ -204,6 +204,12 @@ impl TooBig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PingSummary {
     pub target: String,
+    /// The target's `name=` in a targets file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The target's other labels in a targets file.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub local: String,
     /// Random id of this run, carried in every probe.
     pub session: String,
@@ -262,6 +268,10 @@ pub struct PingSummary {
     /// With `--flows N` (N > 1): each flow's own summary; the fields above are their total.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<PingSummary>,
+    /// With several targets: each target's own summary (`target` set); the fields above are
+    /// their total.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<PingSummary>,
 }
 
 /// Everything an echo server counted.
@@ -587,6 +597,9 @@ pub struct Outage {
     pub cause: &'static str,
     /// Still going when the run ended.
     pub ongoing: bool,
+    /// In the total of several targets: whose outage it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// What a run's losses looked like.

@@ -150,11 +150,16 @@ fn emit(report: &IntervalReport, outputs: &mut Outputs) -> Result<(), Error> {
         exposition.add_interval(target, report);
     }
     if let Some(log) = outputs.hlog.as_mut() {
-        log.write(
-            report.rtt.histogram(),
-            Duration::from_nanos(report.start_ns),
-            Duration::from_nanos(report.end_ns.saturating_sub(report.start_ns)),
-        )?;
+        let length = Duration::from_nanos(report.end_ns.saturating_sub(report.start_ns));
+        let start = Duration::from_nanos(report.start_ns);
+        if report.by_target.is_empty() {
+            log.write(None, report.rtt.histogram(), start, length)?;
+        }
+        // Several targets: one interval each, tagged with its address (together, the total).
+        for part in &report.by_target {
+            let tag = part.target.map(|t| t.to_string());
+            log.write(tag.as_deref(), part.rtt.histogram(), start, length)?;
+        }
     }
     Ok(())
 }

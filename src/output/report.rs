@@ -68,6 +68,38 @@ pub(super) fn quartet(l: &LatencySummary) -> String {
     )
 }
 
+/// One line per target (fping's `-q` summary, with percentiles): sent, received, loss and
+/// the round trip's min/p50/p99/max.
+fn targets_table(out: &mut String, targets: &[PingSummary]) {
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| match &t.name {
+            Some(name) => format!("{name} ({})", t.target),
+            None => t.target.clone(),
+        })
+        .collect();
+    let w = names.iter().map(String::len).max().unwrap_or(0).max(6);
+    let _ = writeln!(
+        out,
+        "{:<w$} {:>9} {:>9} {:>8}  {:>9} {:>9} {:>9} {:>9}  (ms)",
+        "target", "sent", "received", "loss", "min", "p50", "p99", "max"
+    );
+    for (name, t) in names.iter().zip(targets) {
+        let rtt = t
+            .rtt
+            .as_ref()
+            .map_or(["-".to_string(), "-".into(), "-".into(), "-".into()], |r| {
+                [ms(r.min_us), ms(r.p50_us), ms(r.p99_us), ms(r.max_us)]
+            });
+        let [min, p50, p99, max] = rtt;
+        let _ = writeln!(
+            out,
+            "{name:<w$} {:>9} {:>9} {:>7.3}%  {min:>9} {p50:>9} {p99:>9} {max:>9}",
+            t.counters.sent, t.counters.received, t.loss_pct
+        );
+    }
+}
+
 /// The closing statistics of a ping run, as text.
 pub(crate) fn ping_text(s: &PingSummary) -> String {
     let c = &s.counters;
@@ -82,6 +114,9 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
             "flow {i} {} -> {}: {} sent, {} received, {:.3}% loss, rtt p50 {p50} p99 {p99} ms",
             f.local, f.target, f.counters.sent, f.counters.received, f.loss_pct
         );
+    }
+    if !s.targets.is_empty() {
+        targets_table(&mut out, &s.targets);
     }
     let flows = if s.flows.is_empty() {
         String::new()
@@ -211,11 +246,12 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
         let _ = writeln!(out, "outages: none");
     } else {
         let _ = writeln!(out, "outages: {}", s.outages.len());
-        for (i, o) in s.outages.iter().enumerate() {
+        for (i, o) in s.outages.iter().enumerate().take(MAX_OUTAGE_LINES) {
             let _ = writeln!(
                 out,
-                "  {}. at {:.3} s for {:.3} s{}: {} lost, {} not sent ({})",
+                "  {}. {}at {:.3} s for {:.3} s{}: {} lost, {} not sent ({})",
                 i + 1,
+                o.target.as_ref().map_or(String::new(), |t| format!("{t} ")),
                 o.start_s,
                 o.duration_s,
                 if o.ongoing {
@@ -228,9 +264,16 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
                 o.cause
             );
         }
+        if s.outages.len() > MAX_OUTAGE_LINES {
+            let more = s.outages.len() - MAX_OUTAGE_LINES;
+            let _ = writeln!(out, "  ... and {more} more (all in --json)");
+        }
     }
     out
 }
+
+/// Outages listed in the text summary (a network of targets can have many).
+const MAX_OUTAGE_LINES: usize = 20;
 
 /// The IP headers the replies came back with.
 fn reply_headers_line(out: &mut String, h: &crate::model::ReplyHeaders) {
@@ -475,6 +518,8 @@ mod tests {
             ..Counters::default()
         };
         PingSummary {
+            name: None,
+            labels: Default::default(),
             target: "127.0.0.1:9999".into(),
             local: "0.0.0.0:40000".into(),
             session: "00000000000000ff".into(),
@@ -509,6 +554,7 @@ mod tests {
                 not_sent: 0,
                 cause: "silence",
                 ongoing: false,
+                target: None,
             }],
             socket: SocketSummary {
                 rcvbuf_bytes: 8 << 20,
@@ -528,6 +574,7 @@ mod tests {
             reply_headers: None,
             too_big: None,
             flows: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -546,6 +593,8 @@ mod tests {
             rtt: scripted_rtt(),
             one_way: None,
             lost_split: None,
+            target: None,
+            by_target: Vec::new(),
         })
     }
 

@@ -63,4 +63,24 @@ impl Thresholds {
         }
         out
     }
+
+    /// As [`Thresholds::crossed`], for each target of a run of several (each line starting
+    /// with the target's name), or for the run.
+    pub(crate) fn crossed_by_target(&self, s: &PingSummary) -> Vec<String> {
+        if s.targets.is_empty() {
+            return self.crossed(s);
+        }
+        s.targets
+            .iter()
+            .flat_map(|t| {
+                let name = match &t.name {
+                    Some(name) => format!("{name} ({})", t.target),
+                    None => t.target.clone(),
+                };
+                self.crossed(t)
+                    .into_iter()
+                    .map(move |line| format!("{name}: {line}"))
+            })
+            .collect()
+    }
 }

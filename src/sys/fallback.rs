@@ -115,6 +115,10 @@ impl Sender {
 
     pub(crate) fn set_gso(&mut self, _: bool) {}
 
+    pub(crate) fn set_target(&mut self, target: std::net::SocketAddr) {
+        self.target = target;
+    }
+
     /// A connected socket sends without an address (BSDs refuse one: `EISCONN`).
     pub(crate) fn set_connected(&mut self, on: bool) {
         self.connected = on;

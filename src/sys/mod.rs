@@ -97,6 +97,8 @@ pub(crate) struct IcmpError {
     /// With `EMSGSIZE`: the path MTU it reports, from a router's "fragmentation needed" /
     /// "packet too big" or from this host's own check of a don't-fragment datagram.
     pub mtu: Option<u32>,
+    /// Where the datagram was going (the kernel gives the original destination), when known.
+    pub to: Option<std::net::SocketAddr>,
 }
 
 impl IcmpError {
@@ -165,6 +167,12 @@ impl SendBatch {
     /// refuses it turns it off for good, see [`SendBatch::gso_refused`].
     pub(crate) fn set_gso(&mut self, on: bool) {
         self.sender.set_gso(on);
+    }
+
+    /// Sends the datagrams pushed from now on to `target` (the batch must be empty).
+    pub(crate) fn set_target(&mut self, target: std::net::SocketAddr) {
+        debug_assert_eq!(self.len, 0);
+        self.sender.set_target(target);
     }
 
     /// The socket is connected to the target: send without an address.

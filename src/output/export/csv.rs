@@ -1,6 +1,7 @@
 //! One CSV row per probe, streamed to disk as the run goes (never held in memory).
 //!
-//! Columns: `flow,seq,scheduled_ns,sent_ns,rtt_ns,status`. Times are ns since the flow's run
+//! Columns: `flow,seq,scheduled_ns,sent_ns,rtt_ns,status` (`flow,target,seq,…` when the run has
+//! several targets). Times are ns since the flow's run
 //! started; `rtt_ns` is empty unless a reply came. `status` is the probe's verdict —
 //! `received`, `reordered` (received, after a later probe), `lost`, `unreachable` (lost, with an
 //! ICMP error) or `not_sent` — one row per probe, so the probe rows number sent + not sent. A
@@ -30,8 +31,14 @@ pub struct SharedCsv {
 }
 
 impl SharedCsv {
-    pub fn new(mut out: Sink, stamp: bool) -> Arc<Self> {
+    /// A file whose rows carry the STAMP columns where `stamp`, and a target column where
+    /// `targets` (several targets).
+    pub fn new(mut out: Sink, stamp: bool, targets: bool) -> Arc<Self> {
         let header = if stamp { STAMP_HEADER } else { HEADER };
+        let header = match targets {
+            true => header.replacen("flow,", "flow,target,", 1),
+            false => header.to_string(),
+        };
         let error = out.write_all(header.as_bytes()).err();
         Arc::new(Self {
             out: Mutex::new((out, error)),
@@ -60,23 +67,31 @@ impl SharedCsv {
 
 /// One flow's writer: formats rows into a buffer and hands full chunks to the shared file.
 pub struct ProbeRows {
+    /// What starts each row: the flow, and the target where the file has the column.
     flow: usize,
+    targets: Vec<String>,
     buf: Vec<u8>,
     out: Arc<SharedCsv>,
 }
 
 impl ProbeRows {
-    pub fn new(flow: usize, out: Arc<SharedCsv>) -> Self {
+    /// Rows of flow `flow`, whose targets (by index) are `targets`: empty for a file without
+    /// the target column.
+    pub fn new(flow: usize, targets: Vec<String>, out: Arc<SharedCsv>) -> Self {
         Self {
             flow,
+            targets,
             buf: Vec::with_capacity(CHUNK + 128),
             out,
         }
     }
 
-    /// Writes the row for `event`, if it is about a probe.
-    pub fn record(&mut self, event: &ProbeEvent) {
-        let flow = self.flow;
+    /// Writes the row for `event` of target `target`, if it is about a probe.
+    pub fn record(&mut self, target: Option<usize>, event: &ProbeEvent) {
+        let flow = match target.and_then(|t| self.targets.get(t)) {
+            Some(addr) => format!("{},{addr}", self.flow),
+            None => self.flow.to_string(),
+        };
         let _ = match event {
             ProbeEvent::Reply {
                 seq,
@@ -153,6 +168,8 @@ impl Drop for ProbeRows {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub flow: usize,
+    /// In a run of several targets: the target's address.
+    pub target: Option<String>,
     pub seq: u64,
     pub scheduled_ns: u64,
     pub sent_ns: u64,
@@ -166,7 +183,17 @@ pub struct Row {
 pub fn parse_row(line: &str) -> Option<Row> {
     let mut cols = line.trim_end().split(',');
     let flow = cols.next()?.parse().ok()?;
-    let seq = cols.next()?.parse().ok()?;
+    let mut second = cols.next()?;
+    // A run of several targets writes the target (an address, not a number) second.
+    let target = match second.parse::<u64>() {
+        Ok(_) => None,
+        Err(_) => {
+            let target = second.to_string();
+            second = cols.next()?;
+            Some(target)
+        }
+    };
+    let seq = second.parse().ok()?;
     let scheduled_ns = cols.next()?.parse().ok()?;
     let sent_ns = cols.next()?.parse().ok()?;
     let rtt = cols.next()?;
@@ -184,6 +211,7 @@ pub fn parse_row(line: &str) -> Option<Row> {
     };
     Some(Row {
         flow,
+        target,
         seq,
         scheduled_ns,
         sent_ns,
@@ -212,27 +240,36 @@ mod tests {
     #[test]
     fn one_row_per_probe_event_and_they_read_back() {
         let memory = Memory::default();
-        let shared = SharedCsv::new(Box::new(memory.clone()), false);
-        let mut rows = ProbeRows::new(1, shared.clone());
-        rows.record(&ProbeEvent::Reply {
-            seq: 0,
-            intended_ns: 0,
-            sent_ns: 12,
-            rtt_ns: 30_000,
-            len: 64,
-            kind: ReplyKind::Received { reordered: false },
-            split: None,
-        });
-        rows.record(&ProbeEvent::Lost {
-            seq: 1,
-            intended_ns: 1_000,
-            sent_ns: 1_010,
-            unreachable: false,
-        });
-        rows.record(&ProbeEvent::Foreign {
-            from: "127.0.0.1:9".parse().unwrap(),
-            len: 3,
-        });
+        let shared = SharedCsv::new(Box::new(memory.clone()), false, false);
+        let mut rows = ProbeRows::new(1, Vec::new(), shared.clone());
+        rows.record(
+            Some(0),
+            &ProbeEvent::Reply {
+                seq: 0,
+                intended_ns: 0,
+                sent_ns: 12,
+                rtt_ns: 30_000,
+                len: 64,
+                kind: ReplyKind::Received { reordered: false },
+                split: None,
+            },
+        );
+        rows.record(
+            Some(0),
+            &ProbeEvent::Lost {
+                seq: 1,
+                intended_ns: 1_000,
+                sent_ns: 1_010,
+                unreachable: false,
+            },
+        );
+        rows.record(
+            None,
+            &ProbeEvent::Foreign {
+                from: "127.0.0.1:9".parse().unwrap(),
+                len: 3,
+            },
+        );
         drop(rows);
         shared.finish().unwrap();
         let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
@@ -249,27 +286,33 @@ mod tests {
     #[test]
     fn stamp_rows_carry_the_split() {
         let memory = Memory::default();
-        let shared = SharedCsv::new(Box::new(memory.clone()), true);
-        let mut rows = ProbeRows::new(0, shared.clone());
-        rows.record(&ProbeEvent::Reply {
-            seq: 0,
-            intended_ns: 0,
-            sent_ns: 1,
-            rtt_ns: 900,
-            len: 44,
-            kind: ReplyKind::Received { reordered: false },
-            split: Some(crate::model::stamp::Split {
-                forward_ns: -200,
-                backward_ns: 1_100,
-                dwell_ns: 50,
-            }),
-        });
-        rows.record(&ProbeEvent::Lost {
-            seq: 1,
-            intended_ns: 10,
-            sent_ns: 11,
-            unreachable: false,
-        });
+        let shared = SharedCsv::new(Box::new(memory.clone()), true, false);
+        let mut rows = ProbeRows::new(0, Vec::new(), shared.clone());
+        rows.record(
+            Some(0),
+            &ProbeEvent::Reply {
+                seq: 0,
+                intended_ns: 0,
+                sent_ns: 1,
+                rtt_ns: 900,
+                len: 44,
+                kind: ReplyKind::Received { reordered: false },
+                split: Some(crate::model::stamp::Split {
+                    forward_ns: -200,
+                    backward_ns: 1_100,
+                    dwell_ns: 50,
+                }),
+            },
+        );
+        rows.record(
+            Some(0),
+            &ProbeEvent::Lost {
+                seq: 1,
+                intended_ns: 10,
+                sent_ns: 11,
+                unreachable: false,
+            },
+        );
         drop(rows);
         shared.finish().unwrap();
         let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
@@ -281,5 +324,33 @@ mod tests {
         assert_eq!(rows[0].split, Some((-200, 1_100, 50)));
         assert_eq!(rows[1].split, None);
         assert!(parse_row("0,1,10,11,,lost,1,2").is_none(), "two of three");
+    }
+
+    #[test]
+    fn rows_of_several_targets_name_theirs() {
+        let memory = Memory::default();
+        let shared = SharedCsv::new(Box::new(memory.clone()), false, true);
+        let targets = vec!["127.0.0.1:7".to_string(), "[::1]:7".to_string()];
+        let mut rows = ProbeRows::new(0, targets, shared.clone());
+        rows.record(
+            Some(1),
+            &ProbeEvent::Lost {
+                seq: 4,
+                intended_ns: 10,
+                sent_ns: 11,
+                unreachable: false,
+            },
+        );
+        drop(rows);
+        shared.finish().unwrap();
+        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "flow,target,seq,scheduled_ns,sent_ns,rtt_ns,status\n0,[::1]:7,4,10,11,,lost\n"
+        );
+        let row = parse_row(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(row.target.as_deref(), Some("[::1]:7"));
+        assert_eq!((row.seq, row.status.as_str()), (4, "lost"));
+        assert!(parse_row(text.lines().next().unwrap()).is_none());
     }
 }

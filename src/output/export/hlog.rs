@@ -91,10 +91,11 @@ impl Writer {
         Ok(writer)
     }
 
-    /// Writes one interval: its start (since the log's start time), length, maximum (in ms,
-    /// as the header's MaxValueDivisor says) and compressed histogram.
+    /// Writes one interval: its tag (a target of several), start (since the log's start time),
+    /// length, maximum (in ms, as the header's MaxValueDivisor says) and compressed histogram.
     pub fn write(
         &mut self,
+        tag: Option<&str>,
         histogram: &Histogram<u64>,
         start: Duration,
         length: Duration,
@@ -110,6 +111,9 @@ impl Writer {
                     std::io::Error::other(format!("{e:?}")),
                 )
             })?;
+        if let Some(tag) = tag {
+            self.buf.extend_from_slice(format!("Tag={tag},").as_bytes());
+        }
         let line = format!(
             "{:.3},{:.3},{:.3},{}\n",
             start.as_secs_f64(),

@@ -14,6 +14,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -112,7 +113,7 @@ impl Buckets {
 type Fmt = Result<(), std::fmt::Error>;
 /// A pinger's counter: its name (without `_total`), help, and where it is in [`Counters`].
 type CounterFamily = (&'static str, &'static str, fn(&Counters) -> u64);
-type Labels = Vec<(&'static str, String)>;
+type Labels = Vec<(String, String)>;
 
 /// What a pinger (or loopback run) has measured so far, per target.
 #[derive(Debug, Clone)]
@@ -131,6 +132,8 @@ struct Probing {
 #[derive(Debug, Default)]
 struct State {
     probing: Vec<Probing>,
+    /// Where each target's series are in `probing`.
+    by_target: HashMap<String, usize>,
     /// Each echo thread's counters, latest.
     echoes: Vec<EchoSummary>,
     /// The run has ended; a scrape has served its last values; the time between the last two.
@@ -159,10 +162,21 @@ impl Exposition {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds one interval of the run toward `target`.
+    /// Adds one interval of the run toward `target`: with several targets, each one's to its
+    /// own series (the total is Prometheus's to make).
     pub(crate) fn add_interval(&self, target: &str, report: &IntervalReport) {
         let mut state = self.lock();
-        let index = self.target_index(&mut state, target);
+        if report.by_target.is_empty() {
+            self.add_to(&mut state, target, report);
+        }
+        for part in &report.by_target {
+            let target = part.target.map(|t| t.to_string()).unwrap_or_default();
+            self.add_to(&mut state, &target, part);
+        }
+    }
+
+    fn add_to(&self, state: &mut State, target: &str, report: &IntervalReport) {
+        let index = self.target_index(state, target, &[]);
         let p = &mut state.probing[index];
         if let Some((forward, backward)) = report.lost_split {
             let (f, b) = p.lost_split.get_or_insert((0, 0));
@@ -178,26 +192,29 @@ impl Exposition {
         }
     }
 
-    /// Starts `target`'s series at zero, before its first interval is in.
-    pub(crate) fn add_target(&self, target: &str) {
+    /// Starts `target`'s series at zero, before its first interval is in, with `labels`
+    /// (from a targets file: `name` and others) beside `target`.
+    pub(crate) fn add_target(&self, target: &str, labels: &[(String, String)]) {
         let mut state = self.lock();
-        self.target_index(&mut state, target);
+        self.target_index(&mut state, target, labels);
     }
 
-    fn target_index(&self, state: &mut State, target: &str) -> usize {
-        match state.probing.iter().position(|p| p.labels[0].1 == target) {
-            Some(i) => i,
-            None => {
-                state.probing.push(Probing {
-                    labels: vec![("target", target.to_string())],
-                    counters: Counters::default(),
-                    rtt: Buckets::new(self.bounds_s.clone()),
-                    one_way: None,
-                    lost_split: None,
-                });
-                state.probing.len() - 1
-            }
+    fn target_index(&self, state: &mut State, target: &str, labels: &[(String, String)]) -> usize {
+        if let Some(&i) = state.by_target.get(target) {
+            return i;
         }
+        let mut all = vec![("target".to_string(), target.to_string())];
+        all.extend_from_slice(labels);
+        state.probing.push(Probing {
+            labels: all,
+            counters: Counters::default(),
+            rtt: Buckets::new(self.bounds_s.clone()),
+            one_way: None,
+            lost_split: None,
+        });
+        let i = state.probing.len() - 1;
+        state.by_target.insert(target.to_string(), i);
+        i
     }
 
     /// Sets echo thread `index`'s counters so far.
@@ -367,7 +384,7 @@ impl Snapshot {
             return Ok(());
         }
         let total = crate::model::aggregate::merge_echoes(&self.echoes);
-        let bind: Labels = vec![("bind", total.bind.clone())];
+        let bind: Labels = vec![("bind".into(), total.bind.clone())];
         counter(
             e,
             "sonde_echo_datagrams",
@@ -390,7 +407,12 @@ impl Snapshot {
         ];
         let labels: Vec<Labels> = reasons
             .iter()
-            .map(|(reason, _)| vec![("bind", total.bind.clone()), ("reason", reason.to_string())])
+            .map(|(reason, _)| {
+                vec![
+                    ("bind".into(), total.bind.clone()),
+                    ("reason".into(), reason.to_string()),
+                ]
+            })
             .collect();
         let values: Vec<(&Labels, u64)> = labels
             .iter()

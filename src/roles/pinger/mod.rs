@@ -6,6 +6,9 @@
 //! sent → classified by the in-flight table (`inflight.rs`) → recorded in the distributions and
 //! counters (`receive.rs`) → resolved probes, in sequence order, feed the outage and loss-pattern
 //! trackers (`outage.rs`, `loss_pattern.rs`) → intervals and the summary (`results.rs`).
+//!
+//! One pinger can probe many targets from its one socket (`target.rs`): each has its own sequence
+//! space, table, figures and outages; replies are told apart by their source address.
 
 mod clock;
 mod inflight;
@@ -14,6 +17,7 @@ mod outage;
 mod receive;
 mod results;
 mod send;
+mod target;
 
 // The fuzz targets drive the sequence table directly.
 pub(crate) use inflight::{InFlight, ProbeState, Verdict};
@@ -21,10 +25,7 @@ pub(crate) use inflight::{InFlight, ProbeState, Verdict};
 use crate::config::{Pace, PingConfig};
 use crate::engine::{Role, Wake, Wheel};
 use crate::error::Error;
-use crate::model::{
-    Counters, IntervalClock, IntervalReport, Jitter, PingDistributions, ProbeEvent, RxTimestamps,
-    TooBig,
-};
+use crate::model::{Counters, IntervalClock, IntervalReport, ProbeEvent, RxTimestamps};
 use crate::roles::socket;
 use crate::roles::stamp::host_clock;
 use crate::sys::{
@@ -32,17 +33,17 @@ use crate::sys::{
     enable_rx_metadata, granted_buffers, set_dont_fragment, set_tos, set_ttl, MmsgBatch, SendBatch,
 };
 use crate::wire::{ClockQuality, Wire};
-use loss_pattern::LossPattern;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
-use outage::OutageTracker;
 use send::SEND_BATCH;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use target::{Shape, Target};
 
 /// What `--interface` failing means to a user: a name that is not there, or a right missing.
 fn interface_error(interface: &str, e: io::Error) -> Error {
@@ -78,8 +79,12 @@ struct SocketInfo {
     connected: bool,
 }
 
-type Observer<'a> = Box<dyn FnMut(&ProbeEvent) + Send + 'a>;
+/// Told each probe event and the index of its target (`None`: a foreign datagram).
+type Observer<'a> = Box<dyn FnMut(Option<usize>, &ProbeEvent) + Send + 'a>;
 type IntervalSink<'a> = Box<dyn FnMut(IntervalReport) + Send + 'a>;
+
+/// Which target a timeout belongs to, and its probe.
+type TimeoutKey = (u32, u64);
 
 pub struct Pinger<'a> {
     cfg: PingConfig,
@@ -92,16 +97,18 @@ pub struct Pinger<'a> {
     probe: Vec<u8>,
     /// Receive slots, taken out while a batch is processed.
     batch: Option<Box<MmsgBatch>>,
-    /// Send slots, and the intended send times of the probes collected in them.
+    /// Send slots, the target they go to, and the intended send times of the probes collected
+    /// in them (all for that target).
     send_batch: Option<Box<SendBatch>>,
+    batch_target: usize,
     intended: Vec<u64>,
-    table: InFlight,
-    timeouts: Wheel<u64>,
-    counters: Counters,
-    dist: PingDistributions,
-    jitter: Jitter,
-    outages: OutageTracker,
-    loss_pattern: LossPattern,
+    targets: Vec<Target>,
+    /// Targets by address, to place replies (several targets only).
+    by_addr: HashMap<SocketAddr, u32>,
+    timeouts: Wheel<TimeoutKey>,
+    /// At a fixed rate: probes scheduled so far over every target (probe `k` of target `t` is
+    /// number `k * targets + t`). Closed loop: the target to try first.
+    scheduled: u64,
     phase: Phase,
     epoch: Instant,
     /// The epoch on the wall clock, since the Unix epoch: T1 and T4 of formats that carry
@@ -117,16 +124,15 @@ pub struct Pinger<'a> {
     write_blocked: bool,
     ever_sent: bool,
     interrupted: bool,
-    peak_in_flight: usize,
     observer: Option<Observer<'a>>,
-    /// Periodic reports, when asked for, and timeouts fired (for their loss counts).
-    intervals: Option<(IntervalClock, IntervalSink<'a>)>,
-    timeouts_fired: u64,
+    /// Foreign datagrams and the kernel's drops: the socket's, no target's.
+    socket_counters: Counters,
+    /// Where periodic reports go, when asked for (each target keeps its period's figures).
+    intervals: Option<IntervalSink<'a>>,
     /// Probes handled so far (sent or failed), for a progress display on another thread.
     progress: Option<Arc<AtomicU64>>,
+    handled: u64,
     socket_info: SocketInfo,
-    /// With `--df`: probes too big for the path.
-    too_big: Option<TooBig>,
     /// The kernel stamps received datagrams (and they need converting to the monotonic clock).
     kernel_stamps: bool,
 }
@@ -164,7 +170,7 @@ impl<'a> Pinger<'a> {
         }
         let (rcvbuf_bytes, sndbuf_bytes) = granted_buffers(&socket).unwrap_or((0, 0));
         let mut send_batch = Box::new(SendBatch::new(SEND_BATCH, cfg.size, cfg.target));
-        send_batch.set_gso(cfg.gso.applies_to(cfg.target));
+        send_batch.set_gso(cfg.also.is_empty() && cfg.gso.applies_to(cfg.target));
         if cfg.connect {
             socket
                 .connect(cfg.target)
@@ -192,6 +198,26 @@ impl<'a> Pinger<'a> {
         };
         let span = (rate_bound * cfg.timeout.as_secs_f64()).ceil() as usize;
         let table_max = span.max(inflight_max).saturating_mul(2).min(MAX_TABLE);
+        let compact = !cfg.also.is_empty();
+        let shape = Shape {
+            compact,
+            one_way: matches!(cfg.wire, Wire::Stamp(_)),
+            headers,
+            too_big: cfg.dont_fragment,
+            at_rate: matches!(cfg.pace, Pace::Rate(_)),
+            // One of many targets starts small: its table doubles as probes stay out.
+            table: (
+                inflight_max
+                    .saturating_mul(2)
+                    .min(if compact { 8 } else { 4096 }),
+                table_max,
+            ),
+        };
+        let targets: Vec<Target> = cfg.targets().map(|a| Target::new(a, &shape)).collect();
+        let by_addr = match compact {
+            true => (0..).zip(&targets).map(|(i, t)| (t.addr, i)).collect(),
+            false => HashMap::new(),
+        };
         let session = random_session();
         let mut probe = vec![0u8; cfg.size];
         if cfg.wire.echoes_padding() {
@@ -206,19 +232,12 @@ impl<'a> Pinger<'a> {
             probe,
             batch: Some(Box::new(MmsgBatch::new())),
             send_batch: Some(send_batch),
+            batch_target: 0,
             intended: Vec::with_capacity(SEND_BATCH),
-            table: InFlight::new(inflight_max.saturating_mul(2).min(4096), table_max),
+            targets,
+            by_addr,
             timeouts: Wheel::new(),
-            counters: Counters::default(),
-            too_big: cfg.dont_fragment.then(TooBig::default),
-            dist: PingDistributions {
-                one_way: matches!(cfg.wire, Wire::Stamp(_)).then(Default::default),
-                reply_headers: headers.then(Default::default),
-                ..PingDistributions::default()
-            },
-            jitter: Jitter::default(),
-            outages: OutageTracker::default(),
-            loss_pattern: LossPattern::default(),
+            scheduled: 0,
             phase: Phase::Sending,
             epoch: Instant::now(),
             epoch_wall: Duration::ZERO,
@@ -229,19 +248,20 @@ impl<'a> Pinger<'a> {
             write_blocked: false,
             ever_sent: false,
             interrupted: false,
-            peak_in_flight: 0,
             observer: None,
             intervals: None,
-            timeouts_fired: 0,
             progress: None,
+            handled: 0,
+            socket_counters: Counters::default(),
             socket_info,
             kernel_stamps: timestamps,
             cfg,
         })
     }
 
-    /// Calls `f` for every probe event as it happens.
-    pub fn observe(&mut self, f: impl FnMut(&ProbeEvent) + Send + 'a) {
+    /// Calls `f` for every probe event as it happens, with the index of its target in
+    /// [`Pinger::targets`] (`None` for a datagram from elsewhere).
+    pub fn observe(&mut self, f: impl FnMut(Option<usize>, &ProbeEvent) + Send + 'a) {
         self.observer = Some(Box::new(f));
     }
 
@@ -252,14 +272,19 @@ impl<'a> Pinger<'a> {
     }
 
     /// Hands `sink` a report every `period` from the first send, and one for the last, partial
-    /// period when the run ends.
+    /// period when the run ends. With several targets the report is their total, each target's
+    /// own in its `by_target`.
     pub fn report_intervals(
         &mut self,
         period: Duration,
         sink: impl FnMut(IntervalReport) + Send + 'a,
     ) {
-        let clock = IntervalClock::new(period.as_nanos().min(u64::MAX.into()) as u64);
-        self.intervals = Some((clock, Box::new(sink)));
+        let period_ns = period.as_nanos().min(u64::MAX.into()) as u64;
+        let compact = self.targets.len() > 1;
+        for target in &mut self.targets {
+            target.intervals = Some(IntervalClock::new(period_ns, compact));
+        }
+        self.intervals = Some(Box::new(sink));
     }
 
     /// Keeps `counter` up to date with the number of probes handled (sent or failed).
@@ -284,18 +309,29 @@ impl<'a> Pinger<'a> {
         self.inflight_max
     }
 
+    /// The targets' addresses, in the order of `cfg.targets()`.
+    pub fn targets(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.targets.iter().map(|t| t.addr)
+    }
+
+    /// The first target's counters (the only target's, in a run of one).
     pub fn counters(&self) -> &Counters {
-        &self.counters
+        &self.targets[0].counters
     }
 
     fn ns(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
-    fn emit(&mut self, event: ProbeEvent) {
+    fn emit(&mut self, target: Option<usize>, event: ProbeEvent) {
         if let Some(observer) = self.observer.as_mut() {
-            observer(&event);
+            observer(target, &event);
         }
+    }
+
+    /// Probes sent and not yet answered or timed out, over every target.
+    fn in_flight(&self) -> usize {
+        self.targets.iter().map(|t| t.table.in_flight()).sum()
     }
 }
 
@@ -360,7 +396,7 @@ impl Role for Pinger<'_> {
         } else {
             Wake::IDLE
         };
-        if self.phase == Phase::Draining && self.table.in_flight() == 0 {
+        if self.phase == Phase::Draining && self.in_flight() == 0 {
             self.expire(now_ns);
             self.finish(now_ns);
             return Ok(Wake::IDLE);
@@ -372,10 +408,9 @@ impl Role for Pinger<'_> {
                 .map(|tick| self.epoch + Duration::from_nanos(tick * TICK_NS)),
             exactly: None,
         };
-        let interval_wake = match &self.intervals {
-            Some((clock, _)) => {
-                Wake::around(self.epoch + Duration::from_nanos(clock.boundary_ns()))
-            }
+        // Every target's periods end together.
+        let interval_wake = match &self.targets[0].intervals {
+            Some(clock) => Wake::around(self.epoch + Duration::from_nanos(clock.boundary_ns())),
             None => Wake::IDLE,
         };
         Ok(send_wake.min(timeout_wake).min(interval_wake))
@@ -389,7 +424,9 @@ impl Role for Pinger<'_> {
             self.send_end_ns = Some(now_ns);
         }
         if hard && self.phase != Phase::Done {
-            self.counters.in_flight = self.table.abandon() as u64;
+            for target in &mut self.targets {
+                target.counters.in_flight = target.table.abandon() as u64;
+            }
             self.finish(now_ns);
         }
     }

@@ -91,6 +91,7 @@ impl OutageTracker {
                 "silence"
             },
             ongoing,
+            target: None,
         });
     }
 }

@@ -3,8 +3,8 @@
 
 use super::clock::{kernel_arrival, ClockPair, Paired};
 use super::inflight::{ProbeState, Verdict};
+use super::target::Target;
 use super::{Phase, Pinger, TICK_NS};
-use crate::config::Pace;
 use crate::error::Error;
 use crate::model::stamp::{Sample, Split, TlvTally};
 use crate::model::{ProbeEvent, ReplyKind};
@@ -18,12 +18,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 impl Pinger<'_> {
-    /// An ICMP error was reported; `seq` is the probe it names, when known.
-    fn note_unreachable(&mut self, seq: Option<u64>) {
-        self.counters.unreachable += 1;
-        if let Some(seq) = seq {
-            self.table.mark_unreachable(seq);
+    /// The index of the target at `addr`, if it is one.
+    fn target_at(&self, addr: SocketAddr) -> Option<usize> {
+        if self.targets.len() == 1 {
+            return (self.targets[0].addr == addr).then_some(0);
         }
+        self.by_addr.get(&addr).map(|&t| t as usize)
     }
 
     /// When a datagram arrived, ns since the epoch: the kernel's receive timestamp where there is
@@ -67,15 +67,31 @@ impl Pinger<'_> {
                 let Some(meta) = batch.meta(i) else { continue };
                 if let Some(drops) = meta.drops {
                     // A running total since the socket was opened.
-                    self.counters.local_drops = self.counters.local_drops.max(drops.into());
+                    let counters = &mut self.socket_counters;
+                    counters.local_drops = counters.local_drops.max(drops.into());
                 }
                 let at_ns = self.arrival_ns(&clock, meta.kernel_rx);
+                let Some(t) = self.target_at(meta.from) else {
+                    let from = meta.from;
+                    for datagram in meta.datagrams(batch.payload(i)) {
+                        self.socket_counters.foreign += 1;
+                        self.emit(
+                            None,
+                            ProbeEvent::Foreign {
+                                from,
+                                len: datagram.len(),
+                            },
+                        );
+                    }
+                    continue;
+                };
                 for datagram in meta.datagrams(batch.payload(i)) {
-                    let received = self.counters.received;
-                    self.on_datagram(datagram, meta.from, at_ns);
+                    let received = self.targets[t].counters.received;
+                    self.on_datagram(t, datagram, at_ns);
                     // The IP headers of first answers, where the run reads them.
-                    if let Some(h) = self.dist.reply_headers.as_deref_mut() {
-                        if self.counters.received > received {
+                    let target = &mut self.targets[t];
+                    if let Some(h) = target.dist.reply_headers.as_deref_mut() {
+                        if target.counters.received > received {
                             h.record(meta.tos, meta.ttl);
                         }
                     }
@@ -105,12 +121,23 @@ impl Pinger<'_> {
         });
         let ipv6 = self.cfg.target.is_ipv6();
         for (error, seq) in named {
+            // The original destination names the target. This host's own too-big check names
+            // no port (an unconnected socket's is 0): it concerns the target being sent to.
+            let t = match error.to.and_then(|to| self.target_at(to)) {
+                Some(t) => t,
+                None if error.to.is_none_or(|to| to.port() == 0) => self.batch_target,
+                None => continue,
+            };
+            let target = &mut self.targets[t];
             if !error.too_big() {
-                self.note_unreachable(seq);
+                target.counters.unreachable += 1;
+                if let Some(seq) = seq {
+                    target.table.mark_unreachable(seq);
+                }
                 continue;
             }
             // Too big is not unreachable: the path is there for smaller probes.
-            if let Some(too_big) = self.too_big.as_mut() {
+            if let Some(too_big) = target.too_big.as_mut() {
                 if let Some(mtu) = error.mtu {
                     too_big.set_mtu(mtu, ipv6);
                 }
@@ -120,13 +147,9 @@ impl Pinger<'_> {
         }
     }
 
-    fn on_datagram(&mut self, data: &[u8], from: SocketAddr, now_ns: u64) {
+    fn on_datagram(&mut self, t: usize, data: &[u8], now_ns: u64) {
         let len = data.len();
-        if from != self.cfg.target {
-            self.counters.foreign += 1;
-            self.emit(ProbeEvent::Foreign { from, len });
-            return;
-        }
+        let next_seq = self.targets[t].table.next_seq();
         // The sequence number, and the send time the reply carries where the format has one.
         let (seq, stamp, reflection) =
             match self
@@ -139,92 +162,91 @@ impl Pinger<'_> {
                     send_ns,
                     reflection,
                 } => {
-                    let seq = widen(seq, self.cfg.wire.seq_bits(), self.table.next_seq());
+                    let seq = widen(seq, self.cfg.wire.seq_bits(), next_seq);
                     (seq, send_ns, reflection)
                 }
                 Reply::OtherSession => {
-                    self.counters.foreign += 1;
-                    self.emit(ProbeEvent::Foreign { from, len });
+                    self.socket_counters.foreign += 1;
+                    let from = self.targets[t].addr;
+                    self.emit(None, ProbeEvent::Foreign { from, len });
                     return;
                 }
                 Reply::AuthFailed { seq } => {
-                    return self.mismatched(Some(seq), len, "authentication failed")
+                    return self.mismatched(t, Some(seq), len, "authentication failed")
                 }
-                Reply::NotAReply(reason) => return self.mismatched(None, len, reason),
+                Reply::NotAReply(reason) => return self.mismatched(t, None, len, reason),
             };
-        let Some(slot) = self.table.get(seq).copied() else {
-            return match self.table.on_reply(seq, now_ns, self.timeout_ns) {
-                Verdict::Stale => self.counters.stale += 1,
-                _ => self.mismatched(Some(seq), len, "sequence number never sent"),
+        let Some(slot) = self.targets[t].table.get(seq).copied() else {
+            let target = &mut self.targets[t];
+            return match target.table.on_reply(seq, now_ns, self.timeout_ns) {
+                Verdict::Stale => target.counters.stale += 1,
+                _ => self.mismatched(t, Some(seq), len, "sequence number never sent"),
             };
         };
         if slot.state != ProbeState::NotSent {
-            let header_len = self.cfg.header_len();
-            let faithful = len == self.probe.len()
-                && stamp.is_none_or(|sent| sent == slot.sent_ns)
-                && (!self.cfg.wire.echoes_padding()
-                    || data[header_len..] == self.probe[header_len..]);
-            if !faithful {
-                let reason = if len < self.probe.len() {
-                    "truncated"
-                } else {
-                    "altered"
-                };
-                return self.mismatched(Some(seq), len, reason);
+            if let Some(reason) = self.unfaithful(data, stamp, slot.sent_ns) {
+                return self.mismatched(t, Some(seq), len, reason);
             }
         }
         let mut rtt_ns = now_ns.saturating_sub(slot.sent_ns);
         let mut split = None;
-        let kind = match self.table.on_reply(seq, now_ns, self.timeout_ns) {
+        let verdict = self.targets[t].table.on_reply(seq, now_ns, self.timeout_ns);
+        self.targets[t].settle();
+        let kind = match verdict {
             Verdict::Received { reordered } => {
-                self.counters.received += 1;
                 if let Some(r) = reflection {
-                    split = self.split_round_trip(&r, seq, slot.sent_ns, now_ns);
+                    split = self.split_round_trip(t, &r, seq, slot.sent_ns, now_ns);
                     rtt_ns = rtt_ns.saturating_sub(split.map_or(0, |s| s.dwell_ns));
                 }
-                self.counters.reordered += u64::from(reordered);
-                self.dist.rtt.record(rtt_ns);
-                self.jitter.record(rtt_ns);
-                if let Some((clock, _)) = self.intervals.as_mut() {
-                    clock.record_rtt(rtt_ns);
-                    if let Some(s) = split {
-                        let ns = |v: i64| u64::try_from(v).ok();
-                        clock.record_one_way(ns(s.forward_ns), ns(s.backward_ns));
-                    }
-                }
-                if matches!(self.cfg.pace, Pace::Rate(_)) {
-                    self.dist
-                        .rtt_from_intended
-                        .record(now_ns.saturating_sub(slot.intended_ns));
-                }
+                let from_intended = now_ns.saturating_sub(slot.intended_ns);
+                self.targets[t].record_reply(rtt_ns, from_intended, reordered, split);
                 ReplyKind::Received { reordered }
             }
             Verdict::Late => {
+                let counters = &mut self.targets[t].counters;
                 if slot.state == ProbeState::Lost {
-                    self.counters.lost -= 1;
+                    counters.lost -= 1;
                 }
-                self.counters.late += 1;
+                counters.late += 1;
                 ReplyKind::Late
             }
             Verdict::Duplicate => {
-                self.counters.duplicates += 1;
+                self.targets[t].counters.duplicates += 1;
                 ReplyKind::Duplicate
             }
-            Verdict::NeverSent => return self.mismatched(Some(seq), len, "probe was never sent"),
+            Verdict::NeverSent => {
+                return self.mismatched(t, Some(seq), len, "probe was never sent")
+            }
             Verdict::Stale => {
-                self.counters.stale += 1;
+                self.targets[t].counters.stale += 1;
                 return;
             }
         };
-        self.emit(ProbeEvent::Reply {
-            seq,
-            intended_ns: slot.intended_ns,
-            sent_ns: slot.sent_ns,
-            rtt_ns,
-            len,
-            kind,
-            split,
-        });
+        self.emit(
+            Some(t),
+            ProbeEvent::Reply {
+                seq,
+                intended_ns: slot.intended_ns,
+                sent_ns: slot.sent_ns,
+                rtt_ns,
+                len,
+                kind,
+                split,
+            },
+        );
+    }
+
+    /// Why a reply is not the probe as sent (`sent_ns` is when it left), if it is not.
+    fn unfaithful(&self, data: &[u8], stamp: Option<u64>, sent_ns: u64) -> Option<&'static str> {
+        let header_len = self.cfg.header_len();
+        let faithful = data.len() == self.probe.len()
+            && stamp.is_none_or(|sent| sent == sent_ns)
+            && (!self.cfg.wire.echoes_padding() || data[header_len..] == self.probe[header_len..]);
+        match faithful {
+            true => None,
+            false if data.len() < self.probe.len() => Some("truncated"),
+            false => Some("altered"),
+        }
     }
 
     /// Records what a STAMP reflector's answer to probe `seq` tells of its round trip from
@@ -232,13 +254,16 @@ impl Pinger<'_> {
     /// dwell T3 - T2 (which comes off the round trip), the reflector's count, its TLVs.
     fn split_round_trip(
         &mut self,
+        t: usize,
         r: &Reflection,
         seq: u64,
         sent_ns: u64,
         arrived_ns: u64,
     ) -> Option<Split> {
-        let received = self.counters.received + self.counters.late;
-        let d = self.dist.one_way.as_deref_mut()?;
+        let target = &mut self.targets[t];
+        // This answer counted as received.
+        let received = target.counters.received + 1 + target.counters.late;
+        let d = target.dist.one_way.as_deref_mut()?;
         tally(&mut d.tlvs, seq, &r.tlvs);
         Some(d.record(&Sample {
             seq,
@@ -254,25 +279,63 @@ impl Pinger<'_> {
         }))
     }
 
-    fn mismatched(&mut self, seq: Option<u64>, len: usize, reason: &'static str) {
-        self.counters.mismatched += 1;
-        self.emit(ProbeEvent::Mismatched { seq, len, reason });
+    fn mismatched(&mut self, t: usize, seq: Option<u64>, len: usize, reason: &'static str) {
+        self.targets[t].counters.mismatched += 1;
+        self.emit(Some(t), ProbeEvent::Mismatched { seq, len, reason });
     }
 
-    /// Fires due timeouts and hands resolved probes, in order, to the outage tracker.
+    /// Fires due timeouts and hands resolved probes, in order, to the outage trackers.
     pub(super) fn expire(&mut self, now_ns: u64) {
-        while let Some(seq) = self.timeouts.poll(now_ns / TICK_NS) {
-            if let Some(slot) = self.table.on_timeout(seq) {
-                self.counters.lost += 1;
-                self.timeouts_fired += 1;
-                self.emit(ProbeEvent::Lost {
-                    seq,
-                    intended_ns: slot.intended_ns,
-                    sent_ns: slot.sent_ns,
-                    unreachable: slot.unreachable,
-                });
+        while let Some((t, seq)) = self.timeouts.poll(now_ns / TICK_NS) {
+            let t = t as usize;
+            let target = &mut self.targets[t];
+            if let Some(slot) = target.table.on_timeout(seq) {
+                target.counters.lost += 1;
+                target.timeouts_fired += 1;
+                self.emit(
+                    Some(t),
+                    ProbeEvent::Lost {
+                        seq,
+                        intended_ns: slot.intended_ns,
+                        sent_ns: slot.sent_ns,
+                        unreachable: slot.unreachable,
+                    },
+                );
+            }
+            self.targets[t].settle();
+        }
+    }
+}
+
+impl Target {
+    /// A first answer within the timeout: its round trip (and from the intended send time),
+    /// into the distributions, jitter and the period's figures.
+    fn record_reply(
+        &mut self,
+        rtt_ns: u64,
+        from_intended_ns: u64,
+        reordered: bool,
+        split: Option<Split>,
+    ) {
+        self.counters.received += 1;
+        self.counters.reordered += u64::from(reordered);
+        self.dist.rtt.record(rtt_ns);
+        self.jitter.record(rtt_ns);
+        if let Some(clock) = self.intervals.as_mut() {
+            clock.record_rtt(rtt_ns);
+            if let Some(s) = split {
+                let ns = |v: i64| u64::try_from(v).ok();
+                clock.record_one_way(ns(s.forward_ns), ns(s.backward_ns));
             }
         }
+        // At a fixed rate (closed loop sends when due: nothing to correct).
+        if self.at_rate {
+            self.dist.rtt_from_intended.record(from_intended_ns);
+        }
+    }
+
+    /// Hands the probes resolved, in sequence order, to the outage and loss-pattern trackers.
+    pub(super) fn settle(&mut self) {
         while let Some(slot) = self.table.pop_resolved() {
             self.outages.observe(&slot);
             self.loss_pattern.observe(&slot);

@@ -1,7 +1,9 @@
 //! What a pinger hands over: interval reports as periods end, and the summary.
 
+use super::target::Target;
 use super::{Phase, Pinger};
 use crate::config::Pace;
+use crate::model::aggregate::combine_targets;
 use crate::model::stamp::ClockSides;
 use crate::model::IntervalReport;
 use crate::model::{
@@ -11,6 +13,7 @@ use crate::model::{
 use crate::sys::socket_drops;
 use crate::wire::stamp::tlv;
 use crate::wire::Wire;
+use std::borrow::Cow;
 use std::time::Instant;
 
 impl Pinger<'_> {
@@ -24,69 +27,101 @@ impl Pinger<'_> {
     /// Reports every period that has ended by `now_ns`; at the end of the run, the last partial
     /// one too.
     pub(super) fn close_intervals(&mut self, now_ns: u64, end: bool) {
-        let Some((clock, sink)) = self.intervals.as_mut() else {
+        let Some(clock) = self.targets[0].intervals.as_ref() else {
             return;
         };
-        let split = self
-            .dist
-            .one_way
-            .as_deref()
-            .and_then(|d| d.split_loss(self.counters.lost));
-        let with_split = |mut report: IntervalReport| {
-            report.lost_split = split;
-            report
-        };
-        while clock.boundary_ns() <= now_ns {
-            let boundary = clock.boundary_ns();
-            sink(with_split(clock.close(
-                boundary,
-                &self.counters,
-                self.timeouts_fired,
-            )));
+        // Every target's periods end together.
+        let (mut boundary, start) = (clock.boundary_ns(), clock.start_ns());
+        while boundary <= now_ns {
+            self.report_period(boundary);
+            boundary = self.targets[0]
+                .intervals
+                .as_ref()
+                .map_or(u64::MAX, |c| c.boundary_ns());
         }
-        if end && now_ns > clock.start_ns() {
-            sink(with_split(clock.close(
-                now_ns,
-                &self.counters,
-                self.timeouts_fired,
-            )));
+        let start = self.targets[0]
+            .intervals
+            .as_ref()
+            .map_or(start, |c| c.start_ns());
+        if end && now_ns > start {
+            self.report_period(now_ns);
         }
     }
 
-    /// Everything measured so far (complete once the engine has finished the run).
+    /// Closes the current period at `end_ns` and hands its report over: the target's, or the
+    /// total of the targets' with each one's in `by_target`.
+    fn report_period(&mut self, end_ns: u64) {
+        let mut parts: Vec<IntervalReport> = self
+            .targets
+            .iter_mut()
+            .filter_map(|t| t.close_period(end_ns))
+            .collect();
+        let report = match parts.len() {
+            0 => return,
+            1 => parts.pop().expect("one report"),
+            _ => IntervalReport::total_of(parts),
+        };
+        if let Some(sink) = self.intervals.as_mut() {
+            sink(report);
+        }
+    }
+
+    /// Everything measured so far (complete once the engine has finished the run): with several
+    /// targets, their total, each one's in `targets`.
     pub fn summary(&self) -> PingSummary {
         let end_ns = self.end_ns.unwrap_or_else(|| self.ns(Instant::now()));
+        let mut summary = match &self.targets[..] {
+            [one] => self.target_summary(one, end_ns),
+            many => combine_targets(
+                many.iter()
+                    .map(|t| (self.target_summary(t, end_ns), &t.dist))
+                    .collect(),
+            ),
+        };
+        summary.local = self.local.to_string();
+        summary.socket = self.socket_summary();
+        let counters = &mut summary.counters;
+        counters.foreign += self.socket_counters.foreign;
+        counters.local_drops = self.socket_counters.local_drops;
+        if let Some(drops) = socket_drops(&self.socket) {
+            counters.local_drops = counters.local_drops.max(drops.into());
+        }
+        summary
+    }
+
+    /// One target's summary.
+    fn target_summary(&self, target: &Target, end_ns: u64) -> PingSummary {
         let rate = match self.cfg.pace {
             Pace::Rate(rate) => Some(rate),
             Pace::Window => None,
         };
-        let schedule_lag = rate.and(LagSummary::of(&self.dist.schedule_lag));
-        let one_way = self.dist.one_way.as_deref();
-        let mut counters = self.counters.clone();
+        let dist = &target.dist;
+        let schedule_lag = rate.and(LagSummary::of(&dist.schedule_lag));
+        let one_way = dist.one_way.as_deref();
+        let counters = target.counters.clone();
         let lost = counters.lost;
         let ways = one_way.map(|d| OneWay::of(d, self.clock.synchronized, lost));
-        if let Some(drops) = socket_drops(&self.socket) {
-            counters.local_drops = counters.local_drops.max(drops.into());
-        }
         PingSummary {
-            target: self.cfg.target.to_string(),
+            target: target.addr.to_string(),
+            name: None,
+            labels: Default::default(),
             local: self.local.to_string(),
             session: format!("{:016x}", self.session),
             mode: if rate.is_some() { "rate" } else { "window" },
             rate_pps: rate,
             inflight_max: self.inflight_max,
-            peak_in_flight: self.peak_in_flight,
+            peak_in_flight: target.peak_in_flight,
             size_bytes: self.cfg.size,
             timeout_ms: self.cfg.timeout.as_secs_f64() * 1e3,
             duration_s: end_ns as f64 / 1e9,
             interrupted: self.interrupted,
             loss_pct: counters.loss_pct(),
             counters,
-            rtt: self.dist.rtt.summary(),
-            jitter_us: self.jitter.us(),
-            rtt_from_intended: rate.and(self.dist.rtt_from_intended.summary()),
+            rtt: dist.rtt.summary(),
+            jitter_us: target.jitter.us(),
+            rtt_from_intended: rate.and(dist.rtt_from_intended.summary()),
             schedule_lag,
-            loss_bursts: self.loss_pattern.summary(),
+            loss_bursts: target.loss_pattern.summary(),
             socket: self.socket_summary(),
             reflector_dwell: one_way.as_ref().and_then(|d| d.dwell.summary()),
             clock_synchronized: one_way.map(|d| ClockSides::of(d, self.clock.synchronized)),
@@ -96,14 +131,14 @@ impl Pinger<'_> {
             forward: ways.clone().map(|[f, _]| f),
             backward: ways.map(|[_, b]| b),
             stamp_tlvs: one_way.and_then(|d| self.stamp_tlvs(d)),
-            reply_headers: self
-                .dist
+            reply_headers: dist
                 .reply_headers
                 .as_deref()
                 .map(|h| ReplyHeaders::of(h, self.cfg.tos.map(|t| t.dscp))),
-            too_big: self.too_big,
+            too_big: target.too_big,
             flows: Vec::new(),
-            outages: self
+            targets: Vec::new(),
+            outages: target
                 .outages
                 .clone()
                 .finish(self.send_end_ns.unwrap_or(end_ns)),
@@ -152,8 +187,32 @@ impl Pinger<'_> {
     }
 
     /// The distributions behind the summary (round trips, from intended send, schedule lag),
-    /// for merging flows or export.
-    pub fn distributions(&self) -> &PingDistributions {
-        &self.dist
+    /// for merging flows or export: with several targets, theirs merged.
+    pub fn distributions(&self) -> Cow<'_, PingDistributions> {
+        match &self.targets[..] {
+            [one] => Cow::Borrowed(&one.dist),
+            many => {
+                let mut all = PingDistributions::default();
+                for target in many {
+                    all.merge(&target.dist);
+                }
+                Cow::Owned(all)
+            }
+        }
+    }
+}
+
+impl Target {
+    /// This target's report of the period ending at `end_ns`, when periods are kept.
+    fn close_period(&mut self, end_ns: u64) -> Option<IntervalReport> {
+        let clock = self.intervals.as_mut()?;
+        let mut report = clock.close(end_ns, &self.counters, self.timeouts_fired);
+        report.lost_split = self
+            .dist
+            .one_way
+            .as_deref()
+            .and_then(|d| d.split_loss(self.counters.lost));
+        report.target = Some(self.addr);
+        Some(report)
     }
 }

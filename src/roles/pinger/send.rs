@@ -1,6 +1,7 @@
 //! Sending: what the schedule says is due, encoded and sent in batches, each outcome booked in
 //! sequence order (sent, or not sent and why).
 
+use super::target::Target;
 use super::{Phase, Pinger, TICK_NS};
 use crate::config::Pace;
 use crate::engine::Wake;
@@ -18,60 +19,143 @@ const MAX_BURST: u32 = 256;
 /// Probes per `sendmmsg`.
 pub(super) const SEND_BATCH: usize = 32;
 
+/// What the schedule says comes next.
+enum Next {
+    /// Probe of target `target`, due at `intended_ns`.
+    Probe { target: usize, intended_ns: u64 },
+    /// Nothing now: come back then.
+    Wait(Wake),
+    /// The count or duration is used up; sending ended at `end_ns`.
+    End { end_ns: u64 },
+}
+
 impl Pinger<'_> {
-    /// When probe number `index` is due, ns since the epoch.
-    fn intended_ns(&self, index: u64, now_ns: u64) -> u64 {
-        match self.cfg.pace {
-            Pace::Rate(rate) => (index as f64 * 1e9 / rate) as u64,
-            Pace::Window => now_ns,
+    /// The next probe, `pending` probes (collected, not yet sent) past the last one booked.
+    fn next_probe(&mut self, pending: usize, now: Instant) -> Next {
+        let now_ns = self.ns(now);
+        let n = self.targets.len() as u64;
+        let (target, intended_ns) = match self.cfg.pace {
+            // Probe k of target t is number k * n + t, due at that number over the total rate.
+            Pace::Rate(rate) => {
+                let number = self.scheduled + pending as u64;
+                let intended_ns = (number as f64 * 1e9 / (rate * n as f64)) as u64;
+                if self.cfg.count.is_some_and(|c| number / n >= c)
+                    || self.past_duration(intended_ns)
+                {
+                    return Next::End {
+                        end_ns: intended_ns.min(now_ns),
+                    };
+                }
+                if intended_ns > now_ns {
+                    return Next::Wait(Wake::exactly(
+                        self.epoch + Duration::from_nanos(intended_ns),
+                    ));
+                }
+                ((number % n) as usize, intended_ns)
+            }
+            Pace::Window => {
+                if self.past_duration(now_ns) || self.targets.iter().all(|t| self.count_used(t, 0))
+                {
+                    return Next::End { end_ns: now_ns };
+                }
+                match self.target_with_room(pending) {
+                    Some(target) => (target, now_ns),
+                    // A reply or a timeout frees room; mind the duration too.
+                    None => {
+                        return Next::Wait(match self.cfg.duration {
+                            Some(d) => Wake::around(self.epoch + d),
+                            None => Wake::IDLE,
+                        })
+                    }
+                }
+            }
+        };
+        if self.write_blocked {
+            // WRITABLE will wake us; check again soon in case the edge was missed.
+            return Next::Wait(Wake::around(now + Duration::from_millis(1)));
+        }
+        if !self.has_room(target, pending) {
+            // At a fixed rate the schedule waits for this target (as a run of one does).
+            return Next::Wait(Wake::IDLE);
+        }
+        Next::Probe {
+            target,
+            intended_ns,
         }
     }
 
-    /// Whether the count or duration is used up for probe `index`, due at `intended_ns`.
-    fn limit_reached(&self, index: u64, intended_ns: u64) -> bool {
-        self.cfg.count.is_some_and(|n| index >= n)
-            || self
-                .cfg
-                .duration
-                .is_some_and(|d| intended_ns >= d.as_nanos() as u64)
+    fn past_duration(&self, ns: u64) -> bool {
+        self.cfg.duration.is_some_and(|d| ns >= d.as_nanos() as u64)
     }
 
-    /// Sends what the schedule says is due, in batches of one `sendmmsg`; returns when to come
-    /// back.
+    /// Whether `target` has sent its count, with `pending` more collected.
+    fn count_used(&self, target: &Target, pending: usize) -> bool {
+        self.cfg
+            .count
+            .is_some_and(|c| target.table.next_seq() + pending as u64 >= c)
+    }
+
+    /// The pending probes (all for the batch's target) that are for `target`.
+    fn pending_for(&self, target: usize, pending: usize) -> usize {
+        if target == self.batch_target {
+            pending
+        } else {
+            0
+        }
+    }
+
+    fn has_room(&mut self, target: usize, pending: usize) -> bool {
+        let pending = self.pending_for(target, pending);
+        let t = &mut self.targets[target];
+        t.table.in_flight() + pending < self.inflight_max
+            && t.table.make_room_for(pending as u64 + 1)
+    }
+
+    /// Closed loop: the first target from the one after the last served that has room and
+    /// probes left.
+    fn target_with_room(&self, pending: usize) -> Option<usize> {
+        let n = self.targets.len();
+        (0..n)
+            .map(|i| (self.scheduled as usize + i) % n)
+            .find(|&t| {
+                let p = self.pending_for(t, pending);
+                let target = &self.targets[t];
+                !self.count_used(target, p) && target.table.in_flight() + p < self.inflight_max
+            })
+    }
+
+    /// Sends what the schedule says is due, in batches of one `sendmmsg` to one target; returns
+    /// when to come back.
     pub(super) fn send_due(&mut self, now: Instant) -> Result<Wake, Error> {
-        let now_ns = self.ns(now);
         let mut batch = self.send_batch.take().expect("send slots present");
         let mut intended = std::mem::take(&mut self.intended);
         let mut wake = Wake::exactly(now);
         let mut result = Ok(());
         for _ in 0..MAX_BURST {
-            let index = self.table.next_seq() + intended.len() as u64;
-            let intended_ns = self.intended_ns(index, now_ns);
-            let stop = if self.limit_reached(index, intended_ns) {
-                self.phase = Phase::Draining;
-                self.send_end_ns = Some(intended_ns.min(now_ns));
-                Some(Wake::IDLE)
-            } else if intended_ns > now_ns {
-                Some(Wake::exactly(
-                    self.epoch + Duration::from_nanos(intended_ns),
-                ))
-            } else if self.write_blocked {
-                // WRITABLE will wake us; check again soon in case the edge was missed.
-                Some(Wake::around(now + Duration::from_millis(1)))
-            } else if self.table.in_flight() + intended.len() >= self.inflight_max
-                || !self.table.make_room_for(intended.len() as u64 + 1)
-            {
-                // A reply or a timeout frees room; in closed-loop mode mind the duration too.
-                Some(match (self.cfg.pace, self.cfg.duration) {
-                    (Pace::Window, Some(d)) => Wake::around(self.epoch + d),
-                    _ => Wake::IDLE,
-                })
-            } else {
-                None
+            let (target, intended_ns) = match self.next_probe(intended.len(), now) {
+                Next::Probe {
+                    target,
+                    intended_ns,
+                } => (target, intended_ns),
+                Next::Wait(w) => {
+                    wake = w;
+                    break;
+                }
+                Next::End { end_ns } => {
+                    self.phase = Phase::Draining;
+                    self.send_end_ns = Some(end_ns);
+                    wake = Wake::IDLE;
+                    break;
+                }
             };
-            if let Some(stop) = stop {
-                wake = stop;
-                break;
+            if target != self.batch_target {
+                // A batch goes to one address.
+                result = self.flush(&mut batch, &mut intended);
+                if result.is_err() || self.write_blocked {
+                    break;
+                }
+                self.batch_target = target;
+                batch.set_target(self.targets[target].addr);
             }
             batch
                 .push()
@@ -101,7 +185,9 @@ impl Pinger<'_> {
         if k == 0 {
             return Ok(());
         }
-        let first = self.table.next_seq();
+        let t = self.batch_target;
+        let addr = self.targets[t].addr;
+        let first = self.targets[t].table.next_seq();
         let sent_ns = self.ns(Instant::now());
         for j in 0..k {
             self.encode(batch.slot_mut(j), first + j as u64, sent_ns);
@@ -111,8 +197,8 @@ impl Pinger<'_> {
             let mut refused = false;
             let outcome = match batch.send(&self.socket, j) {
                 Ok(n) if n > 0 => {
-                    for (t, &intended_ns) in intended.iter().enumerate().skip(j).take(n) {
-                        self.record_sent(first + t as u64, sent_ns, intended_ns);
+                    for (i, &intended_ns) in intended.iter().enumerate().skip(j).take(n) {
+                        self.record_sent(t, first + i as u64, sent_ns, intended_ns);
                     }
                     j += n;
                     continue;
@@ -123,22 +209,23 @@ impl Pinger<'_> {
                 // cleared, so one retry sends this probe.
                 Err(e) if socket::is_unreachable(&e) && self.ever_sent => {
                     refused = true;
-                    self.socket
-                        .send_to(batch.slot(j), self.cfg.target)
-                        .map(|_| ())
+                    self.socket.send_to(batch.slot(j), addr).map(|_| ())
                 }
                 Err(e) => Err(e),
             };
             match outcome {
-                Ok(()) => self.record_sent(first + j as u64, sent_ns, intended[j]),
-                Err(e) if !self.ever_sent && !self.passing_refusal(&e) => {
+                Ok(()) => self.record_sent(t, first + j as u64, sent_ns, intended[j]),
+                Err(e)
+                    if !self.ever_sent && self.targets.len() == 1 && !self.passing_refusal(&e) =>
+                {
                     // The very first probe could not leave: the address or route is wrong.
+                    // (Of several targets, one without a route is that target's outage.)
                     intended.clear();
                     batch.clear();
-                    return Err(Error::io("send to", self.cfg.target, e));
+                    return Err(Error::io("send to", addr, e));
                 }
                 Err(e) => {
-                    self.record_failed(first + j as u64, sent_ns, intended[j], &e, refused);
+                    self.record_failed(t, first + j as u64, sent_ns, intended[j], &e, refused);
                     if self.write_blocked {
                         // The probes after this one were not used up: they go out once the
                         // socket is writable again, even if the schedule just ran out.
@@ -155,10 +242,7 @@ impl Pinger<'_> {
         intended.clear();
         batch.clear();
         if let Some(progress) = &self.progress {
-            progress.store(
-                self.counters.sent + self.counters.not_sent,
-                Ordering::Relaxed,
-            );
+            progress.store(self.handled, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -166,7 +250,7 @@ impl Pinger<'_> {
     /// A send error that concerns this probe only, not the target: our own buffer full, or
     /// (with `--df`) a probe too big for the path.
     fn passing_refusal(&self, e: &io::Error) -> bool {
-        socket::is_local_congestion(e) || (self.too_big.is_some() && socket::is_too_big(e))
+        socket::is_local_congestion(e) || (self.cfg.dont_fragment && socket::is_too_big(e))
     }
 
     fn encode(&self, buf: &mut [u8], seq: u64, sent_ns: u64) {
@@ -180,56 +264,76 @@ impl Pinger<'_> {
         self.cfg.wire.encode(buf, &probe, self.cfg.key.as_ref());
     }
 
-    fn record_sent(&mut self, seq: u64, sent_ns: u64, intended_ns: u64) {
+    /// Probe `seq` of target `t` is booked: the schedule moves on.
+    fn booked(&mut self, t: usize) {
+        self.handled += 1;
+        self.scheduled = match self.cfg.pace {
+            Pace::Rate(_) => self.scheduled + 1,
+            // Closed loop: the next target is tried first next time.
+            Pace::Window => (t + 1) as u64,
+        };
+    }
+
+    fn record_sent(&mut self, t: usize, seq: u64, sent_ns: u64, intended_ns: u64) {
+        self.booked(t);
+        let target = &mut self.targets[t];
         // A refusal met on the way is also on the error queue, which names its probe.
-        let pushed = self.table.push(sent_ns, intended_ns, true);
+        let pushed = target.table.push(sent_ns, intended_ns, true);
         debug_assert_eq!(pushed, seq);
         let deadline = (sent_ns + self.timeout_ns).div_ceil(TICK_NS);
-        self.timeouts.insert(deadline, seq);
-        self.counters.sent += 1;
-        self.ever_sent = true;
-        self.peak_in_flight = self.peak_in_flight.max(self.table.in_flight());
+        self.timeouts.insert(deadline, (t as u32, seq));
+        target.counters.sent += 1;
+        target.peak_in_flight = target.peak_in_flight.max(target.table.in_flight());
         if matches!(self.cfg.pace, Pace::Rate(_)) {
-            self.dist
+            target
+                .dist
                 .schedule_lag
                 .record(sent_ns.saturating_sub(intended_ns));
         }
+        self.ever_sent = true;
     }
 
     fn record_failed(
         &mut self,
+        t: usize,
         seq: u64,
         sent_ns: u64,
         intended_ns: u64,
         e: &io::Error,
         refused: bool,
     ) {
-        let pushed = self.table.push(sent_ns, intended_ns, false);
+        self.booked(t);
+        let target = &mut self.targets[t];
+        let pushed = target.table.push(sent_ns, intended_ns, false);
         debug_assert_eq!(pushed, seq);
         if refused || socket::is_unreachable(e) {
-            self.table.mark_unreachable(seq);
+            target.table.mark_unreachable(seq);
         }
+        target.counters.not_sent += 1;
         self.write_blocked = e.kind() == io::ErrorKind::WouldBlock;
-        self.counters.not_sent += 1;
-        let too_big = socket::is_too_big(e) && self.too_big.is_some();
+        let too_big = socket::is_too_big(e) && self.cfg.dont_fragment;
         if too_big {
             // The kernel queued the MTU beside the refusal.
             self.drain_icmp();
         }
-        if let Some(t) = self.too_big.as_mut().filter(|_| too_big) {
-            t.not_sent += 1;
+        let target_too_big = self.targets[t].too_big.as_mut().filter(|_| too_big);
+        if let Some(tb) = target_too_big {
+            tb.not_sent += 1;
         }
         if self.observer.is_some() {
-            let error = match self.too_big.filter(|_| too_big) {
-                Some(t) => t.reason(self.cfg.size),
+            let error = match self.targets[t].too_big.filter(|_| too_big) {
+                Some(tb) => tb.reason(self.cfg.size),
                 None => e.to_string(),
             };
-            self.emit(ProbeEvent::NotSent {
-                seq,
-                intended_ns,
-                sent_ns,
-                error,
-            });
+            self.emit(
+                Some(t),
+                ProbeEvent::NotSent {
+                    seq,
+                    intended_ns,
+                    sent_ns,
+                    error,
+                },
+            );
         }
     }
 }

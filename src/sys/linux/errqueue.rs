@@ -2,6 +2,7 @@
 //! and this host's own "too big for the path" for a don't-fragment datagram.
 
 use super::cvt_len;
+use super::mmsg::socket_addr;
 use crate::sys::IcmpError;
 use mio::net::UdpSocket;
 use std::io;
@@ -17,6 +18,8 @@ pub(crate) fn drain_error_queue(
     let mut payload = [0u8; 128];
     // u64 elements keep the control buffer aligned for cmsghdr.
     let mut control = [0u64; 64];
+    // Safety: all-zero is a valid sockaddr_storage.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut count = 0;
     loop {
         let mut iov = libc::iovec {
@@ -25,6 +28,8 @@ pub(crate) fn drain_error_queue(
         };
         // Safety: an all-zero msghdr is a valid "no name, no control" value for recvmsg.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of_val(&name) as _;
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
@@ -48,7 +53,8 @@ pub(crate) fn drain_error_queue(
             Err(e) => return Err(e),
         };
         count += 1;
-        if let Some(error) = extended_error(&msg) {
+        if let Some(mut error) = extended_error(&msg) {
+            error.to = (msg.msg_namelen > 0).then(|| socket_addr(&name)).flatten();
             f(error, &payload[..len.min(payload.len())]);
         }
     }
@@ -75,6 +81,7 @@ fn extended_error(msg: &libc::msghdr) -> Option<IcmpError> {
                 return (from_icmp || local_too_big).then_some(IcmpError {
                     errno,
                     mtu: (too_big && err.ee_info > 0).then_some(err.ee_info),
+                    to: None,
                 });
             }
             cmsg = libc::CMSG_NXTHDR(msg, cmsg);

@@ -21,7 +21,7 @@ const SLOT: usize = 65_536;
 /// bytes; 176 kept).
 const CONTROL_WORDS: usize = 22;
 
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+pub(super) fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
     match storage.ss_family as libc::c_int {
         libc::AF_INET => {

@@ -239,6 +239,22 @@ fn name_or_none(name: &libc::sockaddr_storage, len: libc::socklen_t) -> *const l
     }
 }
 
+/// `addr` as the kernel takes it, and its length.
+fn storage_of(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    let addr = socket2::SockAddr::from(addr);
+    // Safety: all-zero is a valid sockaddr_storage; the copy is bounded by the address's
+    // length, which fits it.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            addr.as_ptr().cast::<u8>(),
+            (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+            addr.len() as usize,
+        );
+    }
+    (storage, addr.len())
+}
+
 /// Sends slots of a [`SendBatch`](super::SendBatch) to one destination with `sendmmsg`,
 /// each run of slots as one GSO message when asked.
 pub(crate) struct Sender {
@@ -261,19 +277,9 @@ unsafe impl Send for Sender {}
 
 impl Sender {
     pub(crate) fn new(capacity: usize, target: std::net::SocketAddr) -> Self {
-        let target = socket2::SockAddr::from(target);
-        // Safety: all-zero is a valid sockaddr_storage; the copy is bounded by its size.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let target_len = target.len();
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                target.as_ptr().cast::<u8>(),
-                (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
-                target_len as usize,
-            );
-        }
+        let (target, target_len) = storage_of(target);
         Self {
-            target: storage,
+            target,
             target_len,
             // Safety: all-zero is a valid value for these plain C structs.
             iovecs: vec![unsafe { std::mem::zeroed() }; capacity],
@@ -288,6 +294,11 @@ impl Sender {
 
     pub(crate) fn set_gso(&mut self, on: bool) {
         self.gso = on && self.gso_refused.is_none();
+    }
+
+    /// Sends what follows to `target` (not for a connected socket).
+    pub(crate) fn set_target(&mut self, target: std::net::SocketAddr) {
+        (self.target, self.target_len) = storage_of(target);
     }
 
     /// The socket is connected to the target: datagrams go without an address, and the kernel

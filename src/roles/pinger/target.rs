@@ -1,0 +1,59 @@
+//! One target of a pinger: its own sequence space, in-flight table, counters, distributions,
+//! outages and interval clock. The socket, the batches and the clocks are the pinger's, shared by
+//! every target on the loop.
+
+use super::loss_pattern::LossPattern;
+use super::outage::OutageTracker;
+use super::InFlight;
+use crate::model::{Counters, IntervalClock, Jitter, PingDistributions, TooBig};
+use std::net::SocketAddr;
+
+pub(super) struct Target {
+    pub(super) addr: SocketAddr,
+    pub(super) table: InFlight,
+    pub(super) counters: Counters,
+    pub(super) dist: PingDistributions,
+    pub(super) jitter: Jitter,
+    pub(super) outages: OutageTracker,
+    pub(super) loss_pattern: LossPattern,
+    /// With `--df`: probes too big for the path.
+    pub(super) too_big: Option<TooBig>,
+    pub(super) peak_in_flight: usize,
+    /// When interval reports are asked for: the current period's figures.
+    pub(super) intervals: Option<IntervalClock>,
+    /// Timeouts fired so far (an interval's loss count).
+    pub(super) timeouts_fired: u64,
+    /// Probes have intended send times of their own (a fixed rate).
+    pub(super) at_rate: bool,
+}
+
+/// How a pinger sizes and equips each target's state.
+pub(super) struct Shape {
+    /// The target is one of several: distributions in compact histograms.
+    pub(super) compact: bool,
+    pub(super) one_way: bool,
+    pub(super) headers: bool,
+    pub(super) too_big: bool,
+    pub(super) at_rate: bool,
+    /// The in-flight table's first and largest sizes.
+    pub(super) table: (usize, usize),
+}
+
+impl Target {
+    pub(super) fn new(addr: SocketAddr, shape: &Shape) -> Self {
+        Self {
+            addr,
+            table: InFlight::new(shape.table.0, shape.table.1),
+            counters: Counters::default(),
+            dist: PingDistributions::for_target(shape.compact, shape.one_way, shape.headers),
+            jitter: Jitter::default(),
+            outages: OutageTracker::default(),
+            loss_pattern: LossPattern::default(),
+            too_big: shape.too_big.then(TooBig::default),
+            peak_in_flight: 0,
+            intervals: None,
+            timeouts_fired: 0,
+            at_rate: shape.at_rate,
+        }
+    }
+}
