@@ -12,7 +12,8 @@ pub const MAX_NS: u64 = 3_600_000_000_000;
 /// A distribution of durations, in nanoseconds.
 #[derive(Clone)]
 pub struct Latency {
-    histogram: Histogram<u64>,
+    /// `None` only for a compact distribution that has recorded nothing yet.
+    histogram: Option<Histogram<u64>>,
     count: u64,
     mean: f64,
     /// Sum of squared deviations from the mean (Welford).
@@ -25,6 +26,13 @@ pub struct Latency {
     compact: bool,
 }
 
+/// An empty histogram of [`Latency::compact`]'s precision, growing as values come.
+fn compact_histogram() -> Histogram<u64> {
+    let mut histogram = Histogram::new_with_bounds(64, 128, 2).expect("static bounds are valid");
+    histogram.auto(true);
+    histogram
+}
+
 impl Default for Latency {
     fn default() -> Self {
         Self::new()
@@ -35,7 +43,9 @@ impl Latency {
     pub fn new() -> Self {
         Self {
             // 1 ns resolution, 3 significant digits.
-            histogram: Histogram::new_with_bounds(1, MAX_NS, 3).expect("static bounds are valid"),
+            histogram: Some(
+                Histogram::new_with_bounds(1, MAX_NS, 3).expect("static bounds are valid"),
+            ),
             count: 0,
             mean: 0.0,
             m2: 0.0,
@@ -47,15 +57,12 @@ impl Latency {
     }
 
     /// A distribution for one of many targets: percentiles to two significant digits (1%, and
-    /// 64 ns below 16 us) in a histogram that starts at a few kilobytes and grows only as far as
-    /// the largest value recorded, where [`Latency::new`]'s three digits over the whole hour take
-    /// about 260 KiB each. Min, max and mean stay exact.
+    /// 64 ns below 16 us) in a histogram made at the first value and grown only as far as the
+    /// largest value recorded (2 KiB, and 1 KiB more per doubling), where [`Latency::new`]'s
+    /// three digits over the whole hour take about 260 KiB. Min, max and mean stay exact.
     pub fn compact() -> Self {
-        let mut histogram =
-            Histogram::new_with_bounds(64, 1_000_000, 2).expect("static bounds are valid");
-        histogram.auto(true);
         Self {
-            histogram,
+            histogram: None,
             count: 0,
             mean: 0.0,
             m2: 0.0,
@@ -76,7 +83,8 @@ impl Latency {
     }
 
     pub fn record(&mut self, ns: u64) {
-        if ns > MAX_NS || self.histogram.record(ns).is_err() {
+        let histogram = self.histogram.get_or_insert_with(compact_histogram);
+        if ns > MAX_NS || histogram.record(ns).is_err() {
             self.out_of_range += 1;
             return;
         }
@@ -93,7 +101,11 @@ impl Latency {
     }
 
     pub fn histogram(&self) -> &Histogram<u64> {
-        &self.histogram
+        static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
+        match &self.histogram {
+            Some(h) => h,
+            None => EMPTY.get_or_init(compact_histogram),
+        }
     }
 
     /// The sum of the values recorded, ns.
@@ -107,7 +119,7 @@ impl Latency {
         if self.count == 0 {
             return 0;
         }
-        self.histogram.count_between(0, ns.min(MAX_NS))
+        self.histogram().count_between(0, ns.min(MAX_NS))
     }
 
     /// Adds `other`'s samples to this one (Chan et al.'s parallel variance).
@@ -117,8 +129,9 @@ impl Latency {
             return;
         }
         self.histogram
-            .add(&other.histogram)
-            .expect("same bounds on both sides");
+            .get_or_insert_with(compact_histogram)
+            .add(other.histogram())
+            .expect("a full histogram holds any; a compact one grows");
         let n = self.count + other.count;
         let delta = other.mean - self.mean;
         self.mean += delta * other.count as f64 / n as f64;
@@ -134,11 +147,10 @@ impl Latency {
     /// above [`MAX_NS`].
     pub fn from_histogram(source: &Histogram<u64>) -> Result<Self, String> {
         let mut latency = Latency::new();
-        latency
-            .histogram
-            .add(source)
+        let h = latency.histogram.as_mut().expect("a full histogram");
+        h.add(source)
             .map_err(|e| format!("values out of range ({e:?})"))?;
-        let h = &latency.histogram;
+        let h = latency.histogram.as_ref().expect("a full histogram");
         latency.count = h.len();
         if latency.count > 0 {
             latency.mean = h.mean();
@@ -158,7 +170,7 @@ impl Latency {
         // A histogram value stands for its whole bucket; clamp it to the exact extremes so that
         // no percentile reads above the maximum or below the minimum.
         let q = |quantile: f64| {
-            let ns = self.histogram.value_at_quantile(quantile);
+            let ns = self.histogram().value_at_quantile(quantile);
             us(ns.clamp(self.min, self.max) as f64)
         };
         let variance = if self.count > 1 {

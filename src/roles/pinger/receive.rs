@@ -200,6 +200,9 @@ impl Pinger<'_> {
                 }
                 let from_intended = now_ns.saturating_sub(slot.intended_ns);
                 self.targets[t].record_reply(rtt_ns, from_intended, reordered, split);
+                if let Some(schedule) = self.schedule.as_deref_mut() {
+                    schedule.rtt_from_intended.record(from_intended);
+                }
                 ReplyKind::Received { reordered }
             }
             Verdict::Late => {
@@ -328,7 +331,7 @@ impl Target {
                 clock.record_one_way(ns(s.forward_ns), ns(s.backward_ns));
             }
         }
-        // At a fixed rate (closed loop sends when due: nothing to correct).
+        // At a fixed rate (closed loop sends when due: nothing to correct), a run of one.
         if self.at_rate {
             self.dist.rtt_from_intended.record(from_intended_ns);
         }

@@ -78,6 +78,10 @@ impl Pinger<'_> {
                     .collect(),
             ),
         };
+        if let Some(schedule) = self.schedule.as_deref() {
+            summary.rtt_from_intended = schedule.rtt_from_intended.summary();
+            summary.schedule_lag = LagSummary::of(&schedule.lag);
+        }
         summary.local = self.local.to_string();
         summary.socket = self.socket_summary();
         let counters = &mut summary.counters;
@@ -96,7 +100,9 @@ impl Pinger<'_> {
             Pace::Window => None,
         };
         let dist = &target.dist;
-        let schedule_lag = rate.and(LagSummary::of(&dist.schedule_lag));
+        // Of one target among several: the loop keeps these (see `Pinger::schedule`).
+        let own_schedule = rate.filter(|_| target.at_rate);
+        let schedule_lag = own_schedule.and(LagSummary::of(&dist.schedule_lag));
         let one_way = dist.one_way.as_deref();
         let counters = target.counters.clone();
         let lost = counters.lost;
@@ -119,7 +125,7 @@ impl Pinger<'_> {
             counters,
             rtt: dist.rtt.summary(),
             jitter_us: target.jitter.us(),
-            rtt_from_intended: rate.and(dist.rtt_from_intended.summary()),
+            rtt_from_intended: own_schedule.and(dist.rtt_from_intended.summary()),
             schedule_lag,
             loss_bursts: target.loss_pattern.summary(),
             socket: self.socket_summary(),
@@ -195,6 +201,10 @@ impl Pinger<'_> {
                 let mut all = PingDistributions::default();
                 for target in many {
                     all.merge(&target.dist);
+                }
+                if let Some(schedule) = self.schedule.as_deref() {
+                    all.rtt_from_intended.merge(&schedule.rtt_from_intended);
+                    all.schedule_lag.merge(&schedule.lag);
                 }
                 Cow::Owned(all)
             }

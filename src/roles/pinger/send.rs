@@ -284,11 +284,11 @@ impl Pinger<'_> {
         self.timeouts.insert(deadline, (t as u32, seq));
         target.counters.sent += 1;
         target.peak_in_flight = target.peak_in_flight.max(target.table.in_flight());
-        if matches!(self.cfg.pace, Pace::Rate(_)) {
-            target
-                .dist
-                .schedule_lag
-                .record(sent_ns.saturating_sub(intended_ns));
+        let lag = sent_ns.saturating_sub(intended_ns);
+        match self.schedule.as_deref_mut() {
+            Some(schedule) => schedule.lag.record(lag),
+            None if target.at_rate => target.dist.schedule_lag.record(lag),
+            None => {}
         }
         self.ever_sent = true;
     }
