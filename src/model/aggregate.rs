@@ -55,12 +55,13 @@ pub fn merge_latencies<'a>(parts: impl IntoIterator<Item = &'a Latency>) -> Late
 ///
 /// # Panics
 /// If `flows` is empty.
-pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSummary {
+pub fn combine_pings(mut flows: Vec<(PingSummary, &PingDistributions)>) -> PingSummary {
+    if flows.len() <= 1 {
+        // (Moved, not copied: a summary of many targets is large.)
+        return flows.pop().expect("at least one flow").0;
+    }
     let (mut flows, distributions): (Vec<PingSummary>, Vec<&PingDistributions>) =
         flows.into_iter().unzip();
-    if flows.len() <= 1 {
-        return flows.pop().expect("at least one flow");
-    }
     let mut total = total_of(&flows, &distributions);
     total.local = format!("{} flows", flows.len());
     total.session = flows
@@ -77,15 +78,16 @@ pub fn combine_pings(flows: Vec<(PingSummary, &PingDistributions)>) -> PingSumma
     total
 }
 
-/// The summary of a pinger's several targets (each one's in `targets`): counted and merged as
-/// [`combine_pings`] does flows.
+/// The summary of a pinger's several targets (each one's in `targets`), given each one's
+/// summary and distributions: counted and merged as [`combine_pings`] does flows.
 ///
 /// # Panics
 /// If `targets` is empty.
-pub fn combine_targets(targets: Vec<(PingSummary, &PingDistributions)>) -> PingSummary {
-    let (targets, distributions): (Vec<PingSummary>, Vec<&PingDistributions>) =
-        targets.into_iter().unzip();
-    let mut total = total_of(&targets, &distributions);
+pub fn combine_targets(
+    targets: Vec<PingSummary>,
+    distributions: &[&PingDistributions],
+) -> PingSummary {
+    let mut total = total_of(&targets, distributions);
     // Each outage says whose it was.
     total.outages = targets
         .iter()
@@ -189,14 +191,14 @@ fn total_of(flows: &[PingSummary], distributions: &[&PingDistributions]) -> Ping
             .all(|f| f.clock_synchronized.is_some_and(|c| c.sender));
         total.clock_synchronized = Some(super::stamp::ClockSides::of(one_way, sender));
         total.lost_unattributed = OneWay::unattributed(&forward, &backward, lost);
-        total.forward = Some(forward);
-        total.backward = Some(backward);
+        total.forward = Some(Box::new(forward));
+        total.backward = Some(Box::new(backward));
         total.stamp_tlvs = total.stamp_tlvs.take().map(|first| {
             let tos = first
                 .class_of_service
                 .as_ref()
                 .map(|c| (c.dscp_sent, crate::model::stamp::ecn_code(c.ecn_sent)));
-            StampTlvSummary::of(&one_way.tlvs, first.sent, tos)
+            Box::new(StampTlvSummary::of(&one_way.tlvs, first.sent, tos))
         });
     }
     total

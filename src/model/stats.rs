@@ -28,7 +28,7 @@ pub struct Latency {
 
 /// An empty histogram of [`Latency::compact`]'s precision, growing as values come.
 fn compact_histogram() -> Histogram<u64> {
-    let mut histogram = Histogram::new_with_bounds(64, 128, 2).expect("static bounds are valid");
+    let mut histogram = Histogram::new_with_bounds(256, 512, 2).expect("static bounds are valid");
     histogram.auto(true);
     histogram
 }
@@ -57,7 +57,7 @@ impl Latency {
     }
 
     /// A distribution for one of many targets: percentiles to two significant digits (1%, and
-    /// 64 ns below 16 us) in a histogram made at the first value and grown only as far as the
+    /// 256 ns below 64 us) in a histogram made at the first value and grown only as far as the
     /// largest value recorded (2 KiB, and 1 KiB more per doubling), where [`Latency::new`]'s
     /// three digits over the whole hour take about 260 KiB. Min, max and mean stay exact.
     pub fn compact() -> Self {

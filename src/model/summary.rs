@@ -246,9 +246,9 @@ pub struct PingSummary {
     pub reflector_dwell: Option<LatencySummary>,
     /// STAMP: the way out (T2 − T1) and the way back (T4 − T3).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub forward: Option<OneWay>,
+    pub forward: Option<Box<OneWay>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub backward: Option<OneWay>,
+    pub backward: Option<Box<OneWay>>,
     /// STAMP: whether each side's clock said it was synchronised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock_synchronized: Option<super::stamp::ClockSides>,
@@ -258,7 +258,7 @@ pub struct PingSummary {
     pub lost_unattributed: Option<u64>,
     /// STAMP with RFC 8972 TLVs (`--stamp-tlv`, or an HMAC TLV): what they carried back.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stamp_tlvs: Option<StampTlvSummary>,
+    pub stamp_tlvs: Option<Box<StampTlvSummary>>,
     /// With `--dscp`, `--ecn` or `--ttl`: the IP headers the replies came back with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_headers: Option<ReplyHeaders>,

@@ -25,7 +25,9 @@ pub(crate) use inflight::{InFlight, ProbeState, Verdict};
 use crate::config::{Pace, PingConfig};
 use crate::engine::{Role, Wake, Wheel};
 use crate::error::Error;
-use crate::model::{Counters, IntervalClock, IntervalReport, Latency, ProbeEvent, RxTimestamps};
+use crate::model::{
+    Counters, IntervalClock, IntervalReport, PingDistributions, ProbeEvent, RxTimestamps,
+};
 use crate::roles::socket;
 use crate::roles::stamp::host_clock;
 use crate::sys::{
@@ -83,13 +85,6 @@ struct SocketInfo {
 type Observer<'a> = Box<dyn FnMut(Option<usize>, &ProbeEvent) + Send + 'a>;
 type IntervalSink<'a> = Box<dyn FnMut(IntervalReport) + Send + 'a>;
 
-/// The schedule's figures of a run of several targets (see `Pinger::schedule`).
-#[derive(Default)]
-struct Schedule {
-    rtt_from_intended: Latency,
-    lag: Latency,
-}
-
 /// Which target a timeout belongs to, and its probe.
 type TimeoutKey = (u32, u64);
 
@@ -132,10 +127,11 @@ pub struct Pinger<'a> {
     ever_sent: bool,
     interrupted: bool,
     observer: Option<Observer<'a>>,
-    /// Several targets at a fixed rate: how late probes left and their round trips from the
-    /// intended send time, kept for the loop as a whole (a target of one run keeps them in its
-    /// distributions). Per target they would cost two histograms each.
-    schedule: Option<Box<Schedule>>,
+    /// Several targets: the round trips of all, to the full precision (the targets keep theirs
+    /// compact), and at a fixed rate how late probes left and their round trips from the
+    /// intended send time, which are the loop's (a target of one run keeps all of these in its
+    /// own distributions).
+    totals: Option<Box<PingDistributions>>,
     /// Foreign datagrams and the kernel's drops: the socket's, no target's.
     socket_counters: Counters,
     /// Where periodic reports go, when asked for (each target keeps its period's figures).
@@ -215,7 +211,7 @@ impl<'a> Pinger<'a> {
             one_way: matches!(cfg.wire, Wire::Stamp(_)),
             headers,
             too_big: cfg.dont_fragment,
-            at_rate: !compact && matches!(cfg.pace, Pace::Rate(_)),
+            at_rate: matches!(cfg.pace, Pace::Rate(_)),
             // One of many targets starts small: its table doubles as probes stay out.
             table: (
                 inflight_max
@@ -264,7 +260,7 @@ impl<'a> Pinger<'a> {
             progress: None,
             handled: 0,
             socket_counters: Counters::default(),
-            schedule: (compact && matches!(cfg.pace, Pace::Rate(_))).then(Default::default),
+            totals: compact.then(Default::default),
             socket_info,
             kernel_stamps: timestamps,
             cfg,

@@ -198,10 +198,22 @@ impl Pinger<'_> {
                     split = self.split_round_trip(t, &r, seq, slot.sent_ns, now_ns);
                     rtt_ns = rtt_ns.saturating_sub(split.map_or(0, |s| s.dwell_ns));
                 }
+                self.targets[t].record_reply(rtt_ns, reordered, split);
+                // At a fixed rate (closed loop sends when due: nothing to correct).
                 let from_intended = now_ns.saturating_sub(slot.intended_ns);
-                self.targets[t].record_reply(rtt_ns, from_intended, reordered, split);
-                if let Some(schedule) = self.schedule.as_deref_mut() {
-                    schedule.rtt_from_intended.record(from_intended);
+                let at_rate = self.targets[t].at_rate;
+                match self.totals.as_deref_mut() {
+                    Some(totals) => {
+                        totals.rtt.record(rtt_ns);
+                        if at_rate {
+                            totals.rtt_from_intended.record(from_intended);
+                        }
+                    }
+                    None if at_rate => {
+                        let dist = &mut self.targets[t].dist;
+                        dist.rtt_from_intended.record(from_intended);
+                    }
+                    None => {}
                 }
                 ReplyKind::Received { reordered }
             }
@@ -311,15 +323,9 @@ impl Pinger<'_> {
 }
 
 impl Target {
-    /// A first answer within the timeout: its round trip (and from the intended send time),
-    /// into the distributions, jitter and the period's figures.
-    fn record_reply(
-        &mut self,
-        rtt_ns: u64,
-        from_intended_ns: u64,
-        reordered: bool,
-        split: Option<Split>,
-    ) {
+    /// A first answer within the timeout: its round trip into the distribution, jitter and the
+    /// period's figures.
+    fn record_reply(&mut self, rtt_ns: u64, reordered: bool, split: Option<Split>) {
         self.counters.received += 1;
         self.counters.reordered += u64::from(reordered);
         self.dist.rtt.record(rtt_ns);
@@ -330,10 +336,6 @@ impl Target {
                 let ns = |v: i64| u64::try_from(v).ok();
                 clock.record_one_way(ns(s.forward_ns), ns(s.backward_ns));
             }
-        }
-        // At a fixed rate (closed loop sends when due: nothing to correct), a run of one.
-        if self.at_rate {
-            self.dist.rtt_from_intended.record(from_intended_ns);
         }
     }
 

@@ -74,13 +74,17 @@ impl Pinger<'_> {
             [one] => self.target_summary(one, end_ns),
             many => combine_targets(
                 many.iter()
-                    .map(|t| (self.target_summary(t, end_ns), &t.dist))
+                    .map(|t| self.target_summary(t, end_ns))
                     .collect(),
+                &many.iter().map(|t| &t.dist).collect::<Vec<_>>(),
             ),
         };
-        if let Some(schedule) = self.schedule.as_deref() {
-            summary.rtt_from_intended = schedule.rtt_from_intended.summary();
-            summary.schedule_lag = LagSummary::of(&schedule.lag);
+        if let Some(totals) = self.totals.as_deref() {
+            summary.rtt = totals.rtt.summary();
+            if summary.rate_pps.is_some() {
+                summary.rtt_from_intended = totals.rtt_from_intended.summary();
+                summary.schedule_lag = LagSummary::of(&totals.schedule_lag);
+            }
         }
         summary.local = self.local.to_string();
         summary.socket = self.socket_summary();
@@ -100,8 +104,8 @@ impl Pinger<'_> {
             Pace::Window => None,
         };
         let dist = &target.dist;
-        // Of one target among several: the loop keeps these (see `Pinger::schedule`).
-        let own_schedule = rate.filter(|_| target.at_rate);
+        // Of one target among several: the loop keeps these (see `Pinger::totals`).
+        let own_schedule = rate.filter(|_| self.totals.is_none());
         let schedule_lag = own_schedule.and(LagSummary::of(&dist.schedule_lag));
         let one_way = dist.one_way.as_deref();
         let counters = target.counters.clone();
@@ -134,9 +138,9 @@ impl Pinger<'_> {
             lost_unattributed: ways
                 .as_ref()
                 .and_then(|[f, b]| OneWay::unattributed(f, b, lost)),
-            forward: ways.clone().map(|[f, _]| f),
-            backward: ways.map(|[_, b]| b),
-            stamp_tlvs: one_way.and_then(|d| self.stamp_tlvs(d)),
+            forward: ways.clone().map(|[f, _]| Box::new(f)),
+            backward: ways.map(|[_, b]| Box::new(b)),
+            stamp_tlvs: one_way.and_then(|d| self.stamp_tlvs(d)).map(Box::new),
             reply_headers: dist
                 .reply_headers
                 .as_deref()
@@ -202,9 +206,10 @@ impl Pinger<'_> {
                 for target in many {
                     all.merge(&target.dist);
                 }
-                if let Some(schedule) = self.schedule.as_deref() {
-                    all.rtt_from_intended.merge(&schedule.rtt_from_intended);
-                    all.schedule_lag.merge(&schedule.lag);
+                if let Some(totals) = self.totals.as_deref() {
+                    all.rtt = totals.rtt.clone();
+                    all.rtt_from_intended = totals.rtt_from_intended.clone();
+                    all.schedule_lag = totals.schedule_lag.clone();
                 }
                 Cow::Owned(all)
             }

@@ -285,10 +285,11 @@ impl Pinger<'_> {
         target.counters.sent += 1;
         target.peak_in_flight = target.peak_in_flight.max(target.table.in_flight());
         let lag = sent_ns.saturating_sub(intended_ns);
-        match self.schedule.as_deref_mut() {
-            Some(schedule) => schedule.lag.record(lag),
-            None if target.at_rate => target.dist.schedule_lag.record(lag),
-            None => {}
+        if target.at_rate {
+            match self.totals.as_deref_mut() {
+                Some(totals) => totals.schedule_lag.record(lag),
+                None => target.dist.schedule_lag.record(lag),
+            }
         }
         self.ever_sent = true;
     }
