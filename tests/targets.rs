@@ -71,7 +71,7 @@ fn a_datagram_from_an_unlisted_source_is_foreign_and_replies_go_to_their_own_tar
     // Two targets on one host and port-distinct: a reply is placed by its source address.
     let a = sonde_echo("127.0.0.1:0");
     let b = sonde_echo("127.0.0.1:0");
-    let mut ping = sonde()
+    let ping = sonde()
         .args(["ping", &a.addr, &b.addr, "-c", "300", "-r", "100", "--json"])
         .args(["--bind", "127.0.0.1:0", "--timeout", "500ms"])
         .stdout(std::process::Stdio::piped())
