@@ -67,3 +67,78 @@ fn a_minute_at_50k_per_second_keeps_rss_flat() {
     assert!(u(&s, "sent") >= 2_900_000, "{s}");
     assert!(f(&s, "loss_pct") < 1.0, "{s}");
 }
+
+/// Targets `first..first + n` of a numbering over 127.1.0.0/16 (the wildcard echo answers each
+/// from the address asked), one line each.
+fn target_lines(first: usize, n: usize, port: &str) -> String {
+    (first..first + n)
+        .map(|i| format!("127.1.{}.{}:{port} name=t{i}\n", i / 250, 1 + i % 250))
+        .collect()
+}
+
+#[test]
+fn a_thousand_targets_churning_keep_rss_flat() {
+    if !std::path::Path::new("/proc/self/status").exists() {
+        skip("no /proc to read memory from");
+        return;
+    }
+    let echo = json_echo(
+        "0.0.0.0:0",
+        &["--limit-per-source", "off", "--limit-total", "off"],
+    );
+    let port = echo.addr.rsplit(':').next().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("sonde-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("targets");
+    std::fs::write(&file, target_lines(0, 1000, &port)).unwrap();
+    let mut ping = sonde()
+        .args(["ping", "--targets", file.to_str().unwrap(), "-r", "10"])
+        .args(["--duration", "50s", "--json", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every second a tenth of the targets is swapped for others (SIGHUP): 100 stop, 100 start.
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    for second in 1..49u64 {
+        std::thread::sleep(Duration::from_secs(second).saturating_sub(started.elapsed()));
+        let first = (second as usize % 2) * 100;
+        std::fs::write(&file, target_lines(first, 1000, &port)).unwrap();
+        signal(&ping, "HUP");
+        samples.push(rss_kib(ping.id()));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(ping.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(ping.wait().unwrap().success());
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Each second's reports come and go: the most of seconds 4-8 against the most of 44-48.
+    let early = samples[3..8].iter().max().copied().unwrap();
+    let late = samples[43..48].iter().max().copied().unwrap();
+    eprintln!("churn soak: RSS each second {samples:?} KiB");
+    eprintln!(
+        "churn soak: pinger RSS {early} -> {late} KiB; {} sent, {:.4}% loss, {} targets at the end",
+        u(&s, "sent"),
+        f(&s, "loss_pct"),
+        s["targets"].as_array().unwrap().len()
+    );
+    assert_eq!(s["targets"].as_array().unwrap().len(), 1000);
+    // Ten times the probes between the samples, targets churning all along: at most 10% more.
+    assert!(
+        late * 10 <= early * 11,
+        "pinger grew: {early} -> {late} KiB"
+    );
+    // (The summary of 1 000 targets is too long for a message: the figures alone.)
+    let said = format!(
+        "sent {} received {} lost {} foreign {} in flight {}",
+        u(&s, "sent"),
+        u(&s, "received"),
+        u(&s, "lost"),
+        u(&s, "foreign"),
+        u(&s, "in_flight")
+    );
+    assert!(u(&s, "sent") >= 450_000, "{said}");
+    // A removed target's probes out are still answered: nothing foreign, nothing lost.
+    assert_eq!(u(&s, "foreign"), 0, "{said}");
+    assert!(f(&s, "loss_pct") < 0.1, "{said}");
+}

@@ -258,6 +258,10 @@ pub(crate) struct PingArgs {
     /// site=ams); # starts a comment
     #[arg(long = "targets", value_name = "FILE")]
     pub(crate) targets_file: Option<String>,
+    /// Re-read --targets FILE whenever it changes (SIGHUP re-reads it in any run without
+    /// --count): new targets start, removed ones stop and leave the metrics
+    #[arg(long, requires = "targets_file", conflicts_with = "count")]
+    pub(crate) reload: bool,
     /// Local address to send from
     #[arg(short, long, value_name = "ADDR", value_parser = parse_addr)]
     pub(crate) bind: Option<SocketAddr>,

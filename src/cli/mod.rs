@@ -9,6 +9,7 @@ mod impair;
 mod parse;
 mod ping;
 mod probe;
+mod reload;
 mod targets;
 
 use crate::engine::Engine;
@@ -18,6 +19,7 @@ use clap::Parser;
 
 /// Parses the command line and runs it; returns the exit status.
 pub(crate) fn main() -> i32 {
+    crate::sys::limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

@@ -4,7 +4,8 @@
 
 use super::args::{Format, LoopbackArgs, PingArgs, ProbeArgs, WireArg};
 use super::loop_for_thread;
-use super::targets::{self, Entry};
+use super::reload;
+use super::targets::{self, Entry, Names};
 use crate::config::{Pace, PingConfig};
 use crate::engine::threads;
 use crate::error::{Error, FileOp};
@@ -16,8 +17,6 @@ use crate::output::metrics::{self, Exposition};
 use crate::output::threshold::EXIT_CROSSED;
 use crate::output::{out, plot, report};
 use crate::roles::{Echo, Pinger};
-use crate::wire::stamp::PORT as STAMP_PORT;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -57,33 +56,24 @@ pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    measure(&args.probe, flows, &entries)
+    // A run without a count can change its targets (SIGHUP, --reload).
+    let reload = args
+        .targets_file
+        .clone()
+        .filter(|_| args.probe.count.is_none())
+        .map(|path| reload::Source {
+            path,
+            cli: args.targets.clone(),
+            stamp: args.probe.socket.wire == WireArg::Stamp,
+            watch: args.reload,
+        });
+    measure(&args.probe, flows, &entries, reload)
 }
 
 /// The targets of the command line, then of `--targets FILE`, each with a port.
 fn target_entries(args: &PingArgs) -> Result<Vec<Entry>, Error> {
-    let mut entries: Vec<Entry> = args.targets.iter().cloned().map(Entry::plain).collect();
-    if let Some(path) = &args.targets_file {
-        entries.extend(targets::read(path)?);
-    }
-    if entries.is_empty() {
-        return Err(Error::config("--targets", "the file lists no target"));
-    }
-    for entry in &mut entries {
-        if !entry.target.port {
-            if args.probe.socket.wire != WireArg::Stamp {
-                return Err(Error::config(
-                    "HOST:PORT",
-                    format!(
-                        "{}: a port is needed (only --wire stamp has a default, {STAMP_PORT})",
-                        entry.target.addr.ip()
-                    ),
-                ));
-            }
-            entry.target.addr.set_port(STAMP_PORT);
-        }
-    }
-    Ok(entries)
+    let stamp = args.probe.socket.wire == WireArg::Stamp;
+    targets::entries(&args.targets, args.targets_file.as_deref(), stamp)
 }
 
 /// The pingers' configurations: one target on `flows` pingers, or several targets dealt
@@ -158,7 +148,7 @@ pub(super) fn loopback(args: LoopbackArgs) -> Result<i32, Error> {
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    measure(&args.probe, flows, &[])
+    measure(&args.probe, flows, &[], None)
 }
 
 /// What a run prints and writes, decided once from the arguments.
@@ -169,7 +159,7 @@ struct Plan {
     /// Targets over every flow (a flow may have several).
     targets: usize,
     /// Names and labels of targets from a file, by address.
-    entries: HashMap<SocketAddr, Entry>,
+    names: Names,
     loopback: bool,
     per_probe: bool,
     /// A progress bar on the terminal.
@@ -185,7 +175,7 @@ impl Plan {
             format: args.format(),
             flows: flows.len(),
             targets,
-            entries: entries.iter().map(|e| (e.target.addr, e.clone())).collect(),
+            names: Names::new(entries),
             loopback: flows[0].echo.is_some(),
             per_probe,
             progress: !args.quiet
@@ -193,14 +183,6 @@ impl Plan {
                 && !per_probe
                 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             cfg,
-        }
-    }
-
-    /// What target `addr` is called: its name and address, or its address.
-    fn display(&self, addr: SocketAddr) -> String {
-        match self.entries.get(&addr) {
-            Some(entry) => entry.display(addr),
-            None => addr.to_string(),
         }
     }
 }
@@ -214,7 +196,12 @@ struct Files {
 }
 
 /// The run: outputs opened, flows started and followed, then finished.
-fn measure(args: &ProbeArgs, mut flows: Vec<Flow>, entries: &[Entry]) -> Result<i32, Error> {
+fn measure(
+    args: &ProbeArgs,
+    mut flows: Vec<Flow>,
+    entries: &[Entry],
+    reload: Option<reload::Source>,
+) -> Result<i32, Error> {
     let plan = Plan::new(args, &flows, entries);
     let files = open_files(args, &plan)?;
     observe(&mut flows, &plan, &files, args.plot.is_some());
@@ -231,6 +218,9 @@ fn measure(args: &ProbeArgs, mut flows: Vec<Flow>, entries: &[Entry]) -> Result<
         progress,
         metrics: exposition.clone().map(|e| (e, plan.cfg.target.to_string())),
         keep: args.plot.is_some(),
+        each_turn: reload
+            .map(|source| follow_targets(source, &mut flows, &plan, exposition.clone()))
+            .transpose()?,
     };
     let (flows, outcomes, followed) = run_flows(flows, &plan, args, (tx, rx), outputs)?;
     if let Some(exposition) = &exposition {
@@ -249,6 +239,24 @@ fn measure(args: &ProbeArgs, mut flows: Vec<Flow>, entries: &[Entry]) -> Result<
     finish(args, &plan, run)
 }
 
+/// A run whose targets file can be re-read: each pinger takes new lists, and the following
+/// loop looks for a reload on each turn.
+fn follow_targets(
+    source: reload::Source,
+    flows: &mut [Flow],
+    plan: &Plan,
+    exposition: Option<Exposition>,
+) -> Result<Box<dyn FnMut() + Send>, Error> {
+    let mut channels = Vec::new();
+    for flow in flows.iter_mut() {
+        let (tx, rx) = mpsc::channel();
+        flow.pinger.follow_targets(rx);
+        channels.push((tx, flow.pinger.targets().collect()));
+    }
+    let mut reloader = reload::Reloader::new(source, channels, plan.names.clone(), exposition)?;
+    Ok(Box::new(move || reloader.turn()))
+}
+
 /// `--metrics`: the endpoint up, the run's series at zero.
 fn start_metrics(
     addr: SocketAddr,
@@ -260,7 +268,7 @@ fn start_metrics(
     let (exposition, line) =
         metrics::start(addr, buckets.unwrap_or_else(metrics::default_buckets))?;
     for target in flows.iter().flat_map(|f| f.pinger.targets()) {
-        let labels = plan.entries.get(&target).map(Entry::metric_labels);
+        let labels = plan.names.entry(target).map(|e| e.metric_labels());
         exposition.add_target(&target.to_string(), &labels.unwrap_or_default());
     }
     if !args.quiet {
@@ -322,27 +330,20 @@ fn observe(flows: &mut [Flow], plan: &Plan, files: &Files, plot: bool) {
         } else {
             String::new()
         };
-        let addrs: Vec<SocketAddr> = flow.pinger.targets().collect();
-        // Each line of several targets starts with the target's name.
-        let names: Vec<String> = match plan.targets {
-            1 => Vec::new(),
-            _ => addrs
-                .iter()
-                .map(|&a| format!("{}: ", plan.display(a)))
-                .collect(),
-        };
-        let columns: Vec<String> = match plan.targets {
-            1 => Vec::new(),
-            _ => addrs.iter().map(ToString::to_string).collect(),
-        };
+        let many = plan.targets > 1;
+        let names = plan.names.clone();
         let mut rows: Vec<_> = files
             .csvs
             .iter()
-            .map(|c| csv::ProbeRows::new(i, columns.clone(), c.clone()))
+            .map(|c| csv::ProbeRows::new(i, many, c.clone()))
             .collect();
         flow.pinger.observe(move |target, event| {
             if per_probe {
-                let name = target.and_then(|t| names.get(t)).map_or("", String::as_str);
+                // Each line of several targets starts with the target's name.
+                let name = match target.filter(|_| many) {
+                    Some(addr) => format!("{}: ", names.display(addr)),
+                    None => String::new(),
+                };
                 out(&format!("{prefix}{name}{}\n", report::probe_line(event)));
             }
             rows.iter_mut().for_each(|r| r.record(target, event));
@@ -462,12 +463,7 @@ fn finish(args: &ProbeArgs, plan: &Plan, run: Finished) -> Result<i32, Error> {
             .collect(),
     );
     for target in &mut summary.targets {
-        if let Some(entry) = target
-            .target
-            .parse()
-            .ok()
-            .and_then(|a| plan.entries.get(&a))
-        {
+        if let Some(entry) = target.target.parse().ok().and_then(|a| plan.names.entry(a)) {
             target.name = entry.name.clone();
             target.labels = entry.labels.clone();
         }
@@ -574,7 +570,7 @@ fn header(flows: &[Flow], plan: &Plan) -> String {
     let (what, each) = match plan.targets {
         1 => (cfg.target.to_string(), each),
         n => (
-            format!("{n} targets ({}, ...)", plan.display(cfg.target)),
+            format!("{n} targets ({}, ...)", plan.names.display(cfg.target)),
             " per target",
         ),
     };

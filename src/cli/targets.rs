@@ -7,8 +7,10 @@
 use super::args::Target;
 use super::parse::parse_target;
 use crate::error::Error;
-use std::collections::BTreeMap;
+use crate::wire::stamp::PORT as STAMP_PORT;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 
 /// One target as asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,8 +46,71 @@ impl Entry {
     }
 }
 
+/// The targets' names and labels by address, shared with the threads that print them (a
+/// reload replaces them).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Names(Arc<RwLock<HashMap<SocketAddr, Entry>>>);
+
+impl Names {
+    pub(super) fn new(entries: &[Entry]) -> Self {
+        let names = Self::default();
+        names.set(entries);
+        names
+    }
+
+    /// Replaces every entry with `entries`.
+    pub(super) fn set(&self, entries: &[Entry]) {
+        let map = entries.iter().map(|e| (e.target.addr, e.clone())).collect();
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = map;
+    }
+
+    pub(super) fn entry(&self, addr: SocketAddr) -> Option<Entry> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&addr).cloned()
+    }
+
+    /// What target `addr` is called: its name and address, or its address.
+    pub(super) fn display(&self, addr: SocketAddr) -> String {
+        match self.entry(addr) {
+            Some(entry) => entry.display(addr),
+            None => addr.to_string(),
+        }
+    }
+}
+
 /// Labels Prometheus would refuse, or that sonde sets itself.
 const RESERVED: [&str; 2] = ["target", "le"];
+
+/// The targets of the command line, then of the targets file, each with a port (STAMP's
+/// default where `stamp` and none was given).
+pub(super) fn entries(
+    cli: &[Target],
+    file: Option<&str>,
+    stamp: bool,
+) -> Result<Vec<Entry>, Error> {
+    let mut entries: Vec<Entry> = cli.iter().cloned().map(Entry::plain).collect();
+    if let Some(path) = file {
+        entries.extend(read(path)?);
+    }
+    if entries.is_empty() {
+        return Err(Error::config("--targets", "the file lists no target"));
+    }
+    for entry in &mut entries {
+        if !entry.target.port {
+            if !stamp {
+                return Err(Error::config(
+                    "HOST:PORT",
+                    format!(
+                        "{}: a port is needed (only --wire stamp has a default, {STAMP_PORT})",
+                        entry.target.addr.ip()
+                    ),
+                ));
+            }
+            entry.target.addr.set_port(STAMP_PORT);
+        }
+    }
+    Ok(entries)
+}
 
 /// Reads `--targets FILE`.
 pub(super) fn read(path: &str) -> Result<Vec<Entry>, Error> {

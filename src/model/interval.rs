@@ -125,6 +125,15 @@ impl IntervalClock {
         }
     }
 
+    /// A clock for a target that joins the run now: this one's period, from the current one on,
+    /// its counts starting at zero.
+    pub fn joining(&self, compact: bool) -> Self {
+        Self {
+            index: self.index,
+            ..Self::new(self.period_ns, compact)
+        }
+    }
+
     /// When the current period began, ns since the run started.
     pub fn start_ns(&self) -> u64 {
         self.index.saturating_mul(self.period_ns)

@@ -22,13 +22,16 @@ pub struct Latency {
     max: u64,
     /// Values above [`MAX_NS`], counted rather than silently clamped.
     out_of_range: u64,
-    /// Two significant digits, grown as values come (see [`Latency::compact`]).
-    compact: bool,
+    /// Two significant digits (see [`Latency::compact`]), the histogram made at the first value
+    /// with room up to this many ns; `None`: three digits over the whole hour.
+    compact: Option<u64>,
 }
 
-/// An empty histogram of [`Latency::compact`]'s precision, growing as values come.
-fn compact_histogram() -> Histogram<u64> {
-    let mut histogram = Histogram::new_with_bounds(256, 512, 2).expect("static bounds are valid");
+/// An empty histogram of [`Latency::compact`]'s precision, with room up to `reserve_ns` and
+/// growing beyond as values come.
+fn compact_histogram(reserve_ns: u64) -> Histogram<u64> {
+    let high = reserve_ns.clamp(512, MAX_NS);
+    let mut histogram = Histogram::new_with_bounds(256, high, 2).expect("valid bounds");
     histogram.auto(true);
     histogram
 }
@@ -52,7 +55,7 @@ impl Latency {
             min: u64::MAX,
             max: 0,
             out_of_range: 0,
-            compact: false,
+            compact: None,
         }
     }
 
@@ -61,6 +64,13 @@ impl Latency {
     /// largest value recorded (2 KiB, and 1 KiB more per doubling), where [`Latency::new`]'s
     /// three digits over the whole hour take about 260 KiB. Min, max and mean stay exact.
     pub fn compact() -> Self {
+        Self::compact_up_to(0)
+    }
+
+    /// As [`Latency::compact`], its histogram made with room up to `reserve_ns` from the first
+    /// value on: a distribution that lives long keeps one size (16 KiB up to 1 s), rather
+    /// than growing whenever a larger value comes.
+    pub fn compact_up_to(reserve_ns: u64) -> Self {
         Self {
             histogram: None,
             count: 0,
@@ -69,21 +79,23 @@ impl Latency {
             min: u64::MAX,
             max: 0,
             out_of_range: 0,
-            compact: true,
+            compact: Some(reserve_ns),
         }
     }
 
     /// An empty distribution of the same precision as this one.
     pub fn empty_like(&self) -> Self {
-        if self.compact {
-            Self::compact()
-        } else {
-            Self::new()
+        match self.compact {
+            Some(reserve_ns) => Self::compact_up_to(reserve_ns),
+            None => Self::new(),
         }
     }
 
     pub fn record(&mut self, ns: u64) {
-        let histogram = self.histogram.get_or_insert_with(compact_histogram);
+        let reserve_ns = self.compact.unwrap_or(0);
+        let histogram = self
+            .histogram
+            .get_or_insert_with(|| compact_histogram(reserve_ns));
         if ns > MAX_NS || histogram.record(ns).is_err() {
             self.out_of_range += 1;
             return;
@@ -104,7 +116,7 @@ impl Latency {
         static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
         match &self.histogram {
             Some(h) => h,
-            None => EMPTY.get_or_init(compact_histogram),
+            None => EMPTY.get_or_init(|| compact_histogram(0)),
         }
     }
 
@@ -129,7 +141,7 @@ impl Latency {
             return;
         }
         self.histogram
-            .get_or_insert_with(compact_histogram)
+            .get_or_insert_with(|| compact_histogram(0))
             .add(other.histogram())
             .expect("a full histogram holds any; a compact one grows");
         let n = self.count + other.count;
@@ -211,7 +223,9 @@ pub struct PingDistributions {
 impl PingDistributions {
     /// The distributions of one pinger target: `compact` ones (see [`Latency::compact`]) where
     /// it is one of many; STAMP's split where `one_way`, the replies' headers where `headers`.
-    pub fn for_target(compact: bool, one_way: bool, headers: bool) -> Self {
+    /// A compact round-trip histogram has room up to `reserve_ns` (the timeout: no round trip
+    /// is longer) from its first value on, so that its size does not change over the run.
+    pub fn for_target(compact: bool, reserve_ns: u64, one_way: bool, headers: bool) -> Self {
         let latency = || {
             if compact {
                 Latency::compact()
@@ -224,7 +238,10 @@ impl PingDistributions {
             false => super::stamp::OneWayDistributions::default(),
         };
         Self {
-            rtt: latency(),
+            rtt: match compact {
+                true => Latency::compact_up_to(reserve_ns),
+                false => Latency::new(),
+            },
             rtt_from_intended: latency(),
             schedule_lag: latency(),
             one_way: one_way.then(|| Box::new(split())),

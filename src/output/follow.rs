@@ -92,6 +92,9 @@ pub(crate) struct Outputs {
     pub metrics: Option<(super::metrics::Exposition, String)>,
     /// Keep every interval for the end (a plot): otherwise a run that never ends would grow.
     pub keep: bool,
+    /// Done on every turn of the following loop (some ten times a second): the targets file
+    /// re-read when asked.
+    pub each_turn: Option<Box<dyn FnMut() + Send>>,
 }
 
 /// Runs until every flow has finished; returns every combined interval, in order, when asked to
@@ -123,6 +126,9 @@ pub(crate) fn follow(
         }
         if let Some(progress) = &outputs.progress {
             progress.update();
+        }
+        if let Some(turn) = outputs.each_turn.as_mut() {
+            turn();
         }
     }
     if let Some(progress) = outputs.progress {

@@ -22,6 +22,8 @@ pub(crate) fn drain_error_queue(
 
 pub(crate) fn set_timer_slack(_: Duration) {}
 
+pub(crate) fn limit_malloc_arenas() {}
+
 pub(crate) fn request_buffers(_: &UdpSocket, _: usize, _: usize) -> io::Result<()> {
     Ok(())
 }

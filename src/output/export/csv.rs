@@ -15,6 +15,7 @@
 use super::Sink;
 use crate::model::{ProbeEvent, ReplyKind};
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 pub const HEADER: &str = "flow,seq,scheduled_ns,sent_ns,rtt_ns,status\n";
@@ -69,15 +70,14 @@ impl SharedCsv {
 pub struct ProbeRows {
     /// What starts each row: the flow, and the target where the file has the column.
     flow: usize,
-    targets: Vec<String>,
+    targets: bool,
     buf: Vec<u8>,
     out: Arc<SharedCsv>,
 }
 
 impl ProbeRows {
-    /// Rows of flow `flow`, whose targets (by index) are `targets`: empty for a file without
-    /// the target column.
-    pub fn new(flow: usize, targets: Vec<String>, out: Arc<SharedCsv>) -> Self {
+    /// Rows of flow `flow`, with the target column where `targets`.
+    pub fn new(flow: usize, targets: bool, out: Arc<SharedCsv>) -> Self {
         Self {
             flow,
             targets,
@@ -87,8 +87,8 @@ impl ProbeRows {
     }
 
     /// Writes the row for `event` of target `target`, if it is about a probe.
-    pub fn record(&mut self, target: Option<usize>, event: &ProbeEvent) {
-        let flow = match target.and_then(|t| self.targets.get(t)) {
+    pub fn record(&mut self, target: Option<SocketAddr>, event: &ProbeEvent) {
+        let flow = match target.filter(|_| self.targets) {
             Some(addr) => format!("{},{addr}", self.flow),
             None => self.flow.to_string(),
         };
@@ -241,9 +241,9 @@ mod tests {
     fn one_row_per_probe_event_and_they_read_back() {
         let memory = Memory::default();
         let shared = SharedCsv::new(Box::new(memory.clone()), false, false);
-        let mut rows = ProbeRows::new(1, Vec::new(), shared.clone());
+        let mut rows = ProbeRows::new(1, false, shared.clone());
         rows.record(
-            Some(0),
+            None,
             &ProbeEvent::Reply {
                 seq: 0,
                 intended_ns: 0,
@@ -255,7 +255,7 @@ mod tests {
             },
         );
         rows.record(
-            Some(0),
+            None,
             &ProbeEvent::Lost {
                 seq: 1,
                 intended_ns: 1_000,
@@ -287,9 +287,9 @@ mod tests {
     fn stamp_rows_carry_the_split() {
         let memory = Memory::default();
         let shared = SharedCsv::new(Box::new(memory.clone()), true, false);
-        let mut rows = ProbeRows::new(0, Vec::new(), shared.clone());
+        let mut rows = ProbeRows::new(0, false, shared.clone());
         rows.record(
-            Some(0),
+            None,
             &ProbeEvent::Reply {
                 seq: 0,
                 intended_ns: 0,
@@ -305,7 +305,7 @@ mod tests {
             },
         );
         rows.record(
-            Some(0),
+            None,
             &ProbeEvent::Lost {
                 seq: 1,
                 intended_ns: 10,
@@ -330,10 +330,9 @@ mod tests {
     fn rows_of_several_targets_name_theirs() {
         let memory = Memory::default();
         let shared = SharedCsv::new(Box::new(memory.clone()), false, true);
-        let targets = vec!["127.0.0.1:7".to_string(), "[::1]:7".to_string()];
-        let mut rows = ProbeRows::new(0, targets, shared.clone());
+        let mut rows = ProbeRows::new(0, true, shared.clone());
         rows.record(
-            Some(1),
+            Some("[::1]:7".parse().unwrap()),
             &ProbeEvent::Lost {
                 seq: 4,
                 intended_ns: 10,

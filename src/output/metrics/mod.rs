@@ -17,7 +17,10 @@ use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a removed target's late reports are ignored: longer than any report takes to come.
+const FORGET_REMOVED: Duration = Duration::from_secs(60);
 
 /// The default histogram buckets, seconds: 1-2-5 steps from 1 µs to 10 s (fine enough for
 /// loopback round trips, wide enough for a satellite link).
@@ -134,6 +137,9 @@ struct State {
     probing: Vec<Probing>,
     /// Where each target's series are in `probing`.
     by_target: HashMap<String, usize>,
+    /// Targets whose series were removed (a reload), and when: a report of theirs still on its
+    /// way does not bring them back. Forgotten after a while, so that churn costs no memory.
+    removed: HashMap<String, Instant>,
     /// Each echo thread's counters, latest.
     echoes: Vec<EchoSummary>,
     /// The run has ended; a scrape has served its last values; the time between the last two.
@@ -176,6 +182,9 @@ impl Exposition {
     }
 
     fn add_to(&self, state: &mut State, target: &str, report: &IntervalReport) {
+        if state.removed.contains_key(target) {
+            return;
+        }
         let index = self.target_index(state, target, &[]);
         let p = &mut state.probing[index];
         if let Some((forward, backward)) = report.lost_split {
@@ -196,7 +205,24 @@ impl Exposition {
     /// (from a targets file: `name` and others) beside `target`.
     pub(crate) fn add_target(&self, target: &str, labels: &[(String, String)]) {
         let mut state = self.lock();
+        state.removed.remove(target);
         self.target_index(&mut state, target, labels);
+    }
+
+    /// Takes `target`'s series out of the exposition (a reload removed the target).
+    pub(crate) fn remove_target(&self, target: &str) {
+        let mut state = self.lock();
+        if let Some(i) = state.by_target.remove(target) {
+            state.probing.remove(i);
+            for index in state.by_target.values_mut() {
+                *index -= usize::from(*index > i);
+            }
+        }
+        let now = Instant::now();
+        state
+            .removed
+            .retain(|_, at| now.duration_since(*at) < FORGET_REMOVED);
+        state.removed.insert(target.to_string(), now);
     }
 
     fn target_index(&self, state: &mut State, target: &str, labels: &[(String, String)]) -> usize {

@@ -15,6 +15,7 @@ mod inflight;
 mod loss_pattern;
 mod outage;
 mod receive;
+mod reload;
 mod results;
 mod send;
 mod target;
@@ -43,6 +44,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use target::{Shape, Target};
@@ -81,8 +83,8 @@ struct SocketInfo {
     connected: bool,
 }
 
-/// Told each probe event and the index of its target (`None`: a foreign datagram).
-type Observer<'a> = Box<dyn FnMut(Option<usize>, &ProbeEvent) + Send + 'a>;
+/// Told each probe event and its target (`None`: a foreign datagram).
+type Observer<'a> = Box<dyn FnMut(Option<SocketAddr>, &ProbeEvent) + Send + 'a>;
 type IntervalSink<'a> = Box<dyn FnMut(IntervalReport) + Send + 'a>;
 
 /// Which target a timeout belongs to, and its probe.
@@ -132,6 +134,16 @@ pub struct Pinger<'a> {
     /// intended send time, which are the loop's (a target of one run keeps all of these in its
     /// own distributions).
     totals: Option<Box<PingDistributions>>,
+    /// What each target gets (kept for targets a reload adds).
+    shape: Shape,
+    /// The counts of targets a reload removed (once buried).
+    retired: Counters,
+    /// Targets removed but not yet buried, oldest first.
+    stopped: std::collections::VecDeque<usize>,
+    /// New lists of targets, when they can change (see `reload.rs`).
+    retarget: Option<Receiver<Vec<SocketAddr>>>,
+    /// At a fixed rate: probe number `.0` is due at `.1` ns, the later ones spread from it.
+    rate_base: (u64, u64),
     /// Foreign datagrams and the kernel's drops: the socket's, no target's.
     socket_counters: Counters,
     /// Where periodic reports go, when asked for (each target keeps its period's figures).
@@ -212,6 +224,7 @@ impl<'a> Pinger<'a> {
             headers,
             too_big: cfg.dont_fragment,
             at_rate: matches!(cfg.pace, Pace::Rate(_)),
+            timeout_ns,
             // One of many targets starts small: its table doubles as probes stay out.
             table: (
                 inflight_max
@@ -260,6 +273,11 @@ impl<'a> Pinger<'a> {
             progress: None,
             handled: 0,
             socket_counters: Counters::default(),
+            shape,
+            retired: Counters::default(),
+            stopped: Default::default(),
+            retarget: None,
+            rate_base: (0, 0),
             totals: compact.then(Default::default),
             socket_info,
             kernel_stamps: timestamps,
@@ -267,9 +285,9 @@ impl<'a> Pinger<'a> {
         })
     }
 
-    /// Calls `f` for every probe event as it happens, with the index of its target in
-    /// [`Pinger::targets`] (`None` for a datagram from elsewhere).
-    pub fn observe(&mut self, f: impl FnMut(Option<usize>, &ProbeEvent) + Send + 'a) {
+    /// Calls `f` for every probe event as it happens, with its target (`None` for a datagram
+    /// from elsewhere).
+    pub fn observe(&mut self, f: impl FnMut(Option<SocketAddr>, &ProbeEvent) + Send + 'a) {
         self.observer = Some(Box::new(f));
     }
 
@@ -333,7 +351,7 @@ impl<'a> Pinger<'a> {
 
     fn emit(&mut self, target: Option<usize>, event: ProbeEvent) {
         if let Some(observer) = self.observer.as_mut() {
-            observer(target, &event);
+            observer(target.map(|t| self.targets[t].addr), &event);
         }
     }
 
@@ -397,6 +415,7 @@ impl Role for Pinger<'_> {
             return Ok(Wake::IDLE);
         }
         let now_ns = self.ns(now);
+        self.retarget(now_ns);
         self.expire(now_ns);
         self.close_intervals(now_ns, false);
         let send_wake = if self.phase == Phase::Sending {
@@ -417,7 +436,7 @@ impl Role for Pinger<'_> {
             exactly: None,
         };
         // Every target's periods end together.
-        let interval_wake = match &self.targets[0].intervals {
+        let interval_wake = match self.targets.iter().find_map(|t| t.intervals.as_ref()) {
             Some(clock) => Wake::around(self.epoch + Duration::from_nanos(clock.boundary_ns())),
             None => Wake::IDLE,
         };

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 impl Pinger<'_> {
     /// The index of the target at `addr`, if it is one.
     fn target_at(&self, addr: SocketAddr) -> Option<usize> {
-        if self.targets.len() == 1 {
+        if self.by_addr.is_empty() {
+            // One target, for good.
             return (self.targets[0].addr == addr).then_some(0);
         }
         self.by_addr.get(&addr).map(|&t| t as usize)

@@ -27,25 +27,23 @@ impl Pinger<'_> {
     /// Reports every period that has ended by `now_ns`; at the end of the run, the last partial
     /// one too.
     pub(super) fn close_intervals(&mut self, now_ns: u64, end: bool) {
-        let Some(clock) = self.targets[0].intervals.as_ref() else {
+        let Some(mut current) = self.period() else {
             return;
         };
-        // Every target's periods end together.
-        let (mut boundary, start) = (clock.boundary_ns(), clock.start_ns());
-        while boundary <= now_ns {
-            self.report_period(boundary);
-            boundary = self.targets[0]
-                .intervals
-                .as_ref()
-                .map_or(u64::MAX, |c| c.boundary_ns());
+        while current.0 <= now_ns {
+            self.report_period(current.0);
+            current = self.period().unwrap_or((u64::MAX, 0));
         }
-        let start = self.targets[0]
-            .intervals
-            .as_ref()
-            .map_or(start, |c| c.start_ns());
-        if end && now_ns > start {
+        if end && now_ns > current.1 {
             self.report_period(now_ns);
         }
+    }
+
+    /// When the current period ends and began, ns since the epoch, where periods are kept:
+    /// every target's end together, any target's clock tells.
+    fn period(&self) -> Option<(u64, u64)> {
+        let clock = self.targets.iter().find_map(|t| t.intervals.as_ref())?;
+        Some((clock.boundary_ns(), clock.start_ns()))
     }
 
     /// Closes the current period at `end_ns` and hands its report over: the target's, or the
@@ -58,7 +56,7 @@ impl Pinger<'_> {
             .collect();
         let report = match parts.len() {
             0 => return,
-            1 => parts.pop().expect("one report"),
+            1 if self.totals.is_none() => parts.pop().expect("one report"),
             _ => IntervalReport::total_of(parts),
         };
         if let Some(sink) = self.intervals.as_mut() {
@@ -70,15 +68,22 @@ impl Pinger<'_> {
     /// targets, their total, each one's in `targets`.
     pub fn summary(&self) -> PingSummary {
         let end_ns = self.end_ns.unwrap_or_else(|| self.ns(Instant::now()));
-        let mut summary = match &self.targets[..] {
-            [one] => self.target_summary(one, end_ns),
-            many => combine_targets(
+        let active: Vec<&Target> = self.targets.iter().filter(|t| t.active).collect();
+        let mut summary = match (&active[..], &self.totals) {
+            ([one], None) => self.target_summary(one, end_ns),
+            (many, _) => combine_targets(
                 many.iter()
                     .map(|t| self.target_summary(t, end_ns))
                     .collect(),
                 &many.iter().map(|t| &t.dist).collect::<Vec<_>>(),
             ),
         };
+        // Targets a reload removed count in the total.
+        summary.counters.add(&self.retired);
+        for &t in &self.stopped {
+            summary.counters.add(&self.targets[t].counters);
+        }
+        summary.loss_pct = summary.counters.loss_pct();
         if let Some(totals) = self.totals.as_deref() {
             summary.rtt = totals.rtt.summary();
             if summary.rate_pps.is_some() {
@@ -199,9 +204,9 @@ impl Pinger<'_> {
     /// The distributions behind the summary (round trips, from intended send, schedule lag),
     /// for merging flows or export: with several targets, theirs merged.
     pub fn distributions(&self) -> Cow<'_, PingDistributions> {
-        match &self.targets[..] {
-            [one] => Cow::Borrowed(&one.dist),
-            many => {
+        match (&self.targets[..], &self.totals) {
+            ([one], None) => Cow::Borrowed(&one.dist),
+            (many, _) => {
                 let mut all = PingDistributions::default();
                 for target in many {
                     all.merge(&target.dist);

@@ -25,20 +25,33 @@ enum Next {
     Probe { target: usize, intended_ns: u64 },
     /// Nothing now: come back then.
     Wait(Wake),
+    /// The slot of a removed target: pass over it (see `reload.rs`).
+    Skip,
     /// The count or duration is used up; sending ended at `end_ns`.
     End { end_ns: u64 },
 }
 
 impl Pinger<'_> {
+    /// At a fixed rate: when probe number `number` (over every target) is due, ns since the
+    /// epoch. Number k * n + t is probe k of target t (of n), due at its number over the
+    /// total rate (from where the schedule was rebased when a target was added).
+    pub(super) fn intended_ns(&self, number: u64) -> u64 {
+        let Pace::Rate(rate) = self.cfg.pace else {
+            return 0;
+        };
+        let n = self.targets.len() as f64;
+        let (base, base_ns) = self.rate_base;
+        base_ns + ((number - base) as f64 * 1e9 / (rate * n)) as u64
+    }
+
     /// The next probe, `pending` probes (collected, not yet sent) past the last one booked.
     fn next_probe(&mut self, pending: usize, now: Instant) -> Next {
         let now_ns = self.ns(now);
         let n = self.targets.len() as u64;
         let (target, intended_ns) = match self.cfg.pace {
-            // Probe k of target t is number k * n + t, due at that number over the total rate.
-            Pace::Rate(rate) => {
+            Pace::Rate(_) => {
                 let number = self.scheduled + pending as u64;
-                let intended_ns = (number as f64 * 1e9 / (rate * n as f64)) as u64;
+                let intended_ns = self.intended_ns(number);
                 if self.cfg.count.is_some_and(|c| number / n >= c)
                     || self.past_duration(intended_ns)
                 {
@@ -51,11 +64,15 @@ impl Pinger<'_> {
                         self.epoch + Duration::from_nanos(intended_ns),
                     ));
                 }
-                ((number % n) as usize, intended_ns)
+                let target = (number % n) as usize;
+                if !self.targets[target].active {
+                    return Next::Skip;
+                }
+                (target, intended_ns)
             }
             Pace::Window => {
-                if self.past_duration(now_ns) || self.targets.iter().all(|t| self.count_used(t, 0))
-                {
+                let used = |t: &Target| !t.active || self.count_used(t, 0);
+                if self.past_duration(now_ns) || self.targets.iter().all(used) {
                     return Next::End { end_ns: now_ns };
                 }
                 match self.target_with_room(pending) {
@@ -120,7 +137,9 @@ impl Pinger<'_> {
             .find(|&t| {
                 let p = self.pending_for(t, pending);
                 let target = &self.targets[t];
-                !self.count_used(target, p) && target.table.in_flight() + p < self.inflight_max
+                target.active
+                    && !self.count_used(target, p)
+                    && target.table.in_flight() + p < self.inflight_max
             })
     }
 
@@ -140,6 +159,15 @@ impl Pinger<'_> {
                 Next::Wait(w) => {
                     wake = w;
                     break;
+                }
+                Next::Skip => {
+                    // The pending probes come before this slot.
+                    result = self.flush(&mut batch, &mut intended);
+                    if result.is_err() || self.write_blocked {
+                        break;
+                    }
+                    self.scheduled += 1;
+                    continue;
                 }
                 Next::End { end_ns } => {
                     self.phase = Phase::Draining;

@@ -25,6 +25,12 @@ pub(super) struct Target {
     pub(super) timeouts_fired: u64,
     /// Probes have intended send times of their own (a fixed rate).
     pub(super) at_rate: bool,
+    /// Probed; `false` once a reload removed it.
+    pub(super) active: bool,
+    /// Removed: when, ns since the epoch.
+    pub(super) retired_at_ns: u64,
+    /// Removed long enough ago that nothing of it is left but the slot (see `reload.rs`).
+    pub(super) buried: bool,
 }
 
 /// How a pinger sizes and equips each target's state.
@@ -35,6 +41,8 @@ pub(super) struct Shape {
     pub(super) headers: bool,
     pub(super) too_big: bool,
     pub(super) at_rate: bool,
+    /// No round trip is longer (room for it is made in the histogram at the first reply).
+    pub(super) timeout_ns: u64,
     /// The in-flight table's first and largest sizes.
     pub(super) table: (usize, usize),
 }
@@ -45,7 +53,12 @@ impl Target {
             addr,
             table: InFlight::new(shape.table.0, shape.table.1),
             counters: Counters::default(),
-            dist: PingDistributions::for_target(shape.compact, shape.one_way, shape.headers),
+            dist: PingDistributions::for_target(
+                shape.compact,
+                shape.timeout_ns,
+                shape.one_way,
+                shape.headers,
+            ),
             jitter: Jitter::default(),
             outages: OutageTracker::default(),
             loss_pattern: LossPattern::default(),
@@ -54,6 +67,27 @@ impl Target {
             intervals: None,
             timeouts_fired: 0,
             at_rate: shape.at_rate,
+            active: true,
+            retired_at_ns: 0,
+            buried: false,
+        }
+    }
+
+    /// What is left of a buried target: no figures, no table to speak of.
+    pub(super) fn tombstone(addr: SocketAddr, shape: &Shape) -> Self {
+        let empty = Shape {
+            compact: true,
+            one_way: false,
+            headers: false,
+            too_big: false,
+            at_rate: shape.at_rate,
+            timeout_ns: 0,
+            table: (1, 1),
+        };
+        Self {
+            active: false,
+            buried: true,
+            ..Self::new(addr, &empty)
         }
     }
 }

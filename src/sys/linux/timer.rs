@@ -7,6 +7,19 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+/// Asks glibc for one malloc arena for every thread. By default each thread gets its own, and
+/// memory made on one thread and freed on another (a run's reports, handed from the measurement
+/// loop to the thread that follows it) leaves the arenas fragmented: a run that never ends
+/// would creep up (measured: +17% in a minute of 1 000 targets churning, flat with one arena).
+/// The loops do not allocate as they go, so they lose nothing to contention.
+pub(crate) fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // Safety: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// Lowers this thread's timer slack so that sleeps end when asked (the default slack is
 /// 50 µs, as long as a loopback round trip).
 pub(crate) fn set_timer_slack(slack: Duration) {
