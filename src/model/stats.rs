@@ -22,18 +22,34 @@ pub struct Latency {
     max: u64,
     /// Values above [`MAX_NS`], counted rather than silently clamped.
     out_of_range: u64,
-    /// Two significant digits (see [`Latency::compact`]), the histogram made at the first value
-    /// with room up to this many ns; `None`: three digits over the whole hour.
-    compact: Option<u64>,
+    /// A compact distribution's shape (see [`Latency::compact`]); `None`: three digits over
+    /// the whole hour.
+    compact: Option<Compact>,
 }
 
-/// An empty histogram of [`Latency::compact`]'s precision, with room up to `reserve_ns` and
-/// growing beyond as values come.
-fn compact_histogram(reserve_ns: u64) -> Histogram<u64> {
-    let high = reserve_ns.clamp(512, MAX_NS);
-    let mut histogram = Histogram::new_with_bounds(256, high, 2).expect("valid bounds");
-    histogram.auto(true);
-    histogram
+/// How a compact distribution is kept: its histogram, made at the first value, has room up to
+/// `reserve_ns` (and grows beyond as values come), to `digits` significant digits (1 or 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compact {
+    pub reserve_ns: u64,
+    pub digits: u8,
+}
+
+impl Compact {
+    /// Two digits, room made as values come.
+    pub const GROWING: Compact = Compact {
+        reserve_ns: 0,
+        digits: 2,
+    };
+
+    /// An empty histogram of this shape.
+    fn histogram(self) -> Histogram<u64> {
+        let high = self.reserve_ns.clamp(512, MAX_NS);
+        let digits = self.digits.clamp(1, 2);
+        let mut histogram = Histogram::new_with_bounds(256, high, digits).expect("valid bounds");
+        histogram.auto(true);
+        histogram
+    }
 }
 
 impl Default for Latency {
@@ -64,13 +80,13 @@ impl Latency {
     /// largest value recorded (2 KiB, and 1 KiB more per doubling), where [`Latency::new`]'s
     /// three digits over the whole hour take about 260 KiB. Min, max and mean stay exact.
     pub fn compact() -> Self {
-        Self::compact_up_to(0)
+        Self::compact_as(Compact::GROWING)
     }
 
-    /// As [`Latency::compact`], its histogram made with room up to `reserve_ns` from the first
-    /// value on: a distribution that lives long keeps one size (16 KiB up to 1 s), rather
-    /// than growing whenever a larger value comes.
-    pub fn compact_up_to(reserve_ns: u64) -> Self {
+    /// As [`Latency::compact`], shaped as `shape` says. With room up to the largest value to
+    /// come, a distribution that lives long keeps one size (16 KiB up to 1 s at two digits,
+    /// 2 KiB at one), rather than growing whenever a larger value comes.
+    pub fn compact_as(shape: Compact) -> Self {
         Self {
             histogram: None,
             count: 0,
@@ -79,23 +95,21 @@ impl Latency {
             min: u64::MAX,
             max: 0,
             out_of_range: 0,
-            compact: Some(reserve_ns),
+            compact: Some(shape),
         }
     }
 
     /// An empty distribution of the same precision as this one.
     pub fn empty_like(&self) -> Self {
         match self.compact {
-            Some(reserve_ns) => Self::compact_up_to(reserve_ns),
+            Some(shape) => Self::compact_as(shape),
             None => Self::new(),
         }
     }
 
     pub fn record(&mut self, ns: u64) {
-        let reserve_ns = self.compact.unwrap_or(0);
-        let histogram = self
-            .histogram
-            .get_or_insert_with(|| compact_histogram(reserve_ns));
+        let shape = self.compact.unwrap_or(Compact::GROWING);
+        let histogram = self.histogram.get_or_insert_with(|| shape.histogram());
         if ns > MAX_NS || histogram.record(ns).is_err() {
             self.out_of_range += 1;
             return;
@@ -116,7 +130,7 @@ impl Latency {
         static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
         match &self.histogram {
             Some(h) => h,
-            None => EMPTY.get_or_init(|| compact_histogram(0)),
+            None => EMPTY.get_or_init(|| Compact::GROWING.histogram()),
         }
     }
 
@@ -141,7 +155,7 @@ impl Latency {
             return;
         }
         self.histogram
-            .get_or_insert_with(|| compact_histogram(0))
+            .get_or_insert_with(|| Compact::GROWING.histogram())
             .add(other.histogram())
             .expect("a full histogram holds any; a compact one grows");
         let n = self.count + other.count;
@@ -221,27 +235,21 @@ pub struct PingDistributions {
 }
 
 impl PingDistributions {
-    /// The distributions of one pinger target: `compact` ones (see [`Latency::compact`]) where
-    /// it is one of many; STAMP's split where `one_way`, the replies' headers where `headers`.
-    /// A compact round-trip histogram has room up to `reserve_ns` (the timeout: no round trip
-    /// is longer) from its first value on, so that its size does not change over the run.
-    pub fn for_target(compact: bool, reserve_ns: u64, one_way: bool, headers: bool) -> Self {
-        let latency = || {
-            if compact {
-                Latency::compact()
-            } else {
-                Latency::new()
-            }
+    /// The distributions of one pinger target: compact ones (see [`Latency::compact`]) where it
+    /// is one of many; STAMP's split where `one_way`, the replies' headers where `headers`.
+    /// The round trips of a compact target are kept as `compact` says (room up to the timeout,
+    /// no round trip being longer, so that their size does not change over the run).
+    pub fn for_target(compact: Option<Compact>, one_way: bool, headers: bool) -> Self {
+        let latency = || match compact {
+            Some(_) => Latency::compact(),
+            None => Latency::new(),
         };
         let split = || match compact {
-            true => super::stamp::OneWayDistributions::compact(),
-            false => super::stamp::OneWayDistributions::default(),
+            Some(_) => super::stamp::OneWayDistributions::compact(),
+            None => super::stamp::OneWayDistributions::default(),
         };
         Self {
-            rtt: match compact {
-                true => Latency::compact_up_to(reserve_ns),
-                false => Latency::new(),
-            },
+            rtt: compact.map_or_else(Latency::new, Latency::compact_as),
             rtt_from_intended: latency(),
             schedule_lag: latency(),
             one_way: one_way.then(|| Box::new(split())),

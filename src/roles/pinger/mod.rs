@@ -26,6 +26,7 @@ pub(crate) use inflight::{InFlight, ProbeState, Verdict};
 use crate::config::{Pace, PingConfig};
 use crate::engine::{Role, Wake, Wheel};
 use crate::error::Error;
+use crate::model::stats::Compact;
 use crate::model::{
     Counters, IntervalClock, IntervalReport, PingDistributions, ProbeEvent, RxTimestamps,
 };
@@ -219,12 +220,11 @@ impl<'a> Pinger<'a> {
         let table_max = span.max(inflight_max).saturating_mul(2).min(MAX_TABLE);
         let compact = !cfg.also.is_empty();
         let shape = Shape {
-            compact,
+            compact: compact.then(|| round_trips_of_many(cfg.targets().count(), timeout_ns)),
             one_way: matches!(cfg.wire, Wire::Stamp(_)),
             headers,
             too_big: cfg.dont_fragment,
             at_rate: matches!(cfg.pace, Pace::Rate(_)),
-            timeout_ns,
             // One of many targets starts small: its table doubles as probes stay out.
             table: (
                 inflight_max
@@ -308,7 +308,7 @@ impl<'a> Pinger<'a> {
         let period_ns = period.as_nanos().min(u64::MAX.into()) as u64;
         let compact = self.targets.len() > 1;
         for target in &mut self.targets {
-            target.intervals = Some(IntervalClock::new(period_ns, compact));
+            target.intervals = Some(Box::new(IntervalClock::new(period_ns, compact)));
         }
         self.intervals = Some(Box::new(sink));
     }
@@ -435,9 +435,8 @@ impl Role for Pinger<'_> {
                 .map(|tick| self.epoch + Duration::from_nanos(tick * TICK_NS)),
             exactly: None,
         };
-        // Every target's periods end together.
-        let interval_wake = match self.targets.iter().find_map(|t| t.intervals.as_ref()) {
-            Some(clock) => Wake::around(self.epoch + Duration::from_nanos(clock.boundary_ns())),
+        let interval_wake = match self.period() {
+            Some((boundary_ns, _)) => Wake::around(self.epoch + Duration::from_nanos(boundary_ns)),
             None => Wake::IDLE,
         };
         Ok(send_wake.min(timeout_wake).min(interval_wake))
@@ -464,6 +463,19 @@ impl Role for Pinger<'_> {
 
     fn is_done(&self) -> bool {
         self.phase == Phase::Done
+    }
+}
+
+/// Targets up to which each keeps its round trips to two significant digits (16 KiB each at a
+/// 1 s timeout); more keep one (2 KiB, within 6%), so that 10 000 targets fit in tens of MiB.
+/// The run's total keeps three either way.
+const TWO_DIGITS_UP_TO: usize = 2_000;
+
+/// How each of `targets` targets keeps its round trips (room up to the timeout: none is longer).
+fn round_trips_of_many(targets: usize, timeout_ns: u64) -> Compact {
+    Compact {
+        reserve_ns: timeout_ns,
+        digits: if targets <= TWO_DIGITS_UP_TO { 2 } else { 1 },
     }
 }
 

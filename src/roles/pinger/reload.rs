@@ -21,7 +21,9 @@ impl<'a> Pinger<'a> {
     pub fn follow_targets(&mut self, lists: Receiver<Vec<SocketAddr>>) {
         self.retarget = Some(lists);
         // Targets will come and go: keep the totals and the table of sources as for many.
-        self.shape.compact = true;
+        let targets = self.targets.len();
+        let compact = super::round_trips_of_many(targets, self.timeout_ns);
+        self.shape.compact.get_or_insert(compact);
         if self.totals.is_none() {
             self.totals = Some(Default::default());
         }
@@ -61,7 +63,7 @@ impl<'a> Pinger<'a> {
                     let target = &mut self.targets[t as usize];
                     if !target.active {
                         target.active = true;
-                        target.intervals = clock.as_ref().map(|c| c.joining(true));
+                        target.intervals = clock.as_ref().map(|c| Box::new(c.joining(true)));
                         self.stopped.retain(|&s| s != t as usize);
                     }
                 }
@@ -93,7 +95,7 @@ impl<'a> Pinger<'a> {
     fn start(&mut self, addr: SocketAddr, clock: Option<&IntervalClock>) {
         let free = self.targets.iter().position(|t| t.buried);
         let mut target = Target::new(addr, &self.shape);
-        target.intervals = clock.map(|c| c.joining(true));
+        target.intervals = clock.map(|c| Box::new(c.joining(true)));
         let t = match free {
             Some(t) => {
                 self.targets[t] = target;

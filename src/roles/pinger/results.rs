@@ -41,7 +41,9 @@ impl Pinger<'_> {
 
     /// When the current period ends and began, ns since the epoch, where periods are kept:
     /// every target's end together, any target's clock tells.
-    fn period(&self) -> Option<(u64, u64)> {
+    pub(super) fn period(&self) -> Option<(u64, u64)> {
+        // (Without reports asked for, no target has a clock: no need to look through them all.)
+        self.intervals.as_ref()?;
         let clock = self.targets.iter().find_map(|t| t.intervals.as_ref())?;
         Some((clock.boundary_ns(), clock.start_ns()))
     }

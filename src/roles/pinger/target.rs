@@ -5,6 +5,7 @@
 use super::loss_pattern::LossPattern;
 use super::outage::OutageTracker;
 use super::InFlight;
+use crate::model::stats::Compact;
 use crate::model::{Counters, IntervalClock, Jitter, PingDistributions, TooBig};
 use std::net::SocketAddr;
 
@@ -20,7 +21,7 @@ pub(super) struct Target {
     pub(super) too_big: Option<TooBig>,
     pub(super) peak_in_flight: usize,
     /// When interval reports are asked for: the current period's figures.
-    pub(super) intervals: Option<IntervalClock>,
+    pub(super) intervals: Option<Box<IntervalClock>>,
     /// Timeouts fired so far (an interval's loss count).
     pub(super) timeouts_fired: u64,
     /// Probes have intended send times of their own (a fixed rate).
@@ -35,14 +36,13 @@ pub(super) struct Target {
 
 /// How a pinger sizes and equips each target's state.
 pub(super) struct Shape {
-    /// The target is one of several: distributions in compact histograms.
-    pub(super) compact: bool,
+    /// The target is one of several: distributions in compact histograms, the round trips'
+    /// shaped so.
+    pub(super) compact: Option<Compact>,
     pub(super) one_way: bool,
     pub(super) headers: bool,
     pub(super) too_big: bool,
     pub(super) at_rate: bool,
-    /// No round trip is longer (room for it is made in the histogram at the first reply).
-    pub(super) timeout_ns: u64,
     /// The in-flight table's first and largest sizes.
     pub(super) table: (usize, usize),
 }
@@ -53,12 +53,7 @@ impl Target {
             addr,
             table: InFlight::new(shape.table.0, shape.table.1),
             counters: Counters::default(),
-            dist: PingDistributions::for_target(
-                shape.compact,
-                shape.timeout_ns,
-                shape.one_way,
-                shape.headers,
-            ),
+            dist: PingDistributions::for_target(shape.compact, shape.one_way, shape.headers),
             jitter: Jitter::default(),
             outages: OutageTracker::default(),
             loss_pattern: LossPattern::default(),
@@ -76,12 +71,11 @@ impl Target {
     /// What is left of a buried target: no figures, no table to speak of.
     pub(super) fn tombstone(addr: SocketAddr, shape: &Shape) -> Self {
         let empty = Shape {
-            compact: true,
+            compact: Some(Compact::GROWING),
             one_way: false,
             headers: false,
             too_big: false,
             at_rate: shape.at_rate,
-            timeout_ns: 0,
             table: (1, 1),
         };
         Self {
