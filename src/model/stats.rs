@@ -60,18 +60,22 @@ impl Default for Latency {
 
 impl Latency {
     pub fn new() -> Self {
+        // 1 ns resolution, 3 significant digits.
+        let histogram = Histogram::new_with_bounds(1, MAX_NS, 3).expect("static bounds are valid");
+        Self::empty(Some(histogram), None)
+    }
+
+    /// Nothing recorded yet, in `histogram` (or one made at the first value, as `compact` says).
+    fn empty(histogram: Option<Histogram<u64>>, compact: Option<Compact>) -> Self {
         Self {
-            // 1 ns resolution, 3 significant digits.
-            histogram: Some(
-                Histogram::new_with_bounds(1, MAX_NS, 3).expect("static bounds are valid"),
-            ),
+            histogram,
             count: 0,
             mean: 0.0,
             m2: 0.0,
             min: u64::MAX,
             max: 0,
             out_of_range: 0,
-            compact: None,
+            compact,
         }
     }
 
@@ -87,16 +91,7 @@ impl Latency {
     /// come, a distribution that lives long keeps one size (16 KiB up to 1 s at two digits,
     /// 2 KiB at one), rather than growing whenever a larger value comes.
     pub fn compact_as(shape: Compact) -> Self {
-        Self {
-            histogram: None,
-            count: 0,
-            mean: 0.0,
-            m2: 0.0,
-            min: u64::MAX,
-            max: 0,
-            out_of_range: 0,
-            compact: Some(shape),
-        }
+        Self::empty(None, Some(shape))
     }
 
     /// An empty distribution of the same precision as this one.
