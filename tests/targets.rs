@@ -296,3 +296,32 @@ fn flows_deal_the_targets_and_exports_carry_them() {
     let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
     assert_eq!(u(&merged["rtt"], "count"), 80, "{merged}");
 }
+
+#[test]
+fn a_target_that_goes_away_mid_run_is_an_outage_of_its_own() {
+    let a = sonde_echo("127.0.0.1:0");
+    let mut b = sonde_echo("127.0.0.2:0");
+    let ping = sonde()
+        .args(["ping", &a.addr, &b.addr, "-r", "50", "-d", "3s", "--json"])
+        .args(["--timeout", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let s = ping.wait_with_output_json();
+    let t = by_target(&s);
+    let (up, down) = (&t[&a.addr], &t[&b.addr]);
+    assert_eq!(u(up, "lost"), 0, "{up}");
+    assert!(up["outages"].as_array().unwrap().is_empty(), "{up}");
+    let outages = down["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{down}");
+    let outage = &outages[0];
+    assert!(
+        f(outage, "start_s") > 0.8,
+        "began when the echo went: {outage}"
+    );
+    assert!(u(down, "received") > 30, "answered before: {down}");
+    assert_eq!(s["outages"].as_array().unwrap().len(), 1);
+}

@@ -158,6 +158,8 @@ struct Plan {
     flows: usize,
     /// Targets over every flow (a flow may have several).
     targets: usize,
+    /// Several targets, now or after a reload: lines and rows name their target.
+    many: bool,
     /// Names and labels of targets from a file, by address.
     names: Names,
     loopback: bool,
@@ -167,14 +169,16 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: &ProbeArgs, flows: &[Flow], entries: &[Entry]) -> Self {
+    fn new(args: &ProbeArgs, flows: &[Flow], entries: &[Entry], reloads: bool) -> Self {
         let cfg = flows[0].pinger.config().clone();
         let targets = flows.iter().map(|f| f.pinger.targets().count()).sum();
+        let many = targets > 1 || reloads;
         let per_probe = args.per_probe_lines(&cfg) && (flows.len() == 1 || args.verbose);
         Self {
             format: args.format(),
             flows: flows.len(),
             targets,
+            many,
             names: Names::new(entries),
             loopback: flows[0].echo.is_some(),
             per_probe,
@@ -202,7 +206,7 @@ fn measure(
     entries: &[Entry],
     reload: Option<reload::Source>,
 ) -> Result<i32, Error> {
-    let plan = Plan::new(args, &flows, entries);
+    let plan = Plan::new(args, &flows, entries, reload.is_some());
     let files = open_files(args, &plan)?;
     observe(&mut flows, &plan, &files, args.plot.is_some());
     let (tx, rx) = mpsc::channel();
@@ -298,7 +302,7 @@ fn open_files(args: &ProbeArgs, plan: &Plan) -> Result<Files, Error> {
             Ok(csv::SharedCsv::new(
                 export::create("--export-csv", path)?,
                 stamp,
-                plan.targets > 1,
+                plan.many,
             ))
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -330,7 +334,7 @@ fn observe(flows: &mut [Flow], plan: &Plan, files: &Files, plot: bool) {
         } else {
             String::new()
         };
-        let many = plan.targets > 1;
+        let many = plan.many;
         let names = plan.names.clone();
         let mut rows: Vec<_> = files
             .csvs

@@ -107,7 +107,10 @@ pub fn combine_targets(
 }
 
 fn targets_label(n: usize) -> String {
-    format!("{n} targets")
+    match n {
+        1 => "1 target".to_string(),
+        n => format!("{n} targets"),
+    }
 }
 
 /// The parts' total: counters added, histograms merged, bursts and outages combined.
