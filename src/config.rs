@@ -169,6 +169,12 @@ impl PingConfig {
         std::iter::once(self.target).chain(self.also.iter().copied())
     }
 
+    /// The targets are of both address families: one IPv6 socket serves both (IPv4 targets
+    /// reached at their IPv4-mapped addresses).
+    pub fn both_families(&self) -> bool {
+        self.targets().any(|t| t.is_ipv4() != self.target.is_ipv4())
+    }
+
     /// Bytes before the padding: the probe header, and the authentication tag with a key.
     pub fn header_len(&self) -> usize {
         self.wire.header_len(self.key.is_some())
@@ -176,7 +182,8 @@ impl PingConfig {
 
     /// Checks every value, naming the flag of the first bad one.
     pub fn validate(&self) -> Result<(), Error> {
-        let max = max_payload(&self.target);
+        // Of both families: IPv4's limit, the lower.
+        let max = self.targets().map(|t| max_payload(&t)).min().unwrap_or(0);
         if self.key.is_some() && !self.wire.can_sign() {
             return Err(Error::config(
                 "--key-file",
@@ -209,7 +216,7 @@ impl PingConfig {
                 })?;
         }
         if self.size > max {
-            let family = if self.target.is_ipv4() {
+            let family = if max == MAX_UDP_PAYLOAD_V4 {
                 "IPv4"
             } else {
                 "IPv6"
@@ -223,7 +230,15 @@ impl PingConfig {
             ));
         }
         self.validate_targets()?;
-        if let Some(bind) = self.bind {
+        if let Some(bind) = self.bind.filter(|_| self.both_families()) {
+            if bind.is_ipv4() || !bind.ip().is_unspecified() {
+                return Err(Error::config(
+                    "--bind",
+                    format!("{bind}: targets of both families are reached from [::] only"),
+                ));
+            }
+        }
+        if let Some(bind) = self.bind.filter(|_| !self.both_families()) {
             if bind.is_ipv4() != self.target.is_ipv4() {
                 return Err(Error::config(
                     "--bind",
@@ -271,7 +286,7 @@ impl PingConfig {
         Ok(())
     }
 
-    /// Every target has a port, the first target's address family, and is there once.
+    /// Every target has a port and is there once.
     fn validate_targets(&self) -> Result<(), Error> {
         let mut seen = std::collections::HashSet::new();
         for target in self.targets() {
@@ -279,16 +294,6 @@ impl PingConfig {
                 return Err(Error::config(
                     "TARGET",
                     format!("{target}: port 0 cannot be pinged"),
-                ));
-            }
-            if target.is_ipv4() != self.target.is_ipv4() {
-                return Err(Error::config(
-                    "TARGET",
-                    format!(
-                        "{target} and {} are of different address families: one run probes one \
-                         family (run one sonde for each)",
-                        self.target
-                    ),
                 ));
             }
             if !seen.insert(target) {

@@ -532,3 +532,23 @@ fn an_interface_decides_the_way_out() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn one_socket_for_both_families_sends_ipv4_with_the_options_asked() {
+    // An IPv4 receiver that is not sonde, probed from the one IPv6 socket of a run that also
+    // has an IPv6 target: the TTL and TOS must be on its datagrams too.
+    let v6 = sonde_echo("[::1]:0");
+    let seen = headers_seen("127.0.0.1", 3, |target| {
+        let out = run(&[
+            "ping", target, &v6.addr, "--ttl", "7", "--dscp", "ef", "-c", "3", "-r", "100", "-t",
+            "50ms", "-q",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    });
+    if seen.is_null() {
+        return;
+    }
+    assert_eq!(seen["ttl"], serde_json::json!([7, 7, 7]), "{seen}");
+    let tos = 46 << 2;
+    assert_eq!(seen["tos"], serde_json::json!([tos, tos, tos]), "{seen}");
+}

@@ -195,9 +195,6 @@ fn bad_targets_exit_2_naming_the_file_and_line_or_the_target() {
             assert!(err.contains(&path), "names the file: {err}");
         }
     }
-    let mixed = run(&["ping", "127.0.0.1:9000", "[::1]:9000", "-c", "1"]);
-    assert_eq!(mixed.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&mixed.stderr).contains("address families"));
     let twice = run(&["ping", "127.0.0.1:9000", "127.0.0.1:9000", "-c", "1"]);
     assert_eq!(twice.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&twice.stderr).contains("given twice"));
@@ -324,4 +321,43 @@ fn a_target_that_goes_away_mid_run_is_an_outage_of_its_own() {
     );
     assert!(u(down, "received") > 30, "answered before: {down}");
     assert_eq!(s["outages"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn targets_of_both_families_share_one_socket() {
+    let v4 = sonde_echo("127.0.0.1:0");
+    let v6 = sonde_echo("[::1]:0");
+    let dead_v6 = format!("[::1]:{}", free_port());
+    let s = run_json(&[
+        "ping",
+        &v4.addr,
+        &v6.addr,
+        &dead_v6,
+        "-c",
+        "30",
+        "-r",
+        "100",
+        "--timeout",
+        "200ms",
+    ]);
+    let t = by_target(&s);
+    assert_eq!(u(&t[&v4.addr], "received"), 30, "{s}");
+    assert_eq!(u(&t[&v6.addr], "received"), 30, "{s}");
+    assert_eq!(u(&t[&dead_v6], "received"), 0);
+    assert!(u(&t[&dead_v6], "unreachable") > 0, "ICMPv6 placed: {s}");
+    assert_eq!(u(&t[&v4.addr], "unreachable"), 0);
+    assert_eq!(u(&s, "foreign"), 0);
+    assert!(s["local"].as_str().unwrap().starts_with("[::]:"), "{s}");
+    // Only the unspecified IPv6 address reaches both.
+    let out = run(&[
+        "ping",
+        &v4.addr,
+        &v6.addr,
+        "--bind",
+        "127.0.0.1:0",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bind"));
 }

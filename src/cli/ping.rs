@@ -66,6 +66,7 @@ pub(super) fn ping(args: PingArgs) -> Result<i32, Error> {
             cli: args.targets.clone(),
             stamp: args.probe.socket.wire == WireArg::Stamp,
             watch: args.reload,
+            both_families: addrs.iter().any(|a| a.is_ipv4() != addrs[0].is_ipv4()),
         });
     measure(&args.probe, flows, &entries, reload)
 }

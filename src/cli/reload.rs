@@ -18,13 +18,15 @@ use std::time::{Duration, Instant, SystemTime};
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a reload reads: the file, the command line's targets (kept on every reload), whether
-/// STAMP's port is the default, and whether to watch the file (`--reload`) as well as SIGHUP.
+/// STAMP's port is the default, whether to watch the file (`--reload`) as well as SIGHUP, and
+/// whether the pingers' sockets serve both address families (else one, the first target's).
 #[derive(Debug, Clone)]
 pub(super) struct Source {
     pub path: String,
     pub cli: Vec<Target>,
     pub stamp: bool,
     pub watch: bool,
+    pub both_families: bool,
 }
 
 /// What a reload reads and where its result goes.
@@ -94,7 +96,7 @@ impl Reloader {
         let mut seen = HashSet::new();
         for e in &entries {
             let addr = e.target.addr;
-            if addr.is_ipv4() != ipv4 {
+            if addr.is_ipv4() != ipv4 && !self.source.both_families {
                 let reason = format!("{addr}: not of the running targets' address family");
                 return Err(Error::config("--targets", reason));
             }

@@ -22,6 +22,13 @@ pub(crate) fn bind_with(
     open(addr, buffers, false)
 }
 
+/// An IPv6 socket on `[::]` (port 0) that also sends to and receives from IPv4 peers, at their
+/// IPv4-mapped addresses (`IPV6_V6ONLY` off, whatever the system's default).
+pub(crate) fn bind_both_families(buffers: Buffers) -> Result<(UdpSocket, SocketAddr), Error> {
+    let any = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0);
+    open_with(any, buffers, false, true)
+}
+
 /// Like [`bind_with`], with `SO_REUSEPORT`: several sockets share the address and the kernel
 /// spreads peers across them (each peer's datagrams stay on one socket).
 pub(crate) fn bind_shared(
@@ -36,9 +43,23 @@ fn open(
     buffers: Buffers,
     reuse_port: bool,
 ) -> Result<(UdpSocket, SocketAddr), Error> {
+    open_with(addr, buffers, reuse_port, false)
+}
+
+fn open_with(
+    addr: SocketAddr,
+    buffers: Buffers,
+    reuse_port: bool,
+    both_families: bool,
+) -> Result<(UdpSocket, SocketAddr), Error> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| Error::io("open a socket for", addr, e))?;
+    if both_families {
+        socket
+            .set_only_v6(false)
+            .map_err(|e| Error::io("take IPv4 too (IPV6_V6ONLY off) on", addr, e))?;
+    }
     #[cfg(unix)]
     if reuse_port {
         socket
@@ -58,6 +79,28 @@ fn open(
         .local_addr()
         .map_err(|e| Error::io("read local address of", addr, e))?;
     Ok((socket, local))
+}
+
+/// `addr` as it is known: an IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4
+/// peer) as the IPv4 one.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// How a socket of family `ipv6` addresses `addr`: IPv4 at its IPv4-mapped address on IPv6.
+pub(crate) fn as_seen_by(ipv6: bool, addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) if ipv6 => {
+            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        _ => addr,
+    }
 }
 
 /// The wildcard address of `target`'s family, port 0: where a pinger sends from by default.

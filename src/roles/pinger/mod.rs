@@ -145,6 +145,8 @@ pub struct Pinger<'a> {
     retarget: Option<Receiver<Vec<SocketAddr>>>,
     /// At a fixed rate: probe number `.0` is due at `.1` ns, the later ones spread from it.
     rate_base: (u64, u64),
+    /// One IPv6 socket serves targets of both families.
+    both_families: bool,
     /// Foreign datagrams and the kernel's drops: the socket's, no target's.
     socket_counters: Counters,
     /// Where periodic reports go, when asked for (each target keeps its period's figures).
@@ -161,35 +163,49 @@ impl<'a> Pinger<'a> {
     /// Binds the pinger's socket. The config must have passed [`PingConfig::validate`].
     pub fn new(cfg: PingConfig) -> Result<Self, Error> {
         cfg.validate()?;
-        let bind = cfg.bind.unwrap_or_else(|| socket::any_for(&cfg.target));
-        let (socket, local) = socket::bind_with(bind, cfg.buffers)?;
+        // Targets of both families: one IPv6 socket for all, IPv4 ones at mapped addresses.
+        let both_families = cfg.both_families();
+        let (socket, local) = match (cfg.bind, both_families) {
+            (None, true) => socket::bind_both_families(cfg.buffers)?,
+            (bind, _) => {
+                let bind = bind.unwrap_or_else(|| socket::any_for(&cfg.target));
+                socket::bind_with(bind, cfg.buffers)?
+            }
+        };
         if let Some(tos) = cfg.tos {
             set_tos(&socket, local.is_ipv6(), tos.byte())
                 .map_err(|e| Error::io("set the DSCP/ECN (--dscp, --ecn) of", local, e))?;
         }
         if let Some(ttl) = cfg.ttl {
-            set_ttl(&socket, local.is_ipv6(), ttl)
-                .map_err(|e| Error::io("set the TTL (--ttl) of", local, e))?;
+            for ipv6 in families(local, both_families) {
+                set_ttl(&socket, ipv6, ttl)
+                    .map_err(|e| Error::io("set the TTL (--ttl) of", local, e))?;
+            }
         }
         if let Some(interface) = &cfg.interface {
             bind_to_device(&socket, interface).map_err(|e| interface_error(interface, e))?;
         }
-        if cfg.dont_fragment {
-            set_dont_fragment(&socket, local.is_ipv6())
-                .map_err(|e| Error::io("set don't-fragment (--df) on", local, e))?;
+        for ipv6 in families(local, both_families) {
+            if cfg.dont_fragment {
+                set_dont_fragment(&socket, ipv6)
+                    .map_err(|e| Error::io("set don't-fragment (--df) on", local, e))?;
+            }
+            // Best effort: without it a stopped server looks like silence, not a refusal.
+            let _ = enable_icmp_errors(&socket, ipv6);
         }
-        // Best effort: without it a stopped server looks like silence rather than a refusal.
-        let _ = enable_icmp_errors(&socket, cfg.target.is_ipv6());
         let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);
         // The replies' TOS and TTL cost a control message each per receive: read them when the
         // run is about them.
         let headers = cfg.tos.is_some() || cfg.ttl.is_some();
         if headers {
             enable_recv_tos(&socket, local.is_ipv6());
-            enable_recv_ttl(&socket, local.is_ipv6());
+            for ipv6 in families(local, both_families) {
+                enable_recv_ttl(&socket, ipv6);
+            }
         }
         let (rcvbuf_bytes, sndbuf_bytes) = granted_buffers(&socket).unwrap_or((0, 0));
-        let mut send_batch = Box::new(SendBatch::new(SEND_BATCH, cfg.size, cfg.target));
+        let first = socket::as_seen_by(local.is_ipv6(), cfg.target);
+        let mut send_batch = Box::new(SendBatch::new(SEND_BATCH, cfg.size, first));
         send_batch.set_gso(cfg.also.is_empty() && cfg.gso.applies_to(cfg.target));
         if cfg.connect {
             socket
@@ -225,6 +241,7 @@ impl<'a> Pinger<'a> {
             headers,
             too_big: cfg.dont_fragment,
             at_rate: matches!(cfg.pace, Pace::Rate(_)),
+            ipv6_socket: local.is_ipv6(),
             // One of many targets starts small: its table doubles as probes stay out.
             table: (
                 inflight_max
@@ -273,6 +290,7 @@ impl<'a> Pinger<'a> {
             progress: None,
             handled: 0,
             socket_counters: Counters::default(),
+            both_families,
             shape,
             retired: Counters::default(),
             stopped: Default::default(),
@@ -477,6 +495,12 @@ fn round_trips_of_many(targets: usize, timeout_ns: u64) -> Compact {
         reserve_ns: timeout_ns,
         digits: if targets <= TWO_DIGITS_UP_TO { 2 } else { 1 },
     }
+}
+
+/// The address families whose socket options a socket bound at `local` needs set: its own, and
+/// IPv4's too where an IPv6 socket serves both.
+fn families(local: SocketAddr, both: bool) -> impl Iterator<Item = bool> {
+    std::iter::once(local.is_ipv6()).chain((both && local.is_ipv6()).then_some(false))
 }
 
 /// A per-run id (and default seed): random enough that two runs on one host never share one.

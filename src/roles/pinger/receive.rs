@@ -18,8 +18,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 impl Pinger<'_> {
-    /// The index of the target at `addr`, if it is one.
+    /// The index of the target at `addr` (IPv4-mapped or not), if it is one.
     fn target_at(&self, addr: SocketAddr) -> Option<usize> {
+        let addr = socket::canonical(addr);
         if self.by_addr.is_empty() {
             // One target, for good.
             return (self.targets[0].addr == addr).then_some(0);
@@ -73,7 +74,7 @@ impl Pinger<'_> {
                 }
                 let at_ns = self.arrival_ns(&clock, meta.kernel_rx);
                 let Some(t) = self.target_at(meta.from) else {
-                    let from = meta.from;
+                    let from = socket::canonical(meta.from);
                     for datagram in meta.datagrams(batch.payload(i)) {
                         self.socket_counters.foreign += 1;
                         self.emit(
@@ -120,7 +121,6 @@ impl Pinger<'_> {
                 .map(|h| h.seq);
             named.push((error, seq));
         });
-        let ipv6 = self.cfg.target.is_ipv6();
         for (error, seq) in named {
             // The original destination names the target. This host's own too-big check names
             // no port (an unconnected socket's is 0): it concerns the target being sent to.
@@ -138,6 +138,7 @@ impl Pinger<'_> {
                 continue;
             }
             // Too big is not unreachable: the path is there for smaller probes.
+            let ipv6 = target.addr.is_ipv6();
             if let Some(too_big) = target.too_big.as_mut() {
                 if let Some(mtu) = error.mtu {
                     too_big.set_mtu(mtu, ipv6);

@@ -16,8 +16,8 @@ use std::sync::mpsc::Receiver;
 
 impl<'a> Pinger<'a> {
     /// From now on, takes each list received on `lists` as this pinger's whole set of targets:
-    /// new ones start, missing ones stop. Each must be of the pinger's address family; an empty
-    /// list is ignored.
+    /// new ones start, missing ones stop. Each must be of the pinger's address family (unless its
+    /// socket serves both); an empty list is ignored.
     pub fn follow_targets(&mut self, lists: Receiver<Vec<SocketAddr>>) {
         self.retarget = Some(lists);
         // Targets will come and go: keep the totals and the table of sources as for many.
@@ -67,7 +67,9 @@ impl<'a> Pinger<'a> {
                         self.stopped.retain(|&s| s != t as usize);
                     }
                 }
-                None if addr.is_ipv4() == ipv4 => self.start(addr, clock.as_ref()),
+                None if self.both_families || addr.is_ipv4() == ipv4 => {
+                    self.start(addr, clock.as_ref())
+                }
                 None => {}
             }
         }

@@ -183,7 +183,7 @@ impl Pinger<'_> {
                     break;
                 }
                 self.batch_target = target;
-                batch.set_target(self.targets[target].addr);
+                batch.set_target(self.targets[target].send_to);
             }
             batch
                 .push()
@@ -214,7 +214,7 @@ impl Pinger<'_> {
             return Ok(());
         }
         let t = self.batch_target;
-        let addr = self.targets[t].addr;
+        let (addr, send_to) = (self.targets[t].addr, self.targets[t].send_to);
         let first = self.targets[t].table.next_seq();
         let sent_ns = self.ns(Instant::now());
         for j in 0..k {
@@ -237,7 +237,7 @@ impl Pinger<'_> {
                 // cleared, so one retry sends this probe.
                 Err(e) if socket::is_unreachable(&e) && self.ever_sent => {
                     refused = true;
-                    self.socket.send_to(batch.slot(j), addr).map(|_| ())
+                    self.socket.send_to(batch.slot(j), send_to).map(|_| ())
                 }
                 Err(e) => Err(e),
             };

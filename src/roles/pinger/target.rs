@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 
 pub(super) struct Target {
     pub(super) addr: SocketAddr,
+    /// Where probes go: `addr`, or its IPv4-mapped address on a socket serving both families.
+    pub(super) send_to: SocketAddr,
     pub(super) table: InFlight,
     pub(super) counters: Counters,
     pub(super) dist: PingDistributions,
@@ -43,6 +45,8 @@ pub(super) struct Shape {
     pub(super) headers: bool,
     pub(super) too_big: bool,
     pub(super) at_rate: bool,
+    /// The socket is IPv6 (IPv4 targets are sent to at mapped addresses).
+    pub(super) ipv6_socket: bool,
     /// The in-flight table's first and largest sizes.
     pub(super) table: (usize, usize),
 }
@@ -51,6 +55,7 @@ impl Target {
     pub(super) fn new(addr: SocketAddr, shape: &Shape) -> Self {
         Self {
             addr,
+            send_to: crate::roles::socket::as_seen_by(shape.ipv6_socket, addr),
             table: InFlight::new(shape.table.0, shape.table.1),
             counters: Counters::default(),
             dist: PingDistributions::for_target(shape.compact, shape.one_way, shape.headers),
@@ -76,6 +81,7 @@ impl Target {
             headers: false,
             too_big: false,
             at_rate: shape.at_rate,
+            ipv6_socket: shape.ipv6_socket,
             table: (1, 1),
         };
         Self {
