@@ -39,6 +39,13 @@ impl<'a> Pinger<'a> {
         let Some(list) = lists.try_iter().last() else {
             return;
         };
+        // Only addresses this socket can reach; none at all leaves the targets as they are.
+        let ipv4 = self.targets[0].addr.is_ipv4();
+        let both = self.both_families;
+        let list: Vec<SocketAddr> = list
+            .into_iter()
+            .filter(|a| both || a.is_ipv4() == ipv4)
+            .collect();
         if list.is_empty() {
             return;
         }
@@ -55,7 +62,6 @@ impl<'a> Pinger<'a> {
                 self.stopped.push_back(t);
             }
         }
-        let ipv4 = self.targets[0].addr.is_ipv4();
         for addr in list {
             match self.by_addr.get(&addr) {
                 // Stopped but not yet buried: it goes on where it was.
@@ -67,10 +73,7 @@ impl<'a> Pinger<'a> {
                         self.stopped.retain(|&s| s != t as usize);
                     }
                 }
-                None if self.both_families || addr.is_ipv4() == ipv4 => {
-                    self.start(addr, clock.as_ref())
-                }
-                None => {}
+                None => self.start(addr, clock.as_ref()),
             }
         }
     }
