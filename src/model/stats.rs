@@ -102,6 +102,7 @@ impl Latency {
         }
     }
 
+    #[inline]
     pub fn record(&mut self, ns: u64) {
         let shape = self.compact.unwrap_or(Compact::GROWING);
         let histogram = self.histogram.get_or_insert_with(|| shape.histogram());

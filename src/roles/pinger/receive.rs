@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 impl Pinger<'_> {
     /// The index of the target at `addr` (IPv4-mapped or not), if it is one.
+    #[inline]
     fn target_at(&self, addr: SocketAddr) -> Option<usize> {
         let addr = socket::canonical(addr);
         if self.by_addr.is_empty() {
@@ -193,7 +194,10 @@ impl Pinger<'_> {
         let mut rtt_ns = now_ns.saturating_sub(slot.sent_ns);
         let mut split = None;
         let verdict = self.targets[t].table.on_reply(seq, now_ns, self.timeout_ns);
-        self.targets[t].settle();
+        if self.targets.len() > 1 {
+            // Of many targets, only those with news are settled (a run of one: in `expire`).
+            self.targets[t].settle();
+        }
         let kind = match verdict {
             Verdict::Received { reordered } => {
                 if let Some(r) = reflection {
@@ -321,12 +325,16 @@ impl Pinger<'_> {
             }
             self.targets[t].settle();
         }
+        if let [one] = &mut self.targets[..] {
+            one.settle();
+        }
     }
 }
 
 impl Target {
     /// A first answer within the timeout: its round trip into the distribution, jitter and the
     /// period's figures.
+    #[inline]
     fn record_reply(&mut self, rtt_ns: u64, reordered: bool, split: Option<Split>) {
         self.counters.received += 1;
         self.counters.reordered += u64::from(reordered);

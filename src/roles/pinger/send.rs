@@ -72,7 +72,8 @@ impl Pinger<'_> {
             }
             Pace::Window => {
                 let used = |t: &Target| !t.active || self.count_used(t, 0);
-                if self.past_duration(now_ns) || self.targets.iter().all(used) {
+                let counted = self.cfg.count.is_some() && self.targets.iter().all(used);
+                if counted || self.past_duration(now_ns) {
                     return Next::End { end_ns: now_ns };
                 }
                 match self.target_with_room(pending) {
@@ -106,6 +107,7 @@ impl Pinger<'_> {
     }
 
     /// Whether `target` has sent its count, with `pending` more collected.
+    #[inline]
     fn count_used(&self, target: &Target, pending: usize) -> bool {
         self.cfg
             .count
@@ -113,6 +115,7 @@ impl Pinger<'_> {
     }
 
     /// The pending probes (all for the batch's target) that are for `target`.
+    #[inline]
     fn pending_for(&self, target: usize, pending: usize) -> usize {
         if target == self.batch_target {
             pending
@@ -121,6 +124,7 @@ impl Pinger<'_> {
         }
     }
 
+    #[inline]
     fn has_room(&mut self, target: usize, pending: usize) -> bool {
         let pending = self.pending_for(target, pending);
         let t = &mut self.targets[target];
@@ -132,6 +136,12 @@ impl Pinger<'_> {
     /// probes left.
     fn target_with_room(&self, pending: usize) -> Option<usize> {
         let n = self.targets.len();
+        if n == 1 {
+            // (The common case, on the hot path of a closed loop: no search.)
+            let target = &self.targets[0];
+            let room = target.table.in_flight() + pending < self.inflight_max;
+            return (room && !self.count_used(target, pending)).then_some(0);
+        }
         (0..n)
             .map(|i| (self.scheduled as usize + i) % n)
             .find(|&t| {
