@@ -108,7 +108,7 @@ pub struct Pinger<'a> {
     batch_target: usize,
     intended: Vec<u64>,
     targets: Vec<Target>,
-    /// Targets by address, to place replies (several targets only).
+    /// Targets by address, to place replies; empty for one target for good (compared directly).
     by_addr: HashMap<SocketAddr, u32>,
     timeouts: Wheel<TimeoutKey>,
     /// At a fixed rate: probes scheduled so far over every target (probe `k` of target `t` is
