@@ -101,6 +101,9 @@ pub struct PingConfig {
     pub dont_fragment: bool,
     /// Connect the socket to the target (`--connect`): a cached route, and only its datagrams.
     pub connect: bool,
+    /// One IPv6 socket for both address families even if the targets so far are of one (a
+    /// pinger among several of a run that mixes them, whose reloads may hand it either).
+    pub dual_stack: bool,
 }
 
 /// When a pinger uses segmentation offload.
@@ -148,6 +151,7 @@ impl PingConfig {
             interface: None,
             dont_fragment: false,
             connect: false,
+            dual_stack: false,
         }
     }
 
@@ -172,7 +176,7 @@ impl PingConfig {
     /// The targets are of both address families: one IPv6 socket serves both (IPv4 targets
     /// reached at their IPv4-mapped addresses).
     pub fn both_families(&self) -> bool {
-        self.targets().any(|t| t.is_ipv4() != self.target.is_ipv4())
+        self.dual_stack || self.targets().any(|t| t.is_ipv4() != self.target.is_ipv4())
     }
 
     /// Bytes before the padding: the probe header, and the authentication tag with a key.

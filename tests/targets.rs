@@ -348,6 +348,17 @@ fn targets_of_both_families_share_one_socket() {
     assert_eq!(u(&t[&v4.addr], "unreachable"), 0);
     assert_eq!(u(&s, "foreign"), 0);
     assert!(s["local"].as_str().unwrap().starts_with("[::]:"), "{s}");
+    // Dealt over two pingers: each serves both families (a reload may hand it either).
+    let s = run_json(&[
+        "ping", &v4.addr, &v6.addr, "-c", "10", "-r", "100", "--flows", "2",
+    ]);
+    for flow in s["flows"].as_array().unwrap() {
+        assert!(
+            flow["local"].as_str().unwrap().starts_with("[::]:"),
+            "{flow}"
+        );
+    }
+    assert_eq!(u(&s, "received"), 20);
     // Only the unspecified IPv6 address reaches both.
     let out = run(&[
         "ping",

@@ -84,12 +84,15 @@ fn spread(cfg: &PingConfig, addrs: &[SocketAddr], flows: usize) -> Result<Vec<Pi
         return Ok(vec![cfg.clone(); flows]);
     }
     let n = flows.min(addrs.len());
+    // Each pinger of a run that mixes families serves both: a reload may hand it either.
+    let both = addrs.iter().any(|a| a.is_ipv4() != addrs[0].is_ipv4());
     (0..n)
         .map(|i| {
             let mut mine = addrs.iter().skip(i).step_by(n).copied();
             let mut flow = cfg.clone();
             flow.target = mine.next().expect("a target per flow");
             flow.also = mine.collect();
+            flow.dual_stack = both;
             flow.validate()?;
             Ok(flow)
         })

@@ -94,6 +94,7 @@ impl ProbeArgs {
             interface: self.interface.clone(),
             dont_fragment: self.df,
             connect: self.socket.connect,
+            dual_stack: false,
             kernel_timestamps: self.socket.timestamps == Timestamps::Kernel,
             key: None,
             gso: self.socket.gso.into(),
