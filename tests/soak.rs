@@ -112,8 +112,9 @@ fn a_thousand_targets_churning_keep_rss_flat() {
     std::io::Read::read_to_string(ping.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(ping.wait().unwrap().success());
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
-    // Each second's reports come and go: the most of seconds 4-8 against the most of 44-48.
-    let early = samples[3..8].iter().max().copied().unwrap();
+    // Each second's allocations come and go: the most of seconds 6-10 (warmed up: the timer
+    // wheel's slots and the allocator at their working sizes) against the most of 44-48.
+    let early = samples[5..10].iter().max().copied().unwrap();
     let late = samples[43..48].iter().max().copied().unwrap();
     eprintln!("churn soak: RSS each second {samples:?} KiB");
     eprintln!(
@@ -123,7 +124,8 @@ fn a_thousand_targets_churning_keep_rss_flat() {
         s["targets"].as_array().unwrap().len()
     );
     assert_eq!(s["targets"].as_array().unwrap().len(), 1000);
-    // Ten times the probes between the samples, targets churning all along: at most 10% more.
+    // Five to eight times the probes between the samples, targets churning all along: at most
+    // 10% more.
     assert!(
         late * 10 <= early * 11,
         "pinger grew: {early} -> {late} KiB"

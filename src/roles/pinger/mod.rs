@@ -433,8 +433,9 @@ impl Role for Pinger<'_> {
             return Ok(Wake::IDLE);
         }
         let now_ns = self.ns(now);
-        self.retarget(now_ns);
+        // Timeouts first: a slot is reused only once no queued timeout of its old target is left.
         self.expire(now_ns);
+        self.retarget(now_ns);
         self.close_intervals(now_ns, false);
         let send_wake = if self.phase == Phase::Sending {
             self.send_due(now)?
