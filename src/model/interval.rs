@@ -125,12 +125,12 @@ impl IntervalClock {
         }
     }
 
-    /// A clock for a target that joins the run now: this one's period, from the current one on,
-    /// its counts starting at zero.
-    pub fn joining(&self, compact: bool) -> Self {
+    /// A clock for a target that joins the run now (one of many: compact): this one's period,
+    /// from the current one on, its counts starting at zero.
+    pub fn joining(&self) -> Self {
         Self {
             index: self.index,
-            ..Self::new(self.period_ns, compact)
+            ..Self::new(self.period_ns, true)
         }
     }
 

@@ -240,7 +240,6 @@ impl<'a> Pinger<'a> {
             one_way: matches!(cfg.wire, Wire::Stamp(_)),
             headers,
             too_big: cfg.dont_fragment,
-            at_rate: matches!(cfg.pace, Pace::Rate(_)),
             ipv6_socket: local.is_ipv6(),
             // One of many targets starts small: its table doubles as probes stay out.
             table: (
@@ -371,6 +370,12 @@ impl<'a> Pinger<'a> {
         if let Some(observer) = self.observer.as_mut() {
             observer(target.map(|t| self.targets[t].addr), &event);
         }
+    }
+
+    /// Probes have intended send times of their own (a fixed rate; a closed loop sends when
+    /// there is room).
+    fn at_rate(&self) -> bool {
+        matches!(self.cfg.pace, Pace::Rate(_))
     }
 
     /// Probes sent and not yet answered or timed out, over every target.

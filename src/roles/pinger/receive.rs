@@ -207,7 +207,7 @@ impl Pinger<'_> {
                 self.targets[t].record_reply(rtt_ns, reordered, split);
                 // At a fixed rate (closed loop sends when due: nothing to correct).
                 let from_intended = now_ns.saturating_sub(slot.intended_ns);
-                let at_rate = self.targets[t].at_rate;
+                let at_rate = self.at_rate();
                 match self.totals.as_deref_mut() {
                     Some(totals) => {
                         totals.rtt.record(rtt_ns);

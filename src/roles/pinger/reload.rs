@@ -51,8 +51,8 @@ impl<'a> Pinger<'a> {
         }
         let wanted: HashSet<SocketAddr> = list.iter().copied().collect();
         // Its periods are everyone's: a new target joins the current one.
-        let clock = self.targets.iter().find_map(|t| t.intervals.as_ref());
-        let clock = clock.map(|c| c.joining(true));
+        let clock = self.targets.iter().find_map(|t| t.intervals.as_deref());
+        let clock = clock.map(IntervalClock::joining);
         for t in 0..self.targets.len() {
             let target = &mut self.targets[t];
             if target.active && !wanted.contains(&target.addr) {
@@ -69,7 +69,7 @@ impl<'a> Pinger<'a> {
                     let target = &mut self.targets[t as usize];
                     if !target.active {
                         target.active = true;
-                        target.intervals = clock.as_ref().map(|c| Box::new(c.joining(true)));
+                        target.intervals = clock.as_ref().map(|c| Box::new(c.joining()));
                         self.stopped.retain(|&s| s != t as usize);
                     }
                 }
@@ -100,7 +100,7 @@ impl<'a> Pinger<'a> {
     fn start(&mut self, addr: SocketAddr, clock: Option<&IntervalClock>) {
         let free = self.targets.iter().position(|t| t.buried);
         let mut target = Target::new(addr, &self.shape);
-        target.intervals = clock.map(|c| Box::new(c.joining(true)));
+        target.intervals = clock.map(|c| Box::new(c.joining()));
         let t = match free {
             Some(t) => {
                 self.targets[t] = target;

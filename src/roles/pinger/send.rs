@@ -314,6 +314,7 @@ impl Pinger<'_> {
 
     fn record_sent(&mut self, t: usize, seq: u64, sent_ns: u64, intended_ns: u64) {
         self.booked(t);
+        let at_rate = self.at_rate();
         let target = &mut self.targets[t];
         // A refusal met on the way is also on the error queue, which names its probe.
         let pushed = target.table.push(sent_ns, intended_ns, true);
@@ -323,7 +324,7 @@ impl Pinger<'_> {
         target.counters.sent += 1;
         target.peak_in_flight = target.peak_in_flight.max(target.table.in_flight());
         let lag = sent_ns.saturating_sub(intended_ns);
-        if target.at_rate {
+        if at_rate {
             match self.totals.as_deref_mut() {
                 Some(totals) => totals.schedule_lag.record(lag),
                 None => target.dist.schedule_lag.record(lag),

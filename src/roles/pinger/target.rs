@@ -26,8 +26,6 @@ pub(super) struct Target {
     pub(super) intervals: Option<Box<IntervalClock>>,
     /// Timeouts fired so far (an interval's loss count).
     pub(super) timeouts_fired: u64,
-    /// Probes have intended send times of their own (a fixed rate).
-    pub(super) at_rate: bool,
     /// Probed; `false` once a reload removed it.
     pub(super) active: bool,
     /// Removed: when, ns since the epoch.
@@ -44,7 +42,6 @@ pub(super) struct Shape {
     pub(super) one_way: bool,
     pub(super) headers: bool,
     pub(super) too_big: bool,
-    pub(super) at_rate: bool,
     /// The socket is IPv6 (IPv4 targets are sent to at mapped addresses).
     pub(super) ipv6_socket: bool,
     /// The in-flight table's first and largest sizes.
@@ -66,7 +63,6 @@ impl Target {
             peak_in_flight: 0,
             intervals: None,
             timeouts_fired: 0,
-            at_rate: shape.at_rate,
             active: true,
             retired_at_ns: 0,
             buried: false,
@@ -80,7 +76,6 @@ impl Target {
             one_way: false,
             headers: false,
             too_big: false,
-            at_rate: shape.at_rate,
             ipv6_socket: shape.ipv6_socket,
             table: (1, 1),
         };
