@@ -7,6 +7,7 @@
 use super::args::Target;
 use super::parse::parse_target;
 use crate::error::Error;
+use crate::model::target_label;
 use crate::wire::stamp::PORT as STAMP_PORT;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -33,10 +34,7 @@ impl Entry {
 
     /// What the target is called in tables and thresholds: its name, or its address.
     pub(super) fn display(&self, addr: SocketAddr) -> String {
-        match &self.name {
-            Some(name) => format!("{name} ({addr})"),
-            None => addr.to_string(),
-        }
+        target_label(self.name.as_deref(), &addr.to_string())
     }
 
     /// Every label for the metrics, `name` first.

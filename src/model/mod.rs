@@ -22,7 +22,7 @@ pub use interval::{IntervalClock, IntervalReport, IntervalSummary};
 pub use stamp::{OneWay, OneWayDistributions, StampTlvSummary, TlvCounts, TtlRange};
 pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
 pub use summary::{
-    Batching, Counters, DirectionStats, EchoSummary, HeaderTally, LagSummary, LossBursts, Outage,
-    PingSummary, ReceivedTos, Refusals, RelayClient, RelayClients, RelaySummary, ReplyHeaders,
-    RxTimestamps, SocketSummary, TooBig,
+    target_label, Batching, Counters, DirectionStats, EchoSummary, HeaderTally, LagSummary,
+    LossBursts, Outage, PingSummary, ReceivedTos, Refusals, RelayClient, RelayClients,
+    RelaySummary, ReplyHeaders, RxTimestamps, SocketSummary, TooBig,
 };

@@ -274,6 +274,21 @@ pub struct PingSummary {
     pub targets: Vec<PingSummary>,
 }
 
+impl PingSummary {
+    /// What the target is called in tables and messages (see [`target_label`]).
+    pub fn label(&self) -> String {
+        target_label(self.name.as_deref(), &self.target)
+    }
+}
+
+/// A target as people read it: its name with its address, or the address alone.
+pub fn target_label(name: Option<&str>, target: &str) -> String {
+    match name {
+        Some(name) => format!("{name} ({target})"),
+        None => target.to_string(),
+    }
+}
+
 /// Everything an echo server counted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EchoSummary {

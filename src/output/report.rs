@@ -71,13 +71,7 @@ pub(super) fn quartet(l: &LatencySummary) -> String {
 /// One line per target (fping's `-q` summary, with percentiles): sent, received, loss and
 /// the round trip's min/p50/p99/max.
 fn targets_table(out: &mut String, targets: &[PingSummary]) {
-    let names: Vec<String> = targets
-        .iter()
-        .map(|t| match &t.name {
-            Some(name) => format!("{name} ({})", t.target),
-            None => t.target.clone(),
-        })
-        .collect();
+    let names: Vec<String> = targets.iter().map(PingSummary::label).collect();
     let w = names.iter().map(String::len).max().unwrap_or(0).max(6);
     let _ = writeln!(
         out,

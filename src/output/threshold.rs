@@ -73,10 +73,7 @@ impl Thresholds {
         s.targets
             .iter()
             .flat_map(|t| {
-                let name = match &t.name {
-                    Some(name) => format!("{name} ({})", t.target),
-                    None => t.target.clone(),
-                };
+                let name = t.label();
                 self.crossed(t)
                     .into_iter()
                     .map(move |line| format!("{name}: {line}"))
