@@ -227,6 +227,13 @@ mod tests {
 
     #[derive(Clone, Default)]
     struct Memory(Arc<Mutex<Vec<u8>>>);
+
+    /// What the file holds once `rows` have been handed over and it is finished.
+    fn written(rows: ProbeRows, shared: &SharedCsv, memory: &Memory) -> String {
+        drop(rows);
+        shared.finish().unwrap();
+        String::from_utf8(memory.0.lock().unwrap().clone()).unwrap()
+    }
     impl Write for Memory {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(b);
@@ -270,9 +277,7 @@ mod tests {
                 len: 3,
             },
         );
-        drop(rows);
-        shared.finish().unwrap();
-        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        let text = written(rows, &shared, &memory);
         assert_eq!(
             text,
             "flow,seq,scheduled_ns,sent_ns,rtt_ns,status\n1,0,0,12,30000,received\n1,1,1000,1010,,lost\n"
@@ -313,9 +318,7 @@ mod tests {
                 unreachable: false,
             },
         );
-        drop(rows);
-        shared.finish().unwrap();
-        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        let text = written(rows, &shared, &memory);
         assert_eq!(
             text,
             format!("{STAMP_HEADER}0,0,0,1,900,received,-200,1100,50\n0,1,10,11,,lost,,,\n")
@@ -340,9 +343,7 @@ mod tests {
                 unreachable: false,
             },
         );
-        drop(rows);
-        shared.finish().unwrap();
-        let text = String::from_utf8(memory.0.lock().unwrap().clone()).unwrap();
+        let text = written(rows, &shared, &memory);
         assert_eq!(
             text,
             "flow,target,seq,scheduled_ns,sent_ns,rtt_ns,status\n0,[::1]:7,4,10,11,,lost\n"
