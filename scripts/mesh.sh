@@ -7,6 +7,8 @@
 # impaired host's pinger reaches its peer through the relay). `matrix` prints the loss and
 # median round trip of every path from PromQL, so the impaired one stands out.
 set -Eeuo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly MESH="${SONDE_MESH:-sonde-mesh}"
 readonly SWITCH="${MESH}-sw" BRIDGE=br0
@@ -55,19 +57,7 @@ need_root() {
   ((EUID == 0)) || die "$1 needs root (network namespaces)"
 }
 
-ns_exists() {
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"
-}
-
 host_ns() { echo "${MESH}-h$1"; }
-
-sonde_bin() {
-  if [[ -n "${SONDE:-}" ]]; then echo "$SONDE"; return; fi
-  local here
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  if [[ -x "$here/target/release/sonde" ]]; then echo "$here/target/release/sonde"; return; fi
-  command -v sonde || die "no sonde binary: build it (cargo build --release) or set SONDE"
-}
 
 # Starts a command in a namespace, in the background, its output in STATE/NAME.log and its pid
 # in STATE/NAME.pid (for `down`).

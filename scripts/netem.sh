@@ -7,6 +7,8 @@
 # duplication and Gilbert-Elliott loss. It never half-applies a setting: what cannot be applied
 # is refused before anything changes, and a failure midway is rolled back.
 set -Eeuo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly LAB="${SONDE_LAB:-sonde-lab}"
 readonly NS_A="${LAB}-a" NS_B="${LAB}-b"
@@ -76,10 +78,6 @@ run() {
 
 need_root() {
   ((EUID == 0)) || die "$1 needs root (network namespaces, tc, nft)"
-}
-
-ns_exists() {
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"
 }
 
 # --- netem detection -----------------------------------------------------------------------
@@ -265,14 +263,6 @@ tbf_ingress() {
   in_ns "$ns" tc filter add dev "$device" parent ffff: protocol all u32 match u32 0 0 \
     action mirred egress redirect dev "$IFB"
   in_ns "$ns" tc qdisc add dev "$IFB" root tbf rate "$rate" burst 32kbit latency 400ms
-}
-
-sonde_bin() {
-  if [[ -n "${SONDE:-}" ]]; then echo "$SONDE"; return; fi
-  local here
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  if [[ -x "$here/target/release/sonde" ]]; then echo "$here/target/release/sonde"; return; fi
-  command -v sonde || die "no sonde binary: build it (cargo build --release) or set SONDE"
 }
 
 # Starts sonde impair in the lab's b namespace, between RELAY_PORT and the echo at ECHO_PORT.

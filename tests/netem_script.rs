@@ -147,10 +147,17 @@ fn help_and_shellcheck() {
     if have_peer("shellcheck") {
         let scripts = [
             script(),
+            peer_script("scripts/mesh.sh").display().to_string(),
+            peer_script("scripts/lib.sh").display().to_string(),
             peer_script("scripts/bench-peers.sh").display().to_string(),
             peer_script(".ci/run").display().to_string(),
         ];
-        let out = Command::new("shellcheck").args(&scripts).output().unwrap();
+        // -x: follow what the scripts source (lib.sh), checking it in their context too.
+        let out = Command::new("shellcheck")
+            .arg("-x")
+            .args(&scripts)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "shellcheck: {}", text(&out));
     }
 }
