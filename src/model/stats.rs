@@ -257,6 +257,12 @@ impl PingDistributions {
         self.rtt.merge(&other.rtt);
         self.rtt_from_intended.merge(&other.rtt_from_intended);
         self.schedule_lag.merge(&other.schedule_lag);
+        self.merge_beside_round_trips(other);
+    }
+
+    /// Adds `other`'s STAMP split and reply headers, leaving the round-trip distributions (a
+    /// pinger of many targets keeps those for all of them at once).
+    pub fn merge_beside_round_trips(&mut self, other: &PingDistributions) {
         if let Some(theirs) = &other.one_way {
             self.one_way
                 .get_or_insert_with(Default::default)

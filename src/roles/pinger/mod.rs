@@ -130,10 +130,10 @@ pub struct Pinger<'a> {
     ever_sent: bool,
     interrupted: bool,
     observer: Option<Observer<'a>>,
-    /// Several targets: the round trips of all, to the full precision (the targets keep theirs
-    /// compact), and at a fixed rate how late probes left and their round trips from the
-    /// intended send time, which are the loop's (a target of one run keeps all of these in its
-    /// own distributions).
+    /// Several targets (or targets that can change): the round trips of all, to the full
+    /// precision (the targets keep theirs compact), and at a fixed rate how late probes left
+    /// and their round trips from the intended send time, which are the loop's (a target of one
+    /// run keeps all of these in its own distributions).
     totals: Option<Box<PingDistributions>>,
     /// What each target gets (kept for targets a reload adds).
     shape: Shape,

@@ -206,21 +206,16 @@ impl Pinger<'_> {
     /// The distributions behind the summary (round trips, from intended send, schedule lag),
     /// for merging flows or export: with several targets, theirs merged.
     pub fn distributions(&self) -> Cow<'_, PingDistributions> {
-        match (&self.targets[..], &self.totals) {
-            ([one], None) => Cow::Borrowed(&one.dist),
-            (many, _) => {
-                let mut all = PingDistributions::default();
-                for target in many {
-                    all.merge(&target.dist);
-                }
-                if let Some(totals) = self.totals.as_deref() {
-                    all.rtt = totals.rtt.clone();
-                    all.rtt_from_intended = totals.rtt_from_intended.clone();
-                    all.schedule_lag = totals.schedule_lag.clone();
-                }
-                Cow::Owned(all)
-            }
+        // Several targets (or targets that can change) always have totals.
+        let Some(totals) = self.totals.as_deref() else {
+            return Cow::Borrowed(&self.targets[0].dist);
+        };
+        // The round trips are the loop's, whole; the targets add what only they have.
+        let mut all = totals.clone();
+        for target in &self.targets {
+            all.merge_beside_round_trips(&target.dist);
         }
+        Cow::Owned(all)
     }
 }
 
