@@ -13,7 +13,7 @@ pub(super) fn merge(args: MergeArgs) -> Result<(), Error> {
     } else {
         report::merge_text(&summary)
     });
-    let hgrm = export::hgrm::render(total.histogram());
+    let hgrm = export::hgrm::render(&total.histogram());
     export::write_all("--export-hgrm", &args.export_hgrm, &hgrm)
 }
 

@@ -19,7 +19,7 @@ use clap::Parser;
 
 /// Parses the command line and runs it; returns the exit status.
 pub(crate) fn main() -> i32 {
-    crate::sys::limit_malloc_arenas();
+    crate::sys::steady_malloc();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

@@ -10,12 +10,12 @@ use crate::config::{Pace, PingConfig};
 use crate::engine::threads;
 use crate::error::{Error, FileOp};
 use crate::model::aggregate::{combine_pings, merge_echoes, merge_latencies};
-use crate::model::{IntervalSummary, Latency, PingSummary, ProbeEvent};
+use crate::model::{EchoSummary, IntervalSummary, Latency, PingSummary, ProbeEvent};
 use crate::output::export::{self, csv, hgrm, hlog};
 use crate::output::follow::{self, FinishGuard, Length, Message, Outputs, Progress};
 use crate::output::metrics::{self, Exposition};
 use crate::output::threshold::EXIT_CROSSED;
-use crate::output::{out, plot, report};
+use crate::output::{out, out_json, plot, report};
 use crate::roles::{Echo, Pinger};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -461,13 +461,50 @@ struct Finished {
 /// Prints the summary, writes what is written at the end, and checks the thresholds: the exit
 /// status.
 fn finish(args: &ProbeArgs, plan: &Plan, run: Finished) -> Result<i32, Error> {
-    let pingers: Vec<&Pinger> = run.flows.iter().map(|f| &f.pinger).collect();
-    let distributions: Vec<_> = pingers.iter().map(|p| p.distributions()).collect();
+    let Finished {
+        flows,
+        fault,
+        followed,
+        lost_marks,
+    } = run;
+    let (summary, rtt, echo) = settle(flows, plan);
+    if summary.counters.sent + summary.counters.not_sent == 0 {
+        return fault.map_or(Ok(0), Err);
+    }
+    print_summary(&summary, echo.as_ref(), plan);
+    export::write_json("--export-json", &args.export_json, &summary)?;
+    if !args.export_hgrm.is_empty() {
+        export::write_all(
+            "--export-hgrm",
+            &args.export_hgrm,
+            &hgrm::render(&rtt.histogram()),
+        )?;
+    }
+    if let Some(path) = &args.plot {
+        let intervals = followed.as_deref().unwrap_or_default();
+        draw(path, &summary, intervals, &lost_marks, &rtt)?;
+    }
+    if let Some(fault) = fault {
+        return Err(fault);
+    }
+    followed?;
+    let crossed = args.thresholds().crossed_by_target(&summary);
+    for line in &crossed {
+        eprintln!("sonde: threshold crossed: {line}");
+    }
+    Ok(if crossed.is_empty() { 0 } else { EXIT_CROSSED })
+}
+
+/// What the flows measured: the summary (its targets named), the round trips of them all, and
+/// a loopback run's echo. The flows go here, so that ten thousand targets' state is not held
+/// while their summaries are printed.
+fn settle(flows: Vec<Flow>, plan: &Plan) -> (PingSummary, Latency, Option<EchoSummary>) {
+    let distributions: Vec<_> = flows.iter().map(|f| f.pinger.distributions()).collect();
     let mut summary = combine_pings(
-        pingers
+        flows
             .iter()
             .zip(&distributions)
-            .map(|(p, d)| (p.summary(), d.as_ref()))
+            .map(|(f, d)| (f.pinger.summary(), d.as_ref()))
             .collect(),
     );
     for target in &mut summary.targets {
@@ -476,54 +513,29 @@ fn finish(args: &ProbeArgs, plan: &Plan, run: Finished) -> Result<i32, Error> {
             target.labels = entry.labels.clone();
         }
     }
-    if summary.counters.sent + summary.counters.not_sent == 0 {
-        return run.fault.map_or(Ok(0), Err);
-    }
-    print_summary(&summary, &run.flows, plan);
-    export::write_all(
-        "--export-json",
-        &args.export_json,
-        &(report::json(&summary) + "\n"),
-    )?;
     let rtt = merge_latencies(distributions.iter().map(|d| &d.rtt));
-    if !args.export_hgrm.is_empty() {
-        export::write_all(
-            "--export-hgrm",
-            &args.export_hgrm,
-            &hgrm::render(rtt.histogram()),
-        )?;
-    }
-    if let Some(path) = &args.plot {
-        let intervals = run.followed.as_deref().unwrap_or_default();
-        draw(path, &summary, intervals, &run.lost_marks, &rtt)?;
-    }
-    if let Some(fault) = run.fault {
-        return Err(fault);
-    }
-    run.followed?;
-    let crossed = args.thresholds().crossed_by_target(&summary);
-    for line in &crossed {
-        eprintln!("sonde: threshold crossed: {line}");
-    }
-    Ok(if crossed.is_empty() { 0 } else { EXIT_CROSSED })
+    let echoes: Vec<_> = flows
+        .iter()
+        .filter_map(|f| f.echo.as_ref().map(Echo::summary))
+        .collect();
+    let echo = (!echoes.is_empty()).then(|| {
+        let mut total = merge_echoes(&echoes);
+        if echoes.len() > 1 {
+            total.bind = format!("{} in-process sockets", echoes.len());
+        }
+        total
+    });
+    (summary, rtt, echo)
 }
 
-fn print_summary(summary: &PingSummary, flows: &[Flow], plan: &Plan) {
+fn print_summary(summary: &PingSummary, echo: Option<&EchoSummary>, plan: &Plan) {
     match plan.format {
-        Format::Json => out(&(report::json(summary) + "\n")),
+        Format::Json => out_json(summary),
         Format::Jsonl => out(&(report::json_event("summary", summary) + "\n")),
         Format::Text => {
             out(&report::ping_text(summary));
-            if plan.loopback {
-                let echoes: Vec<_> = flows
-                    .iter()
-                    .filter_map(|f| f.echo.as_ref().map(Echo::summary))
-                    .collect();
-                let mut total = merge_echoes(&echoes);
-                if echoes.len() > 1 {
-                    total.bind = format!("{} in-process sockets", echoes.len());
-                }
-                out(&report::echo_text(&total));
+            if let Some(echo) = echo.filter(|_| plan.loopback) {
+                out(&report::echo_text(echo));
             }
         }
     }
@@ -540,7 +552,7 @@ fn draw(
         .iter()
         .flat_map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).clone())
         .collect();
-    let run = plot::Run::live(summary, intervals, &lost, rtt.histogram());
+    let run = plot::Run::live(summary, intervals, &lost, &rtt.histogram());
     let title = format!(
         "sonde {}: {} probes of {} bytes, {}",
         summary.target,

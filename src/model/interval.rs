@@ -150,7 +150,10 @@ impl IntervalClock {
 
     /// STAMP: one reply's forward and backward delays, ns (`None`: below zero).
     pub fn record_one_way(&mut self, forward_ns: Option<u64>, backward_ns: Option<u64>) {
-        let ways = self.one_way.get_or_insert_with(Default::default);
+        // Of the round trips' precision (compact for one of many targets).
+        let rtt = &self.rtt;
+        let ways =
+            (self.one_way).get_or_insert_with(|| Box::new([rtt.empty_like(), rtt.empty_like()]));
         for (way, ns) in ways.iter_mut().zip([forward_ns, backward_ns]) {
             if let Some(ns) = ns {
                 way.record(ns);

@@ -5,15 +5,21 @@
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Highest value the histograms hold: one hour in nanoseconds (timeouts are capped below it).
 pub const MAX_NS: u64 = 3_600_000_000_000;
 
+/// How many values a compact distribution keeps as they are before it makes its histogram.
+/// One of a thousand targets probed ten times a second records ten a second: each period's
+/// round trips then take a few hundred bytes, not a histogram of kilobytes made and dropped
+/// every second.
+const FEW: usize = 64;
+
 /// A distribution of durations, in nanoseconds.
 #[derive(Clone)]
 pub struct Latency {
-    /// `None` only for a compact distribution that has recorded nothing yet.
-    histogram: Option<Histogram<u64>>,
+    values: Values,
     count: u64,
     mean: f64,
     /// Sum of squared deviations from the mean (Welford).
@@ -25,6 +31,17 @@ pub struct Latency {
     /// A compact distribution's shape (see [`Latency::compact`]); `None`: three digits over
     /// the whole hour.
     compact: Option<Compact>,
+}
+
+/// Where a distribution's values are.
+#[derive(Clone)]
+enum Values {
+    /// A compact distribution that has recorded nothing yet.
+    None,
+    /// A compact distribution's first values, up to [`FEW`], exact.
+    Few(Vec<u64>),
+    /// Boxed: a target of ten thousand carries three distributions, most never used.
+    Histogram(Box<Histogram<u64>>),
 }
 
 /// How a compact distribution is kept: its histogram, made at the first value, has room up to
@@ -62,13 +79,13 @@ impl Latency {
     pub fn new() -> Self {
         // 1 ns resolution, 3 significant digits.
         let histogram = Histogram::new_with_bounds(1, MAX_NS, 3).expect("static bounds are valid");
-        Self::empty(Some(histogram), None)
+        Self::empty(Values::Histogram(Box::new(histogram)), None)
     }
 
-    /// Nothing recorded yet, in `histogram` (or one made at the first value, as `compact` says).
-    fn empty(histogram: Option<Histogram<u64>>, compact: Option<Compact>) -> Self {
+    /// Nothing recorded yet, in `values` (a compact one's made as values come).
+    fn empty(values: Values, compact: Option<Compact>) -> Self {
         Self {
-            histogram,
+            values,
             count: 0,
             mean: 0.0,
             m2: 0.0,
@@ -79,10 +96,11 @@ impl Latency {
         }
     }
 
-    /// A distribution for one of many targets: percentiles to two significant digits (1%, and
-    /// 256 ns below 64 us) in a histogram made at the first value and grown only as far as the
-    /// largest value recorded (2 KiB, and 1 KiB more per doubling), where [`Latency::new`]'s
-    /// three digits over the whole hour take about 260 KiB. Min, max and mean stay exact.
+    /// A distribution for one of many targets: its first 64 values kept exact, then
+    /// percentiles to two significant digits (1%, and 256 ns below 64 us) in a histogram grown
+    /// only as far as the largest value recorded (2 KiB, and 1 KiB more per doubling), where
+    /// [`Latency::new`]'s three digits over the whole hour take about 260 KiB. Min, max and mean
+    /// stay exact.
     pub fn compact() -> Self {
         Self::compact_as(Compact::GROWING)
     }
@@ -91,7 +109,7 @@ impl Latency {
     /// come, a distribution that lives long keeps one size (16 KiB up to 1 s at two digits,
     /// 2 KiB at one), rather than growing whenever a larger value comes.
     pub fn compact_as(shape: Compact) -> Self {
-        Self::empty(None, Some(shape))
+        Self::empty(Values::None, Some(shape))
     }
 
     /// An empty distribution of the same precision as this one.
@@ -104,9 +122,7 @@ impl Latency {
 
     #[inline]
     pub fn record(&mut self, ns: u64) {
-        let shape = self.compact.unwrap_or(Compact::GROWING);
-        let histogram = self.histogram.get_or_insert_with(|| shape.histogram());
-        if ns > MAX_NS || histogram.record(ns).is_err() {
+        if ns > MAX_NS || !self.hold(ns) {
             self.out_of_range += 1;
             return;
         }
@@ -118,16 +134,47 @@ impl Latency {
         self.max = self.max.max(ns);
     }
 
+    /// Keeps `ns` where the values are (a compact distribution's histogram made once it has
+    /// more than a few); `false` if out of the histogram's range.
+    fn hold(&mut self, ns: u64) -> bool {
+        match &mut self.values {
+            Values::Histogram(h) => h.record(ns).is_ok(),
+            Values::Few(few) if few.len() < FEW => {
+                few.push(ns);
+                true
+            }
+            Values::None => {
+                self.values = Values::Few(Vec::with_capacity(FEW));
+                self.hold(ns)
+            }
+            Values::Few(_) => {
+                self.values = Values::Histogram(Box::new(self.made_histogram()));
+                self.hold(ns)
+            }
+        }
+    }
+
     pub fn count(&self) -> u64 {
         self.count
     }
 
-    pub fn histogram(&self) -> &Histogram<u64> {
-        static EMPTY: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
-        match &self.histogram {
-            Some(h) => h,
-            None => EMPTY.get_or_init(|| Compact::GROWING.histogram()),
+    /// The values in a histogram: the distribution's own, or one made of its few values.
+    pub fn histogram(&self) -> Cow<'_, Histogram<u64>> {
+        match &self.values {
+            Values::Histogram(h) => Cow::Borrowed(h),
+            Values::None | Values::Few(_) => Cow::Owned(self.made_histogram()),
         }
+    }
+
+    /// A histogram of this one's shape holding its few values (none for a full one).
+    fn made_histogram(&self) -> Histogram<u64> {
+        let mut histogram = self.compact.unwrap_or(Compact::GROWING).histogram();
+        if let Values::Few(few) = &self.values {
+            for &ns in few {
+                histogram.record(ns).expect("a compact histogram grows");
+            }
+        }
+        histogram
     }
 
     /// The sum of the values recorded, ns.
@@ -138,10 +185,11 @@ impl Latency {
     /// How many values recorded are at or below `ns` (to the histogram's precision: a value
     /// within 0.1% of `ns` may fall on either side).
     pub fn count_at_or_below(&self, ns: u64) -> u64 {
-        if self.count == 0 {
-            return 0;
+        match &self.values {
+            _ if self.count == 0 => 0,
+            Values::Few(few) => few.iter().filter(|&&v| v <= ns).count() as u64,
+            _ => self.histogram().count_between(0, ns.min(MAX_NS)),
         }
-        self.histogram().count_between(0, ns.min(MAX_NS))
     }
 
     /// Adds `other`'s samples to this one (Chan et al.'s parallel variance).
@@ -150,10 +198,26 @@ impl Latency {
             self.out_of_range += other.out_of_range;
             return;
         }
-        self.histogram
-            .get_or_insert_with(|| Compact::GROWING.histogram())
-            .add(other.histogram())
-            .expect("a full histogram holds any; a compact one grows");
+        match &other.values {
+            Values::Few(few) => {
+                for &ns in few {
+                    assert!(
+                        self.hold(ns),
+                        "a full histogram holds any; a compact one grows"
+                    );
+                }
+            }
+            _ => {
+                if !matches!(self.values, Values::Histogram(_)) {
+                    self.values = Values::Histogram(Box::new(self.made_histogram()));
+                }
+                let Values::Histogram(h) = &mut self.values else {
+                    unreachable!("made just above")
+                };
+                h.add(other.histogram().as_ref())
+                    .expect("a full histogram holds any; a compact one grows");
+            }
+        }
         let n = self.count + other.count;
         let delta = other.mean - self.mean;
         self.mean += delta * other.count as f64 / n as f64;
@@ -169,16 +233,18 @@ impl Latency {
     /// above [`MAX_NS`].
     pub fn from_histogram(source: &Histogram<u64>) -> Result<Self, String> {
         let mut latency = Latency::new();
-        let h = latency.histogram.as_mut().expect("a full histogram");
+        let Values::Histogram(h) = &mut latency.values else {
+            unreachable!("a full distribution has its histogram")
+        };
         h.add(source)
             .map_err(|e| format!("values out of range ({e:?})"))?;
-        let h = latency.histogram.as_ref().expect("a full histogram");
-        latency.count = h.len();
-        if latency.count > 0 {
-            latency.mean = h.mean();
-            latency.m2 = h.stdev().powi(2) * latency.count as f64;
-            latency.min = h.min();
-            latency.max = h.max();
+        let (count, mean, stdev, min, max) = (h.len(), h.mean(), h.stdev(), h.min(), h.max());
+        latency.count = count;
+        if count > 0 {
+            latency.mean = mean;
+            latency.m2 = stdev.powi(2) * count as f64;
+            latency.min = min;
+            latency.max = max;
         }
         Ok(latency)
     }
@@ -189,10 +255,25 @@ impl Latency {
             return None;
         }
         let us = |ns: f64| ns / 1_000.0;
+        let sorted = match &self.values {
+            Values::Few(few) => {
+                let mut sorted = few.clone();
+                sorted.sort_unstable();
+                Some(sorted)
+            }
+            _ => None,
+        };
         // A histogram value stands for its whole bucket; clamp it to the exact extremes so that
-        // no percentile reads above the maximum or below the minimum.
+        // no percentile reads above the maximum or below the minimum. Few values are exact: the
+        // one of rank ceil(q n).
         let q = |quantile: f64| {
-            let ns = self.histogram().value_at_quantile(quantile);
+            let ns = match &sorted {
+                Some(sorted) => {
+                    let rank = (quantile * sorted.len() as f64).ceil() as usize;
+                    sorted[rank.clamp(1, sorted.len()) - 1]
+                }
+                None => self.histogram().value_at_quantile(quantile),
+            };
             us(ns.clamp(self.min, self.max) as f64)
         };
         let variance = if self.count > 1 {
@@ -385,6 +466,55 @@ mod tests {
         assert_eq!((m.min_us, m.max_us), (w.min_us, w.max_us));
         assert!((m.mean_us - w.mean_us).abs() < 1e-9);
         assert!((m.stddev_us - w.stddev_us).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_compact_distribution_keeps_its_first_values_exact() {
+        let mut l = Latency::compact();
+        for ns in [30_100u64, 30_200, 99_999, 30_300] {
+            l.record(ns);
+        }
+        let s = l.summary().unwrap();
+        // Exact, where two digits would read 99 999 as its bucket's top.
+        assert_eq!((s.p50_us, s.p90_us, s.max_us), (30.2, 99.999, 99.999));
+        assert_eq!(l.count_at_or_below(30_200), 2);
+        assert_eq!(l.histogram().len(), 4);
+        let mut full = Latency::new();
+        full.merge(&l);
+        assert_eq!(full.count_at_or_below(30_300), 3);
+        assert_eq!(full.summary().unwrap().count, 4);
+    }
+
+    #[test]
+    fn a_compact_distribution_past_its_few_values_agrees_with_a_full_one() {
+        let (mut compact, mut full) = (Latency::compact(), Latency::new());
+        let (mut a, mut b) = (Latency::compact(), Latency::compact());
+        for i in 0..(3 * FEW as u64) {
+            let ns = 20_000 + i * 997;
+            compact.record(ns);
+            full.record(ns);
+            // Merged: few values into many, and many into few.
+            if i % 5 == 0 {
+                a.record(ns)
+            } else {
+                b.record(ns)
+            }
+        }
+        a.merge(&b);
+        for l in [&compact, &a] {
+            let (c, f) = (l.summary().unwrap(), full.summary().unwrap());
+            assert_eq!((c.count, c.min_us, c.max_us), (f.count, f.min_us, f.max_us));
+            assert!((c.mean_us - f.mean_us).abs() < 1e-9);
+            // Two significant digits: within 1%.
+            assert!(
+                (c.p50_us - f.p50_us).abs() <= f.p50_us / 100.0,
+                "{c:?} {f:?}"
+            );
+            assert!(
+                (c.p99_us - f.p99_us).abs() <= f.p99_us / 100.0,
+                "{c:?} {f:?}"
+            );
+        }
     }
 
     #[test]

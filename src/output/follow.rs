@@ -159,12 +159,12 @@ fn emit(report: &IntervalReport, outputs: &mut Outputs) -> Result<(), Error> {
         let length = Duration::from_nanos(report.end_ns.saturating_sub(report.start_ns));
         let start = Duration::from_nanos(report.start_ns);
         if report.by_target.is_empty() {
-            log.write(None, report.rtt.histogram(), start, length)?;
+            log.write(None, &report.rtt.histogram(), start, length)?;
         }
         // Several targets: one interval each, tagged with its address (together, the total).
         for part in &report.by_target {
             let tag = part.target.map(|t| t.to_string());
-            log.write(tag.as_deref(), part.rtt.histogram(), start, length)?;
+            log.write(tag.as_deref(), &part.rtt.histogram(), start, length)?;
         }
     }
     Ok(())

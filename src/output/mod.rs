@@ -25,3 +25,11 @@ pub(crate) fn out(text: &str) {
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
+
+/// Writes `value` to stdout as one line of JSON, as it is encoded (see [`export::write_json`]).
+pub(crate) fn out_json(value: &impl serde::Serialize) {
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = serde_json::to_writer(&mut stdout, value);
+    let _ = stdout.write_all(b"\n");
+    let _ = stdout.flush();
+}

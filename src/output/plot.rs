@@ -193,7 +193,7 @@ fn load_hlog(path: &str, bytes: &[u8]) -> Result<Run, Error> {
         });
     }
     let mut run = Run::from_intervals(&intervals);
-    run.distribution = distribution(total.histogram());
+    run.distribution = distribution(&total.histogram());
     Ok(run)
 }
 
@@ -326,7 +326,7 @@ fn load_csv(path: &str) -> Result<Run, Error> {
             }
         }
     }
-    run.distribution = distribution(all.histogram());
+    run.distribution = distribution(&all.histogram());
     Ok(run)
 }
 

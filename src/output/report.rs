@@ -667,7 +667,7 @@ mod tests {
     #[test]
     fn hgrm_of_scripted_rtts() {
         insta::assert_snapshot!(crate::output::export::hgrm::render(
-            scripted_rtt().histogram()
+            &scripted_rtt().histogram()
         ));
     }
 }

@@ -22,7 +22,7 @@ pub(crate) fn drain_error_queue(
 
 pub(crate) fn set_timer_slack(_: Duration) {}
 
-pub(crate) fn limit_malloc_arenas() {}
+pub(crate) fn steady_malloc() {}
 
 pub(crate) fn request_buffers(_: &UdpSocket, _: usize, _: usize) -> io::Result<()> {
     Ok(())

@@ -40,8 +40,8 @@ mod imp;
 pub(crate) use imp::{
     bind_to_device, clock_quality, drain_error_queue, enable_gro, enable_icmp_errors,
     enable_recv_destination, enable_recv_tos, enable_recv_ttl, enable_rx_metadata, granted_buffers,
-    limit_malloc_arenas, request_buffers, set_dont_fragment, set_timer_slack, set_tos, set_ttl,
-    socket_drops, wall_clock, MmsgBatch, PreciseTimer,
+    request_buffers, set_dont_fragment, set_timer_slack, set_tos, set_ttl, socket_drops,
+    steady_malloc, wall_clock, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.

@@ -123,6 +123,16 @@ pub fn odd_echo(mode: &str) -> Server {
 }
 
 /// A loopback port that was free a moment ago.
+/// One scrape of a `--metrics` endpoint at `addr`: the whole response.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
 pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -37,9 +37,30 @@ pub(crate) fn read(flag: &'static str, path: &str) -> Result<Vec<u8>, Error> {
 
 /// Writes `text` to every sink in `paths`.
 pub(crate) fn write_all(flag: &'static str, paths: &[String], text: &str) -> Result<(), Error> {
+    write_each(flag, paths, |sink| sink.write_all(text.as_bytes()))
+}
+
+/// Writes `value` as one line of JSON to every sink in `paths`, as it is encoded (the summary
+/// of ten thousand targets is megabytes: better not held whole).
+pub(crate) fn write_json(
+    flag: &'static str,
+    paths: &[String],
+    value: &impl serde::Serialize,
+) -> Result<(), Error> {
+    write_each(flag, paths, |sink| {
+        serde_json::to_writer(&mut *sink, value)?;
+        sink.write_all(b"\n")
+    })
+}
+
+fn write_each(
+    flag: &'static str,
+    paths: &[String],
+    mut write: impl FnMut(&mut Sink) -> io::Result<()>,
+) -> Result<(), Error> {
     for path in paths {
         let mut sink = create(flag, path)?;
-        sink.write_all(text.as_bytes())
+        write(&mut sink)
             .and_then(|()| sink.flush())
             .map_err(|e| Error::file(flag, FileOp::Write, path, e))?;
     }

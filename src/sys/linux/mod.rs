@@ -17,9 +17,7 @@ pub(crate) use sockopt::{
     enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers, set_dont_fragment,
     set_tos, set_ttl, socket_drops,
 };
-pub(crate) use timer::{
-    clock_quality, limit_malloc_arenas, set_timer_slack, wall_clock, PreciseTimer,
-};
+pub(crate) use timer::{clock_quality, set_timer_slack, steady_malloc, wall_clock, PreciseTimer};
 
 use std::io;
 
