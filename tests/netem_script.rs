@@ -150,6 +150,7 @@ fn help_and_shellcheck() {
             peer_script("scripts/mesh.sh").display().to_string(),
             peer_script("scripts/lib.sh").display().to_string(),
             peer_script("scripts/bench-peers.sh").display().to_string(),
+            peer_script("scripts/scale.sh").display().to_string(),
             peer_script(".ci/run").display().to_string(),
         ];
         // -x: follow what the scripts source (lib.sh), checking it in their context too.

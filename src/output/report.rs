@@ -240,12 +240,20 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
         let _ = writeln!(out, "outages: none");
     } else {
         let _ = writeln!(out, "outages: {}", s.outages.len());
+        // Of several targets: whose, by name where it has one.
+        let whose = |target: &str| {
+            let of = s.targets.iter().find(|t| t.target == target);
+            format!(
+                "{} ",
+                of.map_or_else(|| target.to_string(), PingSummary::label)
+            )
+        };
         for (i, o) in s.outages.iter().enumerate().take(MAX_OUTAGE_LINES) {
             let _ = writeln!(
                 out,
                 "  {}. {}at {:.3} s for {:.3} s{}: {} lost, {} not sent ({})",
                 i + 1,
-                o.target.as_ref().map_or(String::new(), |t| format!("{t} ")),
+                o.target.as_deref().map_or(String::new(), whose),
                 o.start_s,
                 o.duration_s,
                 if o.ongoing {
@@ -595,6 +603,25 @@ mod tests {
     #[test]
     fn ping_summary_text() {
         insta::assert_snapshot!(ping_text(&summary()));
+    }
+
+    #[test]
+    fn an_outage_of_one_of_several_targets_names_it() {
+        let mut total = summary();
+        let mut db = summary();
+        (db.target, db.name) = ("127.0.0.3:9999".into(), Some("db1".into()));
+        let mut web = summary();
+        web.target = "127.0.0.1:9999".into();
+        total.targets = vec![web, db];
+        total.outages[0].target = Some("127.0.0.3:9999".into());
+        let text = ping_text(&total);
+        assert!(
+            text.contains("\n  1. db1 (127.0.0.3:9999) at 0.500 s"),
+            "{text}"
+        );
+        total.outages[0].target = Some("127.0.0.1:9999".into());
+        let text = ping_text(&total);
+        assert!(text.contains("\n  1. 127.0.0.1:9999 at 0.500 s"), "{text}");
     }
 
     #[test]
