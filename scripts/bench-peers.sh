@@ -19,8 +19,9 @@ tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reportin
      sockperf's server and sonde echo with 1 and 2 threads; again with the client's GSO off
      (one datagram a message, nothing for the server to take coalesced)
   5. highest open-loop rate with < 0.1% loss, searched the same way for sonde and sockperf
-  6. user-space instructions per round trip of each client, 64 in flight, and per datagram of
-     each server (valgrind's callgrind: exact counts, unmoved by load; skipped without valgrind)
+  6. user-space instructions per round trip of each client, 64 in flight and one in flight, and
+     per datagram of each server, the same two ways (valgrind's callgrind: exact counts, unmoved
+     by load; skipped without valgrind)
   7. STAMP: the highest clean rate of sonde's pair and of stamp-suite's, and the STAMP
      reflector's capacity beside the plain echo's: both on one core, each flooded by its own
      client that never reads (GSO runs, and again one datagram a message)
@@ -71,6 +72,9 @@ rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s |' "$1" "$2" "$3" "$4")"); }
 json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
 ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print("%.2f" % (a / b) if b else "-")' "$1" "$2"; }
+
+# The instructions callgrind counted, from its report on stdin.
+collected() { sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
 
 # sockperf prints half the RTT unless --full-rtt; its percentiles are in microseconds.
 sockperf_pct() { sed -n "s/.*percentile $1 = *\([0-9.]*\).*/\1/p" | head -n1; }
@@ -245,7 +249,7 @@ cpu_per_round_trip() {
   out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null \
     "$sonde" ping "$P:17403" --inflight 64 --count "$n" --size "$size" -q 2>&1)
   stop_all
-  ir=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' <<<"$out")
+  ir=$(collected <<<"$out")
   per_s=$(python3 -c 'import sys; print(round(int(sys.argv[1]) / int(sys.argv[2])))' "${ir:-0}" "$n")
   row "$label" "sonde ping client" "$per_s instructions ($ir for $n)" "-"
   if have sockperf; then
@@ -253,7 +257,7 @@ cpu_per_round_trip() {
     out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null \
       sockperf ping-pong -i "$P" -p 17404 -m "$size" -t 2 -b 64 2>&1)
     stop_all
-    ir=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' <<<"$out")
+    ir=$(collected <<<"$out")
     recv=$(sed -n 's/.*\[Valid Duration\].*ReceivedMessages=\([0-9]*\).*/\1/p' <<<"$out")
     per_p=$(python3 -c 'import sys; a, b = map(int, sys.argv[1:]); print(round(a / b) if b else 0)' "${ir:-0}" "${recv:-0}")
     row "$label" "sockperf ping-pong -b 64 client" "$per_p instructions ($ir for ${recv:-?})" "sonde/sockperf $(ratio "$per_s" "$per_p")"
@@ -307,38 +311,95 @@ irtt_rows() {
   row "highest rate, < 0.1% loss (irtt's test)" "irtt pair" "$best_i packets/s" "sonde/irtt $(ratio "$best_s" "$best_i")"
 }
 
+# The same at one in flight, where a latency test spends its time: each client against the bare
+# echo (one datagram a call), by the difference between two run lengths (start-up cancels out)
+# divided by the difference in round trips.
+cpu_one_in_flight() {
+  local label="instructions per round trip, one in flight"
+  if ! have valgrind; then
+    rows+=("| $label | - | valgrind not installed: skipped | - |")
+    return
+  fi
+  local vg=(valgrind --tool=callgrind --callgrind-out-file=/dev/null) out ir=() n=() t
+  per() { python3 -c 'import sys; a, b, c, d = map(int, sys.argv[1:]); print(round((b - a) / (d - c)) if d > c else 0)' "$@"; }
+  start "$bare" echo 17405 single
+  for t in 2000 12000; do
+    out=$("${vg[@]}" "$sonde" ping "$P:17405" --inflight 1 --count "$t" --size "$size" --timestamps user -q 2>&1)
+    ir+=("$(collected <<<"$out")") n+=("$t")
+  done
+  local by_sonde
+  by_sonde=$(per "${ir[@]}" "${n[@]}")
+  row "$label" "sonde ping client" "$by_sonde instructions" "-"
+  ir=() n=()
+  for t in 1 3; do
+    out=$("${vg[@]}" "$bare" ping "$P:17405" "$t" 1 "$size" 2>&1)
+    ir+=("$(collected <<<"$out")")
+    n+=("$(grep '^{' <<<"$out" | json "round(d['round_trips_per_s'] * $t)")")
+  done
+  local by_bare
+  by_bare=$(per "${ir[@]}" "${n[@]}")
+  row "$label" "bare client (limit)" "$by_bare instructions" "sonde/limit $(ratio "$by_sonde" "$by_bare")"
+  stop_all
+  if have sockperf; then
+    start sockperf server -i "$P" -p 17406
+    ir=() n=()
+    for t in 1 3; do
+      out=$("${vg[@]}" sockperf ping-pong -i "$P" -p 17406 -m "$size" -t "$t" 2>&1)
+      ir+=("$(collected <<<"$out")")
+      n+=("$(sed -n 's/.*\[Valid Duration\].*ReceivedMessages=\([0-9]*\).*/\1/p' <<<"$out")")
+    done
+    stop_all
+    local by_sockperf
+    by_sockperf=$(per "${ir[@]}" "${n[@]}")
+    row "$label" "sockperf ping-pong client" "$by_sockperf instructions" "sonde/sockperf $(ratio "$by_sonde" "$by_sockperf")"
+  fi
+}
+
 # Instructions per datagram served, counted by callgrind, so the servers can be compared
 # without the shared client in the way: the difference between serving 60 000 and 10 000
-# datagrams (start-up cancels out), divided by 50 000.
+# datagrams (start-up cancels out), divided by 50 000; with 64 in flight ("$1" 64) or one.
 server_cpu() {
-  local label="server instructions per datagram" log
+  local window=$1 label="server instructions per datagram, $1 in flight" log
+  ((window == 1)) && label="server instructions per datagram, one in flight"
   if ! have valgrind; then
     rows+=("| $label | - | valgrind not installed: skipped | - |")
     return
   fi
   log=$(mktemp)
-  served() { # port, then the server's command line
-    local port=$1 n ir=()
-    shift
+  served() { # wire the client speaks, port, then the server's command line
+    local wire=$1 port=$2 n ir=()
+    shift 2
     for n in 10000 60000; do
       valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" >/dev/null 2>"$log" &
       local pid=$!
       sleep 2
-      "$sonde" ping "$P:$port" --wire sockperf --inflight 64 --count "$n" --size "$size" -q >/dev/null
+      timeout 300 "$sonde" ping "$P:$port" --wire "$wire" --inflight "$window" --count "$n" --size "$size" -q >/dev/null
+      # SIGINT ends sockperf and sonde with their reports; the bare echo has no handler, and a
+      # background job ignores SIGINT: SIGTERM, which callgrind still reports on.
       kill -INT "$pid"
+      sleep 1
+      kill -TERM "$pid" 2>/dev/null || true
       wait "$pid" || true
-      ir+=("$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$log")")
+      ir+=("$(collected <"$log")")
     done
     python3 -c 'import sys; a, b = map(int, sys.argv[1:]); print(round((b - a) / 50000))' "${ir[0]:-0}" "${ir[1]:-0}"
   }
   local by_sockperf=""
   if have sockperf; then
-    by_sockperf=$(served 17501 sockperf server -i "$P" -p 17501)
+    by_sockperf=$(served sockperf 17501 sockperf server -i "$P" -p 17501)
     row "$label" "sockperf server" "$by_sockperf instructions" "-"
   fi
   local by_sonde
-  by_sonde=$(served 17502 "$sonde" echo --bind "$P:17502" --wire sockperf -q)
+  by_sonde=$(served sockperf 17502 "$sonde" echo --bind "$P:17502" --wire sockperf -q)
   row "$label" "sonde echo" "$by_sonde instructions" "${by_sockperf:+sonde/sockperf $(ratio "$by_sonde" "$by_sockperf")}"
+  if ((window == 1)); then
+    # The bare echo sends back what came: sonde's own wire, for it and for sonde's echo.
+    local by_bare plain
+    plain=$(served sonde 17504 "$sonde" echo --bind "$P:17504" -q)
+    row "$label" "sonde echo, sonde wire" "$plain instructions" "-"
+    by_bare=$(served sonde 17503 "$bare" echo 17503 single)
+    row "$label" "bare echo, one datagram a call (limit)" "$by_bare instructions" "sonde/limit $(ratio "$plain" "$by_bare")"
+  fi
   rm -f "$log"
 }
 
@@ -415,7 +476,7 @@ fi
 if want pipelined; then pipelined; fi
 if want capacity; then capacity; fi
 if want rate; then highest_rate; fi
-if want cpu; then cpu_per_round_trip; server_cpu; fi
+if want cpu; then cpu_per_round_trip; server_cpu 64; cpu_one_in_flight; server_cpu 1; fi
 if want stamp; then stamp_rows; fi
 if want irtt; then irtt_rows; fi
 # iperf measures one-way throughput and loss, not round trips: it has no test of the same thing.
