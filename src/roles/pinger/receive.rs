@@ -30,9 +30,9 @@ impl Pinger<'_> {
     }
 
     /// When a datagram arrived, ns since the epoch: the kernel's receive timestamp where there is
-    /// one, so that time spent queued in the socket (or in a batch) is not counted.
-    fn arrival_ns(&self, clock: &ClockPair, kernel_rx: Option<Duration>) -> u64 {
-        let mono_ns = self.ns(clock.mono);
+    /// one, so that time spent queued in the socket (or in a batch) is not counted; else the
+    /// batch's clock read (`mono_ns`: `clock.mono` since the epoch).
+    fn arrival_ns(clock: &ClockPair, mono_ns: u64, kernel_rx: Option<Duration>) -> u64 {
         match (clock.real, kernel_rx) {
             (Some((before, after)), Some(kernel_rx)) => {
                 match kernel_arrival(mono_ns, before, after, kernel_rx) {
@@ -66,6 +66,7 @@ impl Pinger<'_> {
             total += n;
             // One clock pairing serves the whole batch: each datagram's own kernel stamp places it.
             let clock = ClockPair::read(self.kernel_stamps);
+            let mono_ns = self.ns(clock.mono);
             for i in 0..n {
                 let Some(meta) = batch.meta(i) else { continue };
                 if let Some(drops) = meta.drops {
@@ -73,7 +74,7 @@ impl Pinger<'_> {
                     let counters = &mut self.socket_counters;
                     counters.local_drops = counters.local_drops.max(drops.into());
                 }
-                let at_ns = self.arrival_ns(&clock, meta.kernel_rx);
+                let at_ns = Self::arrival_ns(&clock, mono_ns, meta.kernel_rx);
                 let Some(t) = self.target_at(meta.from) else {
                     let from = socket::canonical(meta.from);
                     for datagram in meta.datagrams(batch.payload(i)) {
