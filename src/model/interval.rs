@@ -152,8 +152,9 @@ impl IntervalClock {
     pub fn record_one_way(&mut self, forward_ns: Option<u64>, backward_ns: Option<u64>) {
         // Of the round trips' precision (compact for one of many targets).
         let rtt = &self.rtt;
-        let ways =
-            (self.one_way).get_or_insert_with(|| Box::new([rtt.empty_like(), rtt.empty_like()]));
+        let ways = self
+            .one_way
+            .get_or_insert_with(|| Box::new([rtt.empty_like(), rtt.empty_like()]));
         for (way, ns) in ways.iter_mut().zip([forward_ns, backward_ns]) {
             if let Some(ns) = ns {
                 way.record(ns);
