@@ -228,6 +228,29 @@ mod tests {
     #[derive(Clone, Default)]
     struct Memory(Arc<Mutex<Vec<u8>>>);
 
+    /// Rows of flow `flow` into a file in memory (`stamp`: with the split's columns; `targets`:
+    /// with the target's).
+    fn rows_in_memory(
+        flow: usize,
+        stamp: bool,
+        targets: bool,
+    ) -> (Memory, Arc<SharedCsv>, ProbeRows) {
+        let memory = Memory::default();
+        let shared = SharedCsv::new(Box::new(memory.clone()), stamp, targets);
+        let rows = ProbeRows::new(flow, targets, shared.clone());
+        (memory, shared, rows)
+    }
+
+    /// A probe that timed out, not announced by an ICMP error.
+    fn lost(seq: u64, intended_ns: u64, sent_ns: u64) -> ProbeEvent {
+        ProbeEvent::Lost {
+            seq,
+            intended_ns,
+            sent_ns,
+            unreachable: false,
+        }
+    }
+
     /// What the file holds once `rows` have been handed over and it is finished.
     fn written(rows: ProbeRows, shared: &SharedCsv, memory: &Memory) -> String {
         drop(rows);
@@ -246,9 +269,7 @@ mod tests {
 
     #[test]
     fn one_row_per_probe_event_and_they_read_back() {
-        let memory = Memory::default();
-        let shared = SharedCsv::new(Box::new(memory.clone()), false, false);
-        let mut rows = ProbeRows::new(1, false, shared.clone());
+        let (memory, shared, mut rows) = rows_in_memory(1, false, false);
         rows.record(
             None,
             &ProbeEvent::Reply {
@@ -261,15 +282,7 @@ mod tests {
                 split: None,
             },
         );
-        rows.record(
-            None,
-            &ProbeEvent::Lost {
-                seq: 1,
-                intended_ns: 1_000,
-                sent_ns: 1_010,
-                unreachable: false,
-            },
-        );
+        rows.record(None, &lost(1, 1_000, 1_010));
         rows.record(
             None,
             &ProbeEvent::Foreign {
@@ -290,9 +303,7 @@ mod tests {
 
     #[test]
     fn stamp_rows_carry_the_split() {
-        let memory = Memory::default();
-        let shared = SharedCsv::new(Box::new(memory.clone()), true, false);
-        let mut rows = ProbeRows::new(0, false, shared.clone());
+        let (memory, shared, mut rows) = rows_in_memory(0, true, false);
         rows.record(
             None,
             &ProbeEvent::Reply {
@@ -309,15 +320,7 @@ mod tests {
                 }),
             },
         );
-        rows.record(
-            None,
-            &ProbeEvent::Lost {
-                seq: 1,
-                intended_ns: 10,
-                sent_ns: 11,
-                unreachable: false,
-            },
-        );
+        rows.record(None, &lost(1, 10, 11));
         let text = written(rows, &shared, &memory);
         assert_eq!(
             text,
@@ -331,18 +334,8 @@ mod tests {
 
     #[test]
     fn rows_of_several_targets_name_theirs() {
-        let memory = Memory::default();
-        let shared = SharedCsv::new(Box::new(memory.clone()), false, true);
-        let mut rows = ProbeRows::new(0, true, shared.clone());
-        rows.record(
-            Some("[::1]:7".parse().unwrap()),
-            &ProbeEvent::Lost {
-                seq: 4,
-                intended_ns: 10,
-                sent_ns: 11,
-                unreachable: false,
-            },
-        );
+        let (memory, shared, mut rows) = rows_in_memory(0, false, true);
+        rows.record(Some("[::1]:7".parse().unwrap()), &lost(4, 10, 11));
         let text = written(rows, &shared, &memory);
         assert_eq!(
             text,
