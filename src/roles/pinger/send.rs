@@ -172,8 +172,7 @@ impl Pinger<'_> {
                 }
                 Next::Skip => {
                     // The pending probes come before this slot.
-                    result = self.flush(&mut batch, &mut intended);
-                    if result.is_err() || self.write_blocked {
+                    if !self.flush_and_go_on(&mut batch, &mut intended, &mut result) {
                         break;
                     }
                     self.scheduled += 1;
@@ -188,8 +187,7 @@ impl Pinger<'_> {
             };
             if target != self.batch_target {
                 // A batch goes to one address.
-                result = self.flush(&mut batch, &mut intended);
-                if result.is_err() || self.write_blocked {
+                if !self.flush_and_go_on(&mut batch, &mut intended, &mut result) {
                     break;
                 }
                 self.batch_target = target;
@@ -200,11 +198,10 @@ impl Pinger<'_> {
                 .expect("batch has room")
                 .copy_from_slice(&self.probe);
             intended.push(intended_ns);
-            if intended.len() == batch.capacity() {
-                result = self.flush(&mut batch, &mut intended);
-                if result.is_err() || self.write_blocked {
-                    break;
-                }
+            if intended.len() == batch.capacity()
+                && !self.flush_and_go_on(&mut batch, &mut intended, &mut result)
+            {
+                break;
             }
         }
         if result.is_ok() {
@@ -213,6 +210,18 @@ impl Pinger<'_> {
         self.send_batch = Some(batch);
         self.intended = intended;
         result.map(|()| wake)
+    }
+
+    /// Flushes the probes collected into `result`; whether the burst may go on (sent, and the
+    /// socket not full).
+    fn flush_and_go_on(
+        &mut self,
+        batch: &mut SendBatch,
+        intended: &mut Vec<u64>,
+        result: &mut Result<(), Error>,
+    ) -> bool {
+        *result = self.flush(batch, intended);
+        result.is_ok() && !self.write_blocked
     }
 
     /// Stamps and sends the collected probes, then books each outcome in sequence order. A probe
