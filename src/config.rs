@@ -290,22 +290,30 @@ impl PingConfig {
         Ok(())
     }
 
-    /// Every target has a port and is there once.
     fn validate_targets(&self) -> Result<(), Error> {
-        let mut seen = std::collections::HashSet::new();
-        for target in self.targets() {
-            if target.port() == 0 {
-                return Err(Error::config(
-                    "TARGET",
-                    format!("{target}: port 0 cannot be pinged"),
-                ));
-            }
-            if !seen.insert(target) {
-                return Err(Error::config("TARGET", format!("{target} is given twice")));
-            }
-        }
-        Ok(())
+        check_targets("TARGET", self.targets())
     }
+}
+
+/// Every target has a port and is there once (at the start, and in each list a reload reads);
+/// `flag` names where they came from in the error.
+pub fn check_targets(
+    flag: &'static str,
+    targets: impl IntoIterator<Item = SocketAddr>,
+) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for target in targets {
+        if target.port() == 0 {
+            return Err(Error::config(
+                flag,
+                format!("{target}: port 0 cannot be pinged"),
+            ));
+        }
+        if !seen.insert(target) {
+            return Err(Error::config(flag, format!("{target} is given twice")));
+        }
+    }
+    Ok(())
 }
 
 /// What `sonde echo` does.

@@ -127,6 +127,14 @@ fn a_changed_file_starts_new_targets_stops_removed_ones_and_their_series_go() {
         said.last().unwrap().contains("keeping the 1 targets"),
         "{said:?}"
     );
+    // Nor does one that the start would have refused (port 0).
+    std::fs::write(&file, format!("{}\n127.0.0.3:0\n", b.addr)).unwrap();
+    let said = wait_for_line(&mut p.stderr, "reload:");
+    let last = said.last().unwrap();
+    assert!(
+        last.contains("127.0.0.3:0: port 0 cannot be pinged") && last.contains("keeping the 1"),
+        "{said:?}"
+    );
     // SIGHUP: both, and a's counts start again.
     std::fs::write(&file, format!("{}\n{}\n", a.addr, b.addr)).unwrap();
     signal(&p.child, "HUP");

@@ -5,6 +5,7 @@
 
 use super::args::Target;
 use super::targets::{self, Entry, Names};
+use crate::config::check_targets;
 use crate::error::Error;
 use crate::output::metrics::Exposition;
 use std::collections::HashSet;
@@ -85,25 +86,22 @@ impl Reloader {
         }
     }
 
-    /// The entries, if the running pingers can take them: one address family, each once, one
-    /// at least for each pinger.
+    /// The entries, if the running pingers can take them: one address family, each once with a
+    /// port (as at the start), one at least for each pinger.
     fn check(&self, entries: Vec<Entry>) -> Result<Vec<Entry>, Error> {
         if entries.len() < self.flows.len() {
             let reason = format!("fewer targets than the {} flows", self.flows.len());
             return Err(Error::config("--targets", reason));
         }
         let ipv4 = self.flows[0].1.first().is_none_or(SocketAddr::is_ipv4);
-        let mut seen = HashSet::new();
         for e in &entries {
             let addr = e.target.addr;
             if addr.is_ipv4() != ipv4 && !self.source.both_families {
                 let reason = format!("{addr}: not of the running targets' address family");
                 return Err(Error::config("--targets", reason));
             }
-            if !seen.insert(addr) {
-                return Err(Error::config("--targets", format!("{addr} is given twice")));
-            }
         }
+        check_targets("--targets", entries.iter().map(|e| e.target.addr))?;
         Ok(entries)
     }
 
