@@ -12,6 +12,8 @@ Runs, on 127.0.0.1, each for --secs seconds (default 5) with --size-byte message
 tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reporting medians:
   1. ping-pong, one in flight, blocking: RTT p50/p99/p99.9 (full round trip for every tool)
   2. the same with busy-polling on both sides
+     (each also for sonde with kernel send and receive times, its default: the issue #15 goal is
+     that pair's p50 at or below the bare pair's user-space one)
   3. pipelined round trips/s, 64 in flight, no rate limit (sonde's default toward loopback: runs
      of probes sent with UDP GSO; also shown with --gso off), against the bare mmsg pair,
      sockperf ping-pong -b 64, and a stdlib Python pair (scripts/py-echo.py + py-ping.py)
@@ -27,8 +29,9 @@ tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reportin
      client that never reads (GSO runs, and again one datagram a message)
   8. irtt's own tests, where installed: RTT p50 at 1 000/s, and the highest clean rate
 and prints one table, with ratios sonde / peer. Peers: sockperf, irtt, stamp-suite, python3 (stdlib echo); the
-reference: target/release/examples/bare (cargo build --release --examples). sonde's RTTs here use
-user-space receive times (--timestamps user), as the peers do.
+reference: target/release/examples/bare (cargo build --release --examples). sonde's ping-pong and
+rate RTTs here use user-space times (--timestamps user), as the peers do, but for the row named
+kernel times; the throughput rows run sonde with its defaults.
 --quick: 2-second runs, one round, a coarser rate search (a smoke test).
 --only LIST: just these tests, comma-separated: pingpong, pipelined, capacity, rate, cpu, stamp,
 irtt (e.g. --only stamp).
@@ -90,7 +93,7 @@ spread() { python3 -c 'import sys; v = list(map(float, sys.argv[1:])); f = lambd
 pingpong() { # label, busy (0/1)
   local label="$1" busy="$2" sflag="" pflag="" nb=() r
   ((busy)) && sflag=busy pflag=--busy-poll nb=(--nonblocked)
-  local s50=() s99=() s999=() b50=() b99=() b999=() p50=() p99=() p999=() b s out
+  local s50=() s99=() s999=() k50=() k99=() k999=() b50=() b99=() b999=() p50=() p99=() p999=() b s out
   for ((r = 0; r < repeat; r++)); do
     start "$bare" echo 17101 $sflag single
     b=$("$bare" ping "$P:17101" "$secs" 1 "$size" $sflag)
@@ -100,6 +103,11 @@ pingpong() { # label, busy (0/1)
     s=$("$sonde" ping "$P:17102" --inflight 1 --duration "${secs}s" --size "$size" --timestamps user --json $pflag)
     stop_all
     s50+=("$(json 'd["rtt"]["p50_us"]' <<<"$s")") s99+=("$(json 'd["rtt"]["p99_us"]' <<<"$s")") s999+=("$(json 'd["rtt"]["p999_us"]' <<<"$s")")
+    # The same pair timed by the kernel at both ends of the pinger (its default).
+    start "$sonde" echo --bind "$P:17105" -q $pflag
+    s=$("$sonde" ping "$P:17105" --inflight 1 --duration "${secs}s" --size "$size" --timestamps kernel --json $pflag)
+    stop_all
+    k50+=("$(json 'd["rtt"]["p50_us"]' <<<"$s")") k99+=("$(json 'd["rtt"]["p99_us"]' <<<"$s")") k999+=("$(json 'd["rtt"]["p999_us"]' <<<"$s")")
     if have sockperf; then
       start sockperf server -i "$P" -p 17103 "${nb[@]}"
       out=$(sockperf ping-pong -i "$P" -p 17103 -m "$size" -t "$secs" --full-rtt "${nb[@]}" 2>&1)
@@ -111,6 +119,9 @@ pingpong() { # label, busy (0/1)
   sm=$(median "${s50[@]}") bm=$(median "${b50[@]}")
   row "$label" "sonde pair" "p50 $sm / p99 $(median "${s99[@]}") / p99.9 $(median "${s999[@]}") µs" "-"
   row "$label" "bare pair (limit)" "p50 $bm / p99 $(median "${b99[@]}") / p99.9 $(median "${b999[@]}") µs" "sonde/limit p50 $(ratio "$sm" "$bm")"
+  local km
+  km=$(median "${k50[@]}")
+  row "$label" "sonde pair, kernel times both ends" "p50 $km / p99 $(median "${k99[@]}") / p99.9 $(median "${k999[@]}") µs" "this/limit p50 $(ratio "$km" "$bm")"
   if have sockperf; then
     pm=$(median "${p50[@]}")
     row "$label" "sockperf pair" "p50 $pm / p99 $(median "${p99[@]}") / p99.9 $(median "${p999[@]}") µs" "sonde/sockperf p50 $(ratio "$sm" "$pm")"

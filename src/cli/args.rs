@@ -230,8 +230,10 @@ pub(crate) struct SocketArgs {
     /// STAMP test packets (RFC 8762: to measure, or serve, standard reflectors and senders)
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = WireArg::Sonde)]
     pub(crate) wire: WireArg,
-    /// Where receive times come from: the kernel (excludes time queued in the socket) or user
-    /// space (after the receive call returns, as most tools measure)
+    /// Where send and receive times come from: the kernel (a probe's time as it enters the
+    /// device's queue, a reply's as it arrives: sonde's own work at either end is not in the
+    /// round trip) or user space (a clock read before the send call and after the receive call
+    /// returns, as most tools measure)
     #[arg(long, value_name = "SOURCE", value_enum, default_value_t = Timestamps::Kernel)]
     pub(crate) timestamps: Timestamps,
     /// Pinger: send a run of probes as one buffer the kernel cuts up (UDP GSO): one trip
@@ -500,7 +502,7 @@ pub(crate) struct Target {
     pub(crate) port: bool,
 }
 
-/// `--timestamps`: where receive times come from.
+/// `--timestamps`: where send and receive times come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Timestamps {
     Kernel,

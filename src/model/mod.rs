@@ -24,5 +24,5 @@ pub use stats::{Jitter, Latency, LatencySummary, PingDistributions, MAX_NS};
 pub use summary::{
     target_label, Batching, Counters, DirectionStats, EchoSummary, HeaderTally, LagSummary,
     LossBursts, Outage, PingSummary, ReceivedTos, Refusals, RelayClient, RelayClients,
-    RelaySummary, ReplyHeaders, RxTimestamps, SocketSummary, TooBig,
+    RelaySummary, ReplyHeaders, SocketSummary, StampSource, TooBig, TxStampCounts,
 };

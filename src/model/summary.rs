@@ -109,15 +109,30 @@ impl LagSummary {
     }
 }
 
-/// Where a pinger's receive times come from.
+/// Where a pinger's receive or send times come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum RxTimestamps {
-    /// `SO_TIMESTAMPNS`: excludes the time a reply spent queued in the socket.
+pub enum StampSource {
+    /// The kernel's: received (`SO_TIMESTAMPNS`), excluding the time a reply spent queued in
+    /// the socket; sent (`SO_TIMESTAMPING`), excluding the time from the clock read until the
+    /// probe entered the device's queue.
     #[serde(rename = "kernel")]
     Kernel,
     /// Read after the receive call returns, as most tools measure.
     #[serde(rename = "user space")]
     UserSpace,
+}
+
+/// How kernel send times went, when asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct TxStampCounts {
+    /// Round trips timed from the kernel's send time.
+    pub round_trips: u64,
+    /// Round trips timed from the user-space send time, the kernel's not having come in time.
+    pub round_trips_without: u64,
+    /// Messages sent whose time never came (a full error queue drops them).
+    pub missed: u64,
+    /// Times that named no message waiting, or could not be their message's.
+    pub unmatched: u64,
 }
 
 /// How a pinger's probes went out.
@@ -142,7 +157,13 @@ pub struct SocketSummary {
     pub rcvbuf_bytes: usize,
     pub sndbuf_bytes: usize,
     /// Where receive times come from: `"kernel"` or `"user space"`.
-    pub rx_timestamps: RxTimestamps,
+    pub rx_timestamps: StampSource,
+    /// Where send times come from: `"kernel"` (each probe's transmit timestamp, where it came)
+    /// or `"user space"` (a clock read before the send call).
+    pub tx_timestamps: StampSource,
+    /// With kernel send times: how the round trips were timed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_stamps: Option<TxStampCounts>,
     /// How probes were sent: `"gso"`, `"sendmmsg"` or `"send_to"`.
     pub batching: Batching,
     /// Why GSO was switched off during the run, when the kernel refused it.

@@ -5,7 +5,7 @@
 
 use crate::model::{
     Batching, DirectionStats, EchoSummary, IntervalSummary, LatencySummary, PingSummary,
-    ProbeEvent, RelaySummary, ReplyKind, RxTimestamps,
+    ProbeEvent, RelaySummary, ReplyKind, StampSource,
 };
 use std::fmt::Write;
 
@@ -197,12 +197,17 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
     let k = &s.socket;
     let _ = writeln!(
         out,
-        "socket buffers granted: receive {} KiB, send {} KiB; receive times from {}; sent with {}",
+        "socket buffers granted: receive {} KiB, send {} KiB; receive times from {}; send times \
+         from {}; sent with {}",
         k.rcvbuf_bytes / 1024,
         k.sndbuf_bytes / 1024,
         match k.rx_timestamps {
-            RxTimestamps::Kernel => "the kernel (SO_TIMESTAMPNS)",
-            RxTimestamps::UserSpace => "user space",
+            StampSource::Kernel => "the kernel (SO_TIMESTAMPNS)",
+            StampSource::UserSpace => "user space",
+        },
+        match k.tx_timestamps {
+            StampSource::Kernel => "the kernel (SO_TIMESTAMPING)",
+            StampSource::UserSpace => "user space",
         },
         match k.batching {
             Batching::Gso => "UDP GSO",
@@ -210,6 +215,20 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
             Batching::SendTo => "send_to",
         }
     );
+    if let Some(tx) = k
+        .tx_stamps
+        .filter(|tx| tx.round_trips_without > 0 || tx.unmatched > 0)
+    {
+        let _ = writeln!(
+            out,
+            "notice: {} of {} round trips timed from the user-space send time (the kernel's had \
+             not come); {} kernel send times missed, {} unmatched",
+            tx.round_trips_without,
+            tx.round_trips + tx.round_trips_without,
+            tx.missed,
+            tx.unmatched
+        );
+    }
     if k.gro {
         let _ = writeln!(
             out,
@@ -497,6 +516,7 @@ mod tests {
     use super::*;
     use crate::model::{
         Counters, IntervalReport, LagSummary, Latency, LossBursts, Outage, SocketSummary,
+        TxStampCounts,
     };
 
     /// Scripted round trips: 1000 replies from 20 us to about 1.2 ms.
@@ -561,7 +581,12 @@ mod tests {
             socket: SocketSummary {
                 rcvbuf_bytes: 8 << 20,
                 sndbuf_bytes: 8 << 20,
-                rx_timestamps: RxTimestamps::Kernel,
+                rx_timestamps: StampSource::Kernel,
+                tx_timestamps: StampSource::Kernel,
+                tx_stamps: Some(TxStampCounts {
+                    round_trips: 992,
+                    ..Default::default()
+                }),
                 batching: Batching::Gso,
                 gso_refused: None,
                 gro: false,

@@ -2,7 +2,7 @@
 //! piece degrades to what the callers tolerate (no ICMP-based outage detection, millisecond
 //! pacing).
 
-use crate::sys::{IcmpError, RecvMeta};
+use crate::sys::{Queued, RecvMeta};
 use mio::net::UdpSocket;
 use std::io;
 use std::time::Duration;
@@ -13,11 +13,22 @@ pub(crate) fn enable_icmp_errors(_: &UdpSocket, _: bool) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn drain_error_queue(
-    _: &UdpSocket,
-    _: impl FnMut(IcmpError, &[u8]),
-) -> io::Result<usize> {
-    Ok(0)
+/// No error queue: nothing is ever queued.
+#[derive(Default)]
+pub(crate) struct ErrorQueue;
+
+impl ErrorQueue {
+    pub(crate) fn new() -> Self {
+        Self
+    }
+
+    pub(crate) fn drain(&mut self, _: &UdpSocket, _: impl FnMut(Queued<'_>)) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+pub(crate) fn enable_tx_timestamps(_: &UdpSocket) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 pub(crate) fn set_timer_slack(_: Duration) {}
@@ -132,6 +143,10 @@ impl Sender {
 
     pub(crate) fn gso_runs(&self) -> u64 {
         0
+    }
+
+    pub(crate) fn last_messages(&self) -> &[usize] {
+        &[1]
     }
 
     pub(crate) fn send(

@@ -20,7 +20,8 @@
 //! | `MmsgBatch::set_reply_with_request_dscp` | answer with each request's DSCP (a TOS control message) | ignored |
 //! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
-//! | `enable_icmp_errors`, `drain_error_queue` | ICMP errors of an unconnected socket, and the MTU of a datagram found too big | none |
+//! | `enable_icmp_errors`, `ErrorQueue` | ICMP errors of an unconnected socket, the MTU of a datagram found too big, transmit timestamps | none |
+//! | `enable_tx_timestamps` | the kernel's time for each message sent, on the error queue (`SO_TIMESTAMPING`) | refused |
 //! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
 //! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
 //! | `PreciseTimer`, `set_timer_slack` | microsecond wake-ups | none: the loop spins |
@@ -38,10 +39,10 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    bind_to_device, clock_quality, drain_error_queue, enable_gro, enable_icmp_errors,
-    enable_recv_destination, enable_recv_tos, enable_recv_ttl, enable_rx_metadata, granted_buffers,
+    bind_to_device, clock_quality, enable_gro, enable_icmp_errors, enable_recv_destination,
+    enable_recv_tos, enable_recv_ttl, enable_rx_metadata, enable_tx_timestamps, granted_buffers,
     request_buffers, set_dont_fragment, set_timer_slack, set_tos, set_ttl, socket_drops,
-    steady_malloc, wall_clock, MmsgBatch, PreciseTimer,
+    steady_malloc, wall_clock, ErrorQueue, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -106,6 +107,19 @@ impl IcmpError {
     pub(crate) fn too_big(&self) -> bool {
         self.errno == libc::EMSGSIZE
     }
+}
+
+/// One message of a socket's error queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Only Linux has an error queue to read them from.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) enum Queued<'a> {
+    /// An ICMP error, with the start of the datagram that caused it (a local error has none).
+    Icmp(IcmpError, &'a [u8]),
+    /// The kernel's time for message number `key` sent on the socket (counted from 0 when
+    /// transmit timestamps were turned on; a GSO run is one message): CLOCK_REALTIME, since the
+    /// Unix epoch.
+    Sent { key: u32, at: Duration },
 }
 
 /// Datagrams to one destination, filled slot by slot and sent in one call (`sendmmsg` on
@@ -188,6 +202,12 @@ impl SendBatch {
     /// Why GSO was switched off at run time, if it was.
     pub(crate) fn gso_refused(&self) -> Option<&io::Error> {
         self.sender.gso_refused()
+    }
+
+    /// Datagrams in each message of the last [`SendBatch::send`], those that went (the kernel
+    /// numbers messages, not datagrams, for transmit timestamps).
+    pub(crate) fn last_messages(&self) -> &[usize] {
+        self.sender.last_messages()
     }
 
     /// Runs of datagrams sent as one GSO message so far.

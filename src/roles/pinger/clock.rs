@@ -1,4 +1,4 @@
-//! Turning kernel receive stamps (CLOCK_REALTIME) into times on the monotonic clock the pinger
+//! Turning kernel stamps (CLOCK_REALTIME) of datagrams received or sent into times on the monotonic clock the pinger
 //! measures with: a monotonic read bracketed by two realtime reads, trusted only when tight.
 
 use std::time::{Duration, Instant};
@@ -47,21 +47,22 @@ impl ClockPair {
 /// The outcome of converting a kernel timestamp with one clock pairing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Paired {
-    /// The arrival, ns on the monotonic clock.
-    Arrival(u64),
+    /// The stamp's time, ns on the monotonic clock.
+    At(u64),
     /// The realtime reads were too far apart (preempted): pair again.
     Retry,
     /// The wall clock stepped: use user-space time.
     Unusable,
 }
 
-/// Converts a CLOCK_REALTIME kernel receive stamp to the monotonic clock, given a monotonic read
-/// `mono_ns` taken between the realtime reads `before` and `after`.
-pub(super) fn kernel_arrival(
+/// Converts a CLOCK_REALTIME kernel stamp (of a datagram received or sent) to the monotonic
+/// clock, given a monotonic read `mono_ns` taken between the realtime reads `before` and
+/// `after`, which came after the stamp.
+pub(super) fn to_monotonic(
     mono_ns: u64,
     before: Duration,
     after: Duration,
-    kernel_rx: Duration,
+    stamp: Duration,
 ) -> Paired {
     let Some(spread) = after.checked_sub(before) else {
         return Paired::Unusable;
@@ -69,10 +70,10 @@ pub(super) fn kernel_arrival(
     if spread > CLOCK_PAIR_SPREAD {
         return Paired::Retry;
     }
-    match (before + spread / 2).checked_sub(kernel_rx) {
-        // Over a second of queueing means the wall clock stepped.
-        Some(queued) if queued < Duration::from_secs(1) => {
-            Paired::Arrival(mono_ns.saturating_sub(queued.as_nanos() as u64))
+    match (before + spread / 2).checked_sub(stamp) {
+        // Over a second since the stamp means the wall clock stepped.
+        Some(ago) if ago < Duration::from_secs(1) => {
+            Paired::At(mono_ns.saturating_sub(ago.as_nanos() as u64))
         }
         _ => Paired::Unusable,
     }
@@ -90,14 +91,14 @@ mod tests {
     #[test]
     fn queueing_delay_comes_off_the_monotonic_read() {
         // Datagram stamped 30 us before the (tight) pairing at monotonic 1 ms.
-        let got = kernel_arrival(1_000_000, S + us(100), S + us(101), S + us(70));
-        assert_eq!(got, Paired::Arrival(1_000_000 - 30_500));
+        let got = to_monotonic(1_000_000, S + us(100), S + us(101), S + us(70));
+        assert_eq!(got, Paired::At(1_000_000 - 30_500));
     }
 
     #[test]
     fn a_preempted_pairing_is_retried_not_trusted() {
         assert_eq!(
-            kernel_arrival(1_000_000, S, S + us(50), S - us(10)),
+            to_monotonic(1_000_000, S, S + us(50), S - us(10)),
             Paired::Retry
         );
     }
@@ -105,11 +106,11 @@ mod tests {
     #[test]
     fn clock_steps_make_the_stamp_unusable() {
         // Wall clock stepped back between the reads.
-        assert_eq!(kernel_arrival(5, S + us(10), S, S), Paired::Unusable);
+        assert_eq!(to_monotonic(5, S + us(10), S, S), Paired::Unusable);
         // Stamp from the future (clock stepped back since) or from over a second ago.
-        assert_eq!(kernel_arrival(5, S, S, S + us(10)), Paired::Unusable);
+        assert_eq!(to_monotonic(5, S, S, S + us(10)), Paired::Unusable);
         assert_eq!(
-            kernel_arrival(5, S, S, S - Duration::from_secs(2)),
+            to_monotonic(5, S, S, S - Duration::from_secs(2)),
             Paired::Unusable
         );
     }

@@ -30,18 +30,44 @@ pub(crate) struct Slot {
     pub sent_ns: u64,
     /// When the schedule meant it to leave, ns since the run's start.
     pub intended_ns: u64,
+    /// How long after `sent_ns` the kernel sent it, from its transmit timestamp; `NO_STAMP`
+    /// until one came. (Kept as an offset so that the slot stays 32 bytes.)
+    kernel_delay_ns: u32,
     pub state: ProbeState,
     /// An ICMP error (port or host unreachable) came back for this probe.
     pub unreachable: bool,
 }
 
+const NO_STAMP: u32 = u32::MAX;
+
 const EMPTY: Slot = Slot {
     seq: u64::MAX,
     sent_ns: 0,
     intended_ns: 0,
+    kernel_delay_ns: NO_STAMP,
     state: ProbeState::NotSent,
     unreachable: false,
 };
+
+impl Slot {
+    /// A probe sent (or due) at `sent_ns` as it stands, without a kernel send time.
+    #[cfg(test)]
+    pub(crate) fn at(seq: u64, sent_ns: u64, state: ProbeState, unreachable: bool) -> Self {
+        Self {
+            seq,
+            sent_ns,
+            intended_ns: sent_ns,
+            state,
+            unreachable,
+            ..EMPTY
+        }
+    }
+
+    /// When the kernel sent the probe, ns since the run's start, if its transmit timestamp came.
+    pub(crate) fn kernel_sent_ns(&self) -> Option<u64> {
+        (self.kernel_delay_ns != NO_STAMP).then(|| self.sent_ns + u64::from(self.kernel_delay_ns))
+    }
+}
 
 /// How a reply that matched a probe of ours is classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +168,7 @@ impl InFlight {
             seq,
             sent_ns,
             intended_ns,
+            kernel_delay_ns: NO_STAMP,
             state: if sent {
                 ProbeState::InFlight
             } else {
@@ -216,6 +243,25 @@ impl InFlight {
             return true;
         }
         false
+    }
+
+    /// Notes when the kernel sent `seq` (ns since the run's start, not before the time it was
+    /// handed over, within `slack_ns`): `false` if the table no longer holds it as sent or the
+    /// time cannot be its.
+    pub(crate) fn set_kernel_sent(&mut self, seq: u64, at_ns: u64, slack_ns: u64) -> bool {
+        let index = self.index(seq);
+        let slot = &mut self.slots[index];
+        let sent = slot.seq == seq && seq < self.next && slot.state != ProbeState::NotSent;
+        if !sent || at_ns + slack_ns < slot.sent_ns {
+            return false;
+        }
+        match u32::try_from(at_ns.saturating_sub(slot.sent_ns)) {
+            Ok(delay) if delay != NO_STAMP => {
+                slot.kernel_delay_ns = delay;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The oldest probe once it has a verdict, in sequence order; `None` while the oldest is

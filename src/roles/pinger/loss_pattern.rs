@@ -71,13 +71,7 @@ mod tests {
                 '-' => ProbeState::NotSent,
                 _ => unreachable!(),
             };
-            p.observe(&Slot {
-                seq: seq as u64,
-                sent_ns: 0,
-                intended_ns: 0,
-                state,
-                unreachable: false,
-            });
+            p.observe(&Slot::at(seq as u64, 0, state, false));
         }
         p.summary()
     }

@@ -11,6 +11,7 @@
 //! space, table, figures and outages; replies are told apart by their source address.
 
 mod clock;
+mod departures;
 mod inflight;
 mod loss_pattern;
 mod outage;
@@ -28,15 +29,17 @@ use crate::engine::{Role, Wake, Wheel};
 use crate::error::Error;
 use crate::model::stats::Compact;
 use crate::model::{
-    Counters, IntervalClock, IntervalReport, PingDistributions, ProbeEvent, RxTimestamps,
+    Counters, IntervalClock, IntervalReport, PingDistributions, ProbeEvent, StampSource,
 };
 use crate::roles::socket;
 use crate::roles::stamp::host_clock;
 use crate::sys::{
     bind_to_device, enable_gro, enable_icmp_errors, enable_recv_tos, enable_recv_ttl,
-    enable_rx_metadata, granted_buffers, set_dont_fragment, set_tos, set_ttl, MmsgBatch, SendBatch,
+    enable_rx_metadata, enable_tx_timestamps, granted_buffers, set_dont_fragment, set_tos, set_ttl,
+    ErrorQueue, IcmpError, MmsgBatch, SendBatch,
 };
 use crate::wire::{ClockQuality, Wire};
+use departures::Departures;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
@@ -79,7 +82,7 @@ enum Phase {
 struct SocketInfo {
     rcvbuf_bytes: usize,
     sndbuf_bytes: usize,
-    rx_timestamps: RxTimestamps,
+    rx_timestamps: StampSource,
     gro: bool,
     connected: bool,
 }
@@ -157,6 +160,15 @@ pub struct Pinger<'a> {
     socket_info: SocketInfo,
     /// The kernel stamps received datagrams (and they need converting to the monotonic clock).
     kernel_stamps: bool,
+    /// The kernel stamps sent messages: which probes each stamp will be for.
+    departures: Option<Box<Departures>>,
+    /// Buffers for the error queue (ICMP errors, transmit timestamps), and what the last read
+    /// found, kept between reads so that reading allocates nothing.
+    error_queue: Box<ErrorQueue>,
+    queued_errors: Vec<(IcmpError, Option<u64>)>,
+    queued_stamps: Vec<(u32, Duration)>,
+    /// The socket reported something on its error queue.
+    error_queue_ready: bool,
 }
 
 impl<'a> Pinger<'a> {
@@ -194,6 +206,9 @@ impl<'a> Pinger<'a> {
             let _ = enable_icmp_errors(&socket, ipv6);
         }
         let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);
+        // Send times from the kernel too, so that a round trip is kernel to kernel.
+        let departures = (timestamps && enable_tx_timestamps(&socket).is_ok())
+            .then(|| Box::new(Departures::default()));
         // The replies' TOS and TTL cost a control message each per receive: read them when the
         // run is about them.
         let headers = cfg.tos.is_some() || cfg.ttl.is_some();
@@ -219,9 +234,9 @@ impl<'a> Pinger<'a> {
             rcvbuf_bytes,
             sndbuf_bytes,
             rx_timestamps: if timestamps {
-                RxTimestamps::Kernel
+                StampSource::Kernel
             } else {
-                RxTimestamps::UserSpace
+                StampSource::UserSpace
             },
             gro,
             connected: cfg.connect,
@@ -298,6 +313,11 @@ impl<'a> Pinger<'a> {
             totals: compact.then(Default::default),
             socket_info,
             kernel_stamps: timestamps,
+            departures,
+            error_queue: Box::new(ErrorQueue::new()),
+            queued_errors: Vec::new(),
+            queued_stamps: Vec::new(),
+            error_queue_ready: false,
             cfg,
         })
     }
@@ -395,7 +415,10 @@ impl Role for Pinger<'_> {
 
     fn ready(&mut self, _index: usize, event: &Event) -> Result<(), Error> {
         if event.is_error() {
-            self.drain_icmp();
+            // Read at the next turn, after the other roles' events: the kernel stamps a probe
+            // within the send call, so its time is queued before an echo sharing this loop
+            // answers, and reading it first would put that read inside the round trip.
+            self.error_queue_ready = true;
         }
         if event.is_writable() {
             self.write_blocked = false;
@@ -436,6 +459,9 @@ impl Role for Pinger<'_> {
         }
         if self.phase == Phase::Done {
             return Ok(Wake::IDLE);
+        }
+        if std::mem::take(&mut self.error_queue_ready) {
+            self.read_error_queue();
         }
         let now_ns = self.ns(now);
         // Timeouts first: a slot is reused only once no queued timeout of its old target is left.

@@ -103,13 +103,7 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn probe(seq: u64, at_ms: u64, state: ProbeState, unreachable: bool) -> Slot {
-        Slot {
-            seq,
-            sent_ns: at_ms * MS,
-            intended_ns: at_ms * MS,
-            state,
-            unreachable,
-        }
+        Slot::at(seq, at_ms * MS, state, unreachable)
     }
 
     fn feed(states: &[(ProbeState, bool)], every_ms: u64) -> OutageTracker {

@@ -1,7 +1,7 @@
 //! Receiving: replies read in batches, timed, decoded, checked against what was sent, classified
 //! by the in-flight table and recorded; timeouts fired; ICMP errors matched to their probes.
 
-use super::clock::{kernel_arrival, ClockPair, Paired};
+use super::clock::{to_monotonic, ClockPair, Paired};
 use super::inflight::{ProbeState, Verdict};
 use super::target::Target;
 use super::{Phase, Pinger, TICK_NS};
@@ -10,12 +10,16 @@ use crate::model::stamp::{Sample, Split, TlvTally};
 use crate::model::{ProbeEvent, ReplyKind};
 use crate::roles::socket;
 use crate::roles::stamp::add_marks;
-use crate::sys::{drain_error_queue, MmsgBatch};
+use crate::sys::{IcmpError, MmsgBatch, Queued};
 use crate::wire::stamp::tlv::Returned;
 use crate::wire::{ProbeHeader, Reflection, Reply};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// How far before the clock read that preceded its send a kernel send time may fall and still
+/// be taken as that probe's: the realtime-to-monotonic pairing is good to about a microsecond.
+const KERNEL_SENT_SLACK_NS: u64 = 2_000;
 
 impl Pinger<'_> {
     /// The index of the target at `addr` (IPv4-mapped or not), if it is one.
@@ -35,8 +39,8 @@ impl Pinger<'_> {
     fn arrival_ns(clock: &ClockPair, mono_ns: u64, kernel_rx: Option<Duration>) -> u64 {
         match (clock.real, kernel_rx) {
             (Some((before, after)), Some(kernel_rx)) => {
-                match kernel_arrival(mono_ns, before, after, kernel_rx) {
-                    Paired::Arrival(ns) => ns,
+                match to_monotonic(mono_ns, before, after, kernel_rx) {
+                    Paired::At(ns) => ns,
                     Paired::Retry | Paired::Unusable => mono_ns,
                 }
             }
@@ -59,11 +63,20 @@ impl Pinger<'_> {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A pending ICMP error reported on receive; the error queue names the probe.
-                Err(e) if socket::is_unreachable(&e) => continue,
+                // A pending ICMP error (unreachable, or too big for the path) reported on
+                // receive; the error queue, read at the next turn, names the probe.
+                Err(e) if socket::is_unreachable(&e) || socket::is_too_big(&e) => {
+                    self.error_queue_ready = true;
+                    continue;
+                }
                 Err(e) => return Err(Error::io("receive on", self.local, e)),
             };
             total += n;
+            if self.departures.as_ref().is_some_and(|d| d.awaiting()) {
+                // Send times not read yet (stamped after the send call returned): before the
+                // replies they time.
+                self.read_error_queue();
+            }
             // One clock pairing serves the whole batch: each datagram's own kernel stamp places it.
             let clock = ClockPair::read(self.kernel_stamps);
             let mono_ns = self.ns(clock.mono);
@@ -113,17 +126,68 @@ impl Pinger<'_> {
         }
     }
 
-    pub(super) fn drain_icmp(&mut self) {
+    /// Reads the error queue: ICMP errors to their targets and probes, the kernel's send times
+    /// to their probes.
+    pub(super) fn read_error_queue(&mut self) {
         let session = self.session;
-        let mut named = Vec::new();
-        let _ = drain_error_queue(&self.socket, |error, original| {
-            let seq = ProbeHeader::decode(original)
-                .ok()
-                .filter(|h| h.session == session)
-                .map(|h| h.seq);
-            named.push((error, seq));
+        let mut errors = std::mem::take(&mut self.queued_errors);
+        let mut stamps = std::mem::take(&mut self.queued_stamps);
+        let _ = self.error_queue.drain(&self.socket, |queued| match queued {
+            Queued::Icmp(error, original) => {
+                let seq = ProbeHeader::decode(original)
+                    .ok()
+                    .filter(|h| h.session == session)
+                    .map(|h| h.seq);
+                errors.push((error, seq));
+            }
+            Queued::Sent { key, at } => stamps.push((key, at)),
         });
-        for (error, seq) in named {
+        self.place_departures(&stamps);
+        self.place_icmp_errors(&errors);
+        errors.clear();
+        stamps.clear();
+        self.queued_errors = errors;
+        self.queued_stamps = stamps;
+    }
+
+    /// Gives each kernel send time (message `key` left at `at`, CLOCK_REALTIME) to the probes
+    /// of its message.
+    fn place_departures(&mut self, stamps: &[(u32, Duration)]) {
+        let Some(d) = self.departures.as_deref_mut() else {
+            return;
+        };
+        if stamps.is_empty() {
+            return;
+        }
+        // One pairing serves the lot: each stamp is placed by its own distance from it.
+        let clock = ClockPair::read(true);
+        let mono_ns = clock.mono.saturating_duration_since(self.epoch).as_nanos() as u64;
+        for &(key, at) in stamps {
+            let Some(message) = d.take(key) else { continue };
+            let Some((before, after)) = clock.real else {
+                continue;
+            };
+            let Paired::At(at_ns) = to_monotonic(mono_ns, before, after, at) else {
+                continue;
+            };
+            let Some(target) = self.targets.get_mut(message.target as usize) else {
+                continue;
+            };
+            let first = message.first_seq;
+            for seq in first..first + u64::from(message.datagrams) {
+                if !target
+                    .table
+                    .set_kernel_sent(seq, at_ns, KERNEL_SENT_SLACK_NS)
+                {
+                    d.unmatched += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn place_icmp_errors(&mut self, errors: &[(IcmpError, Option<u64>)]) {
+        for &(error, seq) in errors {
             // The original destination names the target. This host's own too-big check names
             // no port (an unconnected socket's is 0): it concerns the target being sent to.
             let t = match error.to.and_then(|to| self.target_at(to)) {
@@ -192,7 +256,10 @@ impl Pinger<'_> {
                 return self.mismatched(t, Some(seq), len, reason);
             }
         }
-        let mut rtt_ns = now_ns.saturating_sub(slot.sent_ns);
+        // The kernel's send time where it came (never after the reply's arrival).
+        let kernel_sent = slot.kernel_sent_ns().filter(|&k| k <= now_ns);
+        let sent_ns = kernel_sent.unwrap_or(slot.sent_ns);
+        let mut rtt_ns = now_ns.saturating_sub(sent_ns);
         let mut split = None;
         let verdict = self.targets[t].table.on_reply(seq, now_ns, self.timeout_ns);
         if self.targets.len() > 1 {
@@ -201,8 +268,14 @@ impl Pinger<'_> {
         }
         let kind = match verdict {
             Verdict::Received { reordered } => {
+                if let Some(d) = self.departures.as_deref_mut() {
+                    match kernel_sent {
+                        Some(_) => d.round_trips += 1,
+                        None => d.round_trips_without += 1,
+                    }
+                }
                 if let Some(r) = reflection {
-                    split = self.split_round_trip(t, &r, seq, slot.sent_ns, now_ns);
+                    split = self.split_round_trip(t, &r, seq, sent_ns, now_ns);
                     rtt_ns = rtt_ns.saturating_sub(split.map_or(0, |s| s.dwell_ns));
                 }
                 self.targets[t].record_reply(rtt_ns, reordered, split);
@@ -249,7 +322,7 @@ impl Pinger<'_> {
             ProbeEvent::Reply {
                 seq,
                 intended_ns: slot.intended_ns,
-                sent_ns: slot.sent_ns,
+                sent_ns,
                 rtt_ns,
                 len,
                 kind,

@@ -8,7 +8,7 @@ use crate::model::stamp::ClockSides;
 use crate::model::IntervalReport;
 use crate::model::{
     Batching, LagSummary, OneWay, OneWayDistributions, PingDistributions, PingSummary,
-    ReplyHeaders, SocketSummary, StampTlvSummary,
+    ReplyHeaders, SocketSummary, StampSource, StampTlvSummary, TxStampCounts,
 };
 use crate::sys::socket_drops;
 use crate::wire::stamp::tlv;
@@ -192,6 +192,16 @@ impl Pinger<'_> {
             rcvbuf_bytes: info.rcvbuf_bytes,
             sndbuf_bytes: info.sndbuf_bytes,
             rx_timestamps: info.rx_timestamps,
+            tx_timestamps: match self.departures {
+                Some(_) => StampSource::Kernel,
+                None => StampSource::UserSpace,
+            },
+            tx_stamps: self.departures.as_deref().map(|d| TxStampCounts {
+                round_trips: d.round_trips,
+                round_trips_without: d.round_trips_without,
+                missed: d.missed,
+                unmatched: d.unmatched,
+            }),
             batching: match batch {
                 Some(b) if b.gso_runs() > 0 => Batching::Gso,
                 _ if cfg!(target_os = "linux") => Batching::Sendmmsg,

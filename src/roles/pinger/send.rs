@@ -247,6 +247,13 @@ impl Pinger<'_> {
                     for (i, &intended_ns) in intended.iter().enumerate().skip(j).take(n) {
                         self.record_sent(t, first + i as u64, sent_ns, intended_ns);
                     }
+                    if let Some(d) = self.departures.as_deref_mut() {
+                        let mut seq = first + j as u64;
+                        for &datagrams in batch.last_messages() {
+                            d.sent(t as u32, seq, datagrams as u32);
+                            seq += datagrams as u64;
+                        }
+                    }
                     j += n;
                     continue;
                 }
@@ -261,7 +268,12 @@ impl Pinger<'_> {
                 Err(e) => Err(e),
             };
             match outcome {
-                Ok(()) => self.record_sent(t, first + j as u64, sent_ns, intended[j]),
+                Ok(()) => {
+                    self.record_sent(t, first + j as u64, sent_ns, intended[j]);
+                    if let Some(d) = self.departures.as_deref_mut() {
+                        d.sent(t as u32, first + j as u64, 1);
+                    }
+                }
                 Err(e)
                     if !self.ever_sent && self.targets.len() == 1 && !self.passing_refusal(&e) =>
                 {
@@ -363,7 +375,7 @@ impl Pinger<'_> {
         let too_big = socket::is_too_big(e) && self.cfg.dont_fragment;
         if too_big {
             // The kernel queued the MTU beside the refusal.
-            self.drain_icmp();
+            self.read_error_queue();
         }
         let target_too_big = self.targets[t].too_big.as_mut().filter(|_| too_big);
         if let Some(tb) = target_too_big {

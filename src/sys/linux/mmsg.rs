@@ -18,8 +18,9 @@ const BATCH: usize = 32;
 const SLOT: usize = 65_536;
 /// Control space per received slot: a timestamp, a drop counter, a GRO segment size, a TTL or
 /// hop limit, a TOS or traffic class and the destination address, with their headers (168
-/// bytes; 176 kept).
-const CONTROL_WORDS: usize = 22;
+/// bytes; 176 kept), and the `scm_timestamping` (64) a kernel without `OPT_RX_FILTER` adds to
+/// every datagram of a socket that asks for transmit timestamps.
+const CONTROL_WORDS: usize = 30;
 
 pub(super) fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};

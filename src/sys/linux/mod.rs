@@ -1,5 +1,5 @@
 //! Linux: batched receive and send (`recvmmsg`/`sendmmsg`), UDP GSO and GRO, kernel receive
-//! timestamps and drop counters, the ICMP error queue, and a `timerfd`.
+//! and transmit timestamps, drop counters, the error queue, and a `timerfd`.
 
 mod errqueue;
 mod mmsg;
@@ -9,13 +9,13 @@ mod sockopt;
 mod tests;
 mod timer;
 
-pub(crate) use errqueue::drain_error_queue;
+pub(crate) use errqueue::ErrorQueue;
 pub(crate) use mmsg::MmsgBatch;
 pub(super) use send::Sender;
 pub(crate) use sockopt::{
     bind_to_device, enable_gro, enable_icmp_errors, enable_recv_destination, enable_recv_tos,
-    enable_recv_ttl, enable_rx_metadata, granted_buffers, request_buffers, set_dont_fragment,
-    set_tos, set_ttl, socket_drops,
+    enable_recv_ttl, enable_rx_metadata, enable_tx_timestamps, granted_buffers, request_buffers,
+    set_dont_fragment, set_tos, set_ttl, socket_drops,
 };
 pub(crate) use timer::{clock_quality, set_timer_slack, steady_malloc, wall_clock, PreciseTimer};
 

@@ -322,6 +322,11 @@ impl Sender {
         self.gso_runs
     }
 
+    /// Datagrams in each message of the last send, those that went.
+    pub(crate) fn last_messages(&self) -> &[usize] {
+        &self.runs
+    }
+
     /// Sends slots `from..len` of `data` (slots of `size` bytes): how many went, or the
     /// error of the first that could not.
     pub(crate) fn send(
@@ -346,14 +351,16 @@ impl Sender {
         if len - from == 1 {
             // One datagram (a window of one, a paced probe).
             let datagram = &data[from * size..(from + 1) * size];
-            return send_one(
+            send_one(
                 socket,
                 datagram,
                 &self.target,
                 self.target_len,
                 &ReplyControl::NONE,
-            )
-            .map(|()| 1);
+            )?;
+            self.runs.clear();
+            self.runs.push(1);
+            return Ok(1);
         }
         self.send_runs(socket, data, size, from, len, 1)
     }
@@ -398,8 +405,8 @@ impl Sender {
         // Safety: headers[..runs.len()] were just built over `data` and this struct's
         // target and control buffers.
         let sent = send_messages(socket, self.headers.as_mut_ptr(), self.runs.len())?;
-        let runs = &self.runs[..sent];
-        self.gso_runs += runs.iter().filter(|&&n| n > 1).count() as u64;
-        Ok(runs.iter().sum())
+        self.runs.truncate(sent);
+        self.gso_runs += self.runs.iter().filter(|&&n| n > 1).count() as u64;
+        Ok(self.runs.iter().sum())
     }
 }

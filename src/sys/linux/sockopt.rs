@@ -106,6 +106,29 @@ pub(crate) fn enable_rx_metadata(socket: &UdpSocket, timestamps: bool) -> (bool,
     )
 }
 
+/// Asks the kernel to stamp each message this socket sends as it enters the device's queue
+/// (`SO_TIMESTAMPING`, `TX_SCHED`), numbered from 0 in the order sent (`OPT_ID`: a GSO run is
+/// one message), and to queue the time alone on the error queue (`OPT_TSONLY`). Entering the
+/// queue rather than leaving the device (`TX_SOFTWARE`) keeps a local qdisc's delay, such as an
+/// egress netem's, inside the round trip. Received datagrams are kept free of a second stamp
+/// where the kernel allows (`OPT_RX_FILTER`); older kernels add one, which the
+/// receive path has room for and ignores.
+pub(crate) fn enable_tx_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    let flags = libc::SOF_TIMESTAMPING_TX_SCHED
+        | libc::SOF_TIMESTAMPING_SOFTWARE
+        | libc::SOF_TIMESTAMPING_OPT_ID
+        | libc::SOF_TIMESTAMPING_OPT_TSONLY;
+    let set = |flags: libc::c_uint| {
+        set_int_option(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPING,
+            flags as libc::c_int,
+        )
+    };
+    set(flags | libc::SOF_TIMESTAMPING_OPT_RX_FILTER).or_else(|_| set(flags))
+}
+
 /// Lets the kernel hand over several datagrams of one sender in one buffer (`UDP_GRO`), as
 /// a GSO sender sent them or a NIC coalesced them; says whether it accepted.
 pub(crate) fn enable_gro(socket: &UdpSocket) -> bool {
