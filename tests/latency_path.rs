@@ -283,3 +283,47 @@ fn kernel_send_times_are_their_probes_as_the_wire_saw_them() {
     assert_eq!(s["socket"]["tx_timestamps"], "user space", "{s}");
     assert!(s["socket"]["tx_stamps"].is_null(), "{s}");
 }
+
+/// `--timestamps hardware` asks the interface toward the target what it can stamp, and refuses
+/// with the reason (exit 2, naming the flag and the interface) as ethtool, which is not sonde,
+/// reads the same device: the loopback device stamps in software only.
+#[test]
+fn hardware_times_are_refused_with_the_interfaces_own_answer() {
+    if !have_peer("ethtool") {
+        return;
+    }
+    let ethtool = std::process::Command::new("ethtool")
+        .args(["-T", "lo"])
+        .output()
+        .unwrap();
+    let caps = String::from_utf8_lossy(&ethtool.stdout);
+    assert!(caps.contains("software-transmit"), "{caps}");
+    let in_hardware = caps.contains("hardware-transmit");
+    let out = run(&["ping", "127.0.0.1:9", "-c", "1", "--timestamps", "hardware"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--timestamps") && err.contains("lo, the interface toward"),
+        "{err}"
+    );
+    let said = if in_hardware {
+        "does not read hardware times yet"
+    } else {
+        "does not stamp packets in hardware"
+    };
+    assert!(err.contains(said), "ethtool: {caps}\nsonde: {err}");
+    // An interface that is not there is named as such.
+    let out = run(&[
+        "ping",
+        "127.0.0.1:9",
+        "--timestamps",
+        "hardware",
+        "--interface",
+        "nosuch0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot ask nosuch0"), "{err}");
+    let out = run(&["echo", "--bind", "127.0.0.1:0", "--timestamps", "hardware"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -233,7 +233,8 @@ pub(crate) struct SocketArgs {
     /// Where send and receive times come from: the kernel (a probe's time as it enters the
     /// device's queue, a reply's as it arrives: sonde's own work at either end is not in the
     /// round trip) or user space (a clock read before the send call and after the receive call
-    /// returns, as most tools measure)
+    /// returns, as most tools measure). hardware: the network card's stamps, where it has them
+    /// (checked, and refused with the reason: sonde does not read them yet)
     #[arg(long, value_name = "SOURCE", value_enum, default_value_t = Timestamps::Kernel)]
     pub(crate) timestamps: Timestamps,
     /// Pinger: send a run of probes as one buffer the kernel cuts up (UDP GSO): one trip
@@ -507,6 +508,9 @@ pub(crate) struct Target {
 pub(crate) enum Timestamps {
     Kernel,
     User,
+    /// The network card's own stamps: refused with the reason (none on the interface, or not
+    /// read by sonde yet).
+    Hardware,
 }
 
 /// `--gso`, `--gro`: when an offload is used; `auto` means what each role's help says.

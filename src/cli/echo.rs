@@ -1,7 +1,7 @@
 //! `sonde echo`: arguments to an echo config (the guard's limits defaulting by exposure), one
 //! socket and pinned loop per thread, stats lines while it runs, the total at the end.
 
-use super::args::{EchoArgs, GuardArgs, LimitArg, StampClock, When, WireArg};
+use super::args::{EchoArgs, GuardArgs, LimitArg, StampClock, Timestamps, When, WireArg};
 use super::loop_for_thread;
 use crate::config::{DscpReply, EchoConfig, Limit, Policy};
 use crate::engine::threads;
@@ -123,6 +123,13 @@ fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, 
         return Err(Error::config(
             "--connect",
             "is for a pinger (ping, loopback): an echo answers many peers",
+        ));
+    }
+    if args.socket.timestamps == Timestamps::Hardware {
+        return Err(Error::config(
+            "--timestamps",
+            "hardware: sonde does not read hardware times yet (a STAMP reflector takes T2 from \
+             the kernel's receive stamp)",
         ));
     }
     if args.stateful && args.socket.wire != WireArg::Stamp {

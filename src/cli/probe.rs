@@ -5,6 +5,7 @@ use super::args::{Format, ProbeArgs, SocketArgs, StampTlv, Timestamps, When, Wir
 use crate::config::{Buffers, Pace, PingConfig};
 use crate::error::Error;
 use crate::output::threshold::Thresholds;
+use crate::sys::{hardware_stamps, route_interface};
 use crate::wire::auth::Key;
 use crate::wire::stamp::tlv::{self, Tos};
 use std::net::SocketAddr;
@@ -26,12 +27,41 @@ impl ProbeArgs {
         loopback: bool,
         key: Option<Key>,
     ) -> Result<PingConfig, Error> {
+        if self.socket.timestamps == Timestamps::Hardware {
+            return Err(self.hardware_refused(target));
+        }
         let mut cfg = self.config(target, loopback, self.stamp_tlvs()?);
         cfg.key = key;
         if self.size.is_none() {
             cfg.size = cfg.size.max(cfg.header_len());
         }
         Ok(cfg)
+    }
+
+    /// Why `--timestamps hardware` cannot be had toward `target`: the interface it goes out of
+    /// (`--interface`, or the route's) has no hardware stamps, or sonde cannot use them yet.
+    fn hardware_refused(&self, target: SocketAddr) -> Error {
+        let why = |reason: String| Error::config("--timestamps", format!("hardware: {reason}"));
+        let interface = match &self.interface {
+            Some(name) => name.clone(),
+            None => match route_interface(target) {
+                Ok(name) => name,
+                Err(e) => return why(format!("cannot tell which interface reaches {target}: {e}")),
+            },
+        };
+        let toward = format!("{interface}, the interface toward {},", target.ip());
+        match hardware_stamps(&interface) {
+            Ok(h) if h.tx && h.rx => why(format!(
+                "{toward} stamps packets in hardware (clock {}), but sonde does not read \
+                 hardware times yet; kernel (the default) uses the kernel's software times",
+                h.clock.map_or("unknown".into(), |c| format!("/dev/ptp{c}"))
+            )),
+            Ok(_) => why(format!(
+                "{toward} does not stamp packets in hardware (`ethtool -T {interface}` lists \
+                 what it can); kernel (the default) uses the kernel's software times"
+            )),
+            Err(e) => why(format!("cannot ask {interface} what it can stamp: {e}")),
+        }
     }
 
     /// The TOS byte asked for with --tos, or --dscp and --ecn (each 0 when the other alone is

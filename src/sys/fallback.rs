@@ -27,6 +27,14 @@ impl ErrorQueue {
     }
 }
 
+pub(crate) fn route_interface(_: std::net::SocketAddr) -> io::Result<String> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+pub(crate) fn hardware_stamps(_: &str) -> io::Result<crate::sys::HardwareStamps> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 pub(crate) fn enable_tx_timestamps(_: &UdpSocket) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }

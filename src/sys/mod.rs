@@ -21,6 +21,7 @@
 //! | `wall_clock` | CLOCK_REALTIME, cheaply | `SystemTime` |
 //! | `clock_quality` | whether the wall clock is synchronised, and its error (`adjtimex`) | unknown |
 //! | `enable_icmp_errors`, `ErrorQueue` | ICMP errors of an unconnected socket, the MTU of a datagram found too big, transmit timestamps | none |
+//! | `route_interface`, `hardware_stamps` | the interface toward an address; whether it stamps packets in hardware (`ETHTOOL_GET_TS_INFO`) | refused |
 //! | `enable_tx_timestamps` | the kernel's time for each message sent, on the error queue (`SO_TIMESTAMPING`) | refused |
 //! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
 //! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
@@ -41,8 +42,8 @@ mod imp;
 pub(crate) use imp::{
     bind_to_device, clock_quality, enable_gro, enable_icmp_errors, enable_recv_destination,
     enable_recv_tos, enable_recv_ttl, enable_rx_metadata, enable_tx_timestamps, granted_buffers,
-    request_buffers, set_dont_fragment, set_timer_slack, set_tos, set_ttl, socket_drops,
-    steady_malloc, wall_clock, ErrorQueue, MmsgBatch, PreciseTimer,
+    hardware_stamps, request_buffers, route_interface, set_dont_fragment, set_timer_slack, set_tos,
+    set_ttl, socket_drops, steady_malloc, wall_clock, ErrorQueue, MmsgBatch, PreciseTimer,
 };
 
 /// One received datagram and what the kernel said about it.
@@ -107,6 +108,17 @@ impl IcmpError {
     pub(crate) fn too_big(&self) -> bool {
         self.errno == libc::EMSGSIZE
     }
+}
+
+/// What hardware timestamping an interface offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HardwareStamps {
+    /// It stamps packets sent.
+    pub tx: bool,
+    /// It stamps packets received, in its own clock's time.
+    pub rx: bool,
+    /// Its clock (`/dev/ptpN`), when it has one.
+    pub clock: Option<u32>,
 }
 
 /// One message of a socket's error queue.

@@ -2,6 +2,7 @@
 //! and transmit timestamps, drop counters, the error queue, and a `timerfd`.
 
 mod errqueue;
+mod hwstamp;
 mod mmsg;
 mod send;
 mod sockopt;
@@ -10,6 +11,7 @@ mod tests;
 mod timer;
 
 pub(crate) use errqueue::ErrorQueue;
+pub(crate) use hwstamp::{hardware_stamps, route_interface};
 pub(crate) use mmsg::MmsgBatch;
 pub(super) use send::Sender;
 pub(crate) use sockopt::{
