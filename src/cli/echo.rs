@@ -147,8 +147,12 @@ fn config(args: &EchoArgs, threads: usize, exposed: bool) -> Result<EchoConfig, 
             key,
             ..args.guard.policy(exposed, threads)
         },
-        // An echo replies to coalesced datagrams together (see --gro's help).
-        gro: args.socket.gro != When::Off,
+        // An echo replies to coalesced datagrams together, unless it spins for the lowest
+        // latency (see --gro's help).
+        gro: match args.socket.gro {
+            When::Auto => !args.socket.busy_poll,
+            when => when == When::On,
+        },
         stateful: args.stateful,
         report_tos: args.report_tos,
         dscp_reply: args.dscp_reply,
