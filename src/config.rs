@@ -168,6 +168,14 @@ impl PingConfig {
         }
     }
 
+    /// Whether send times come from the kernel as well: asked for (`kernel_timestamps`), except
+    /// in a closed loop of more than one in flight. There round trips queue in the window, and
+    /// the kernel's work per stamp (queueing it, waking the socket, reading it back) cut the
+    /// round-trip rate by 28% without GSO runs (7% with them) for a gain of a microsecond.
+    pub fn kernel_send_times(&self) -> bool {
+        self.kernel_timestamps && !(matches!(self.pace, Pace::Window) && self.inflight() > 1)
+    }
+
     /// Every target: `target`, then `also`.
     pub fn targets(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         std::iter::once(self.target).chain(self.also.iter().copied())

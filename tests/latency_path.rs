@@ -270,18 +270,17 @@ fn kernel_send_times_are_their_probes_as_the_wire_saw_them() {
             assert_eq!(u(tx, "missed"), 0, "{s}");
         }
     }
-    let s = run_json(&[
-        "ping",
-        &echo.addr,
-        "-c",
-        "100",
-        "-r",
-        "1000",
-        "--timestamps",
-        "user",
-    ]);
-    assert_eq!(s["socket"]["tx_timestamps"], "user space", "{s}");
-    assert!(s["socket"]["tx_stamps"].is_null(), "{s}");
+    // User-space send times when asked for, and in a closed loop of several in flight.
+    for args in [
+        ["-r", "1000", "--timestamps", "user"],
+        ["-w", "64", "--timestamps", "kernel"],
+    ] {
+        let s = run_json(&[&["ping", &echo.addr, "-c", "1000"][..], &args].concat());
+        assert_eq!(s["socket"]["tx_timestamps"], "user space", "{s}");
+        assert!(s["socket"]["tx_stamps"].is_null(), "{s}");
+    }
+    let s = run_json(&["ping", &echo.addr, "-c", "1000", "-w", "1"]);
+    assert_eq!(s["socket"]["tx_timestamps"], "kernel", "{s}");
 }
 
 /// `--timestamps hardware` asks the interface toward the target what it can stamp, and refuses

@@ -233,8 +233,10 @@ pub(crate) struct SocketArgs {
     /// Where send and receive times come from: the kernel (a probe's time as it enters the
     /// device's queue, a reply's as it arrives: sonde's own work at either end is not in the
     /// round trip) or user space (a clock read before the send call and after the receive call
-    /// returns, as most tools measure). hardware: the network card's stamps, where it has them
-    /// (checked, and refused with the reason: sonde does not read them yet)
+    /// returns, as most tools measure). Send times stay user space's in a closed loop of several
+    /// in flight, where the kernel's stamp per probe costs more of the rate than it takes off
+    /// round trips that queue in the window. hardware: the network card's stamps, where it has
+    /// them (checked, and refused with the reason: sonde does not read them yet)
     #[arg(long, value_name = "SOURCE", value_enum, default_value_t = Timestamps::Kernel)]
     pub(crate) timestamps: Timestamps,
     /// Pinger: send a run of probes as one buffer the kernel cuts up (UDP GSO): one trip

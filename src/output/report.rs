@@ -195,6 +195,7 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
         );
     }
     let k = &s.socket;
+    let closed_window = s.mode == "window" && s.inflight_max > 1;
     let _ = writeln!(
         out,
         "socket buffers granted: receive {} KiB, send {} KiB; receive times from {}; send times \
@@ -207,6 +208,9 @@ pub(crate) fn ping_text(s: &PingSummary) -> String {
         },
         match k.tx_timestamps {
             StampSource::Kernel => "the kernel (SO_TIMESTAMPING)",
+            StampSource::UserSpace if closed_window && k.rx_timestamps == StampSource::Kernel => {
+                "user space (a closed loop of several in flight: see --timestamps)"
+            }
             StampSource::UserSpace => "user space",
         },
         match k.batching {

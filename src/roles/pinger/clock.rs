@@ -1,5 +1,6 @@
-//! Turning kernel stamps (CLOCK_REALTIME) of datagrams received or sent into times on the monotonic clock the pinger
-//! measures with: a monotonic read bracketed by two realtime reads, trusted only when tight.
+//! Turning the kernel's stamps (CLOCK_REALTIME) of datagrams received or sent into times on the
+//! monotonic clock the pinger measures with: a monotonic read bracketed by two realtime reads,
+//! trusted only when tight.
 
 use std::time::{Duration, Instant};
 

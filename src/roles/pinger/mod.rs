@@ -207,8 +207,9 @@ impl<'a> Pinger<'a> {
         }
         let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);
         // Send times from the kernel too, so that a round trip is kernel to kernel.
-        let departures = (timestamps && enable_tx_timestamps(&socket).is_ok())
-            .then(|| Box::new(Departures::default()));
+        let departures =
+            (timestamps && cfg.kernel_send_times() && enable_tx_timestamps(&socket).is_ok())
+                .then(|| Box::new(Departures::default()));
         // The replies' TOS and TTL cost a control message each per receive: read them when the
         // run is about them.
         let headers = cfg.tos.is_some() || cfg.ttl.is_some();

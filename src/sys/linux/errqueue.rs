@@ -10,8 +10,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-/// Messages read per `recvmmsg`.
-const MESSAGES: usize = 8;
+/// Messages read per `recvmmsg`: a send batch's worth, one time per datagram without GSO.
+const MESSAGES: usize = 32;
 /// Bytes kept of the datagram an ICMP error returns (enough for any probe header).
 const ORIGINAL: usize = 128;
 /// Control space per message: a `sock_extended_err` with the offender's address (IPv6: 64
