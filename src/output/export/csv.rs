@@ -2,7 +2,8 @@
 //!
 //! Columns: `flow,seq,scheduled_ns,sent_ns,rtt_ns,status` (`flow,target,seq,…` when the run has
 //! several targets). Times are ns since the flow's run
-//! started; `rtt_ns` is empty unless a reply came. `status` is the probe's verdict —
+//! started; `sent_ns` of an answered probe is the kernel's send time where it came (kernel send
+//! times), so that `sent_ns + rtt_ns` is the arrival; `rtt_ns` is empty unless a reply came. `status` is the probe's verdict —
 //! `received`, `reordered` (received, after a later probe), `lost`, `unreachable` (lost, with an
 //! ICMP error) or `not_sent` — one row per probe, so the probe rows number sent + not sent. A
 //! reply after the timeout adds a `late` row for a probe already written `lost`, and extra

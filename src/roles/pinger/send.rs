@@ -44,9 +44,9 @@ impl Pinger<'_> {
         base_ns + ((number - base) as f64 * 1e9 / (rate * n)) as u64
     }
 
-    /// The next probe, `pending` probes (collected, not yet sent) past the last one booked.
-    fn next_probe(&mut self, pending: usize, now: Instant) -> Next {
-        let now_ns = self.ns(now);
+    /// The next probe, `pending` probes (collected, not yet sent) past the last one booked, at
+    /// `now` (`now_ns` since the epoch).
+    fn next_probe(&mut self, pending: usize, now: Instant, now_ns: u64) -> Next {
         let n = self.targets.len() as u64;
         let (target, intended_ns) = match self.cfg.pace {
             Pace::Rate(_) => {
@@ -160,8 +160,9 @@ impl Pinger<'_> {
         let mut intended = std::mem::take(&mut self.intended);
         let mut wake = Wake::exactly(now);
         let mut result = Ok(());
+        let now_ns = self.ns(now);
         for _ in 0..MAX_BURST {
-            let (target, intended_ns) = match self.next_probe(intended.len(), now) {
+            let (target, intended_ns) = match self.next_probe(intended.len(), now, now_ns) {
                 Next::Probe {
                     target,
                     intended_ns,
