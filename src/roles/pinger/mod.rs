@@ -470,7 +470,7 @@ impl Role for Pinger<'_> {
         self.retarget(now_ns);
         self.close_intervals(now_ns, false);
         let send_wake = if self.phase == Phase::Sending {
-            self.send_due(now)?
+            self.send_due(now, now_ns)?
         } else {
             Wake::IDLE
         };

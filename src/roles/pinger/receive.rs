@@ -121,7 +121,8 @@ impl Pinger<'_> {
             if self.phase == Phase::Sending {
                 // More replies wait: refill the window with what this batch freed first, so the
                 // echo works on those while this loop reads the rest.
-                self.send_due(Instant::now())?;
+                let now = Instant::now();
+                self.send_due(now, self.ns(now))?;
             }
         }
     }

@@ -153,14 +153,13 @@ impl Pinger<'_> {
             })
     }
 
-    /// Sends what the schedule says is due, in batches of one `sendmmsg` to one target; returns
-    /// when to come back.
-    pub(super) fn send_due(&mut self, now: Instant) -> Result<Wake, Error> {
+    /// Sends what the schedule says is due at `now` (`now_ns` since the epoch), in batches of
+    /// one `sendmmsg` to one target; returns when to come back.
+    pub(super) fn send_due(&mut self, now: Instant, now_ns: u64) -> Result<Wake, Error> {
         let mut batch = self.send_batch.take().expect("send slots present");
         let mut intended = std::mem::take(&mut self.intended);
         let mut wake = Wake::exactly(now);
         let mut result = Ok(());
-        let now_ns = self.ns(now);
         for _ in 0..MAX_BURST {
             let (target, intended_ns) = match self.next_probe(intended.len(), now, now_ns) {
                 Next::Probe {

@@ -329,8 +329,11 @@ impl MmsgBatch {
                 let len = len.min(end - start);
                 // A reflector never sends more than it received: no amplification, in any mode.
                 assert!(len <= end - start);
-                self.data
-                    .copy_within(base + start..base + start + len, base + write);
+                if write != start {
+                    // (Packed behind an earlier datagram left unanswered.)
+                    self.data
+                        .copy_within(base + start..base + start + len, base + write);
+                }
                 let joins = run.as_ref().is_some_and(|r| {
                     r.len == r.datagrams * segment && r.datagrams < max_run && len > 0
                 });
