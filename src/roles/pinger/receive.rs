@@ -154,15 +154,15 @@ impl Pinger<'_> {
     /// Gives each kernel send time (message `key` left at `at`, CLOCK_REALTIME) to the probes
     /// of its message.
     fn place_departures(&mut self, stamps: &[(u32, Duration)]) {
-        let Some(d) = self.departures.as_deref_mut() else {
-            return;
-        };
         if stamps.is_empty() {
             return;
         }
         // One pairing serves the lot: each stamp is placed by its own distance from it.
         let clock = ClockPair::read(true);
-        let mono_ns = clock.mono.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let mono_ns = self.ns(clock.mono);
+        let Some(d) = self.departures.as_deref_mut() else {
+            return;
+        };
         for &(key, at) in stamps {
             let Some(message) = d.take(key) else { continue };
             let Some((before, after)) = clock.real else {
