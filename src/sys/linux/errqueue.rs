@@ -3,7 +3,7 @@
 //! datagram, and the kernel's transmit timestamps.
 
 use super::cvt_len;
-use super::mmsg::socket_addr;
+use super::mmsg::{arm_header, socket_addr};
 use crate::sys::{IcmpError, Queued};
 use mio::net::UdpSocket;
 use std::io;
@@ -20,17 +20,20 @@ const CONTROL_WORDS: usize = 24;
 /// `ee_info` of a transmit timestamp taken as the datagram entered the device's queue.
 const SCM_TSTAMP_SCHED: u32 = 1;
 
-/// Buffers for reading the error queue in batches, kept so that a read allocates nothing.
+/// Buffers for reading the error queue in batches, kept so that a read allocates nothing. They
+/// live on the heap, so the headers' pointers into them survive the struct being moved.
 pub(crate) struct ErrorQueue {
-    payload: [[u8; ORIGINAL]; MESSAGES],
-    control: [[u64; CONTROL_WORDS]; MESSAGES],
-    names: [libc::sockaddr_storage; MESSAGES],
-    iovecs: [libc::iovec; MESSAGES],
-    headers: [libc::mmsghdr; MESSAGES],
+    payload: Box<[[u8; ORIGINAL]]>,
+    control: Box<[[u64; CONTROL_WORDS]]>,
+    names: Box<[libc::sockaddr_storage]>,
+    iovecs: Box<[libc::iovec]>,
+    headers: Box<[libc::mmsghdr]>,
+    /// Messages the last read filled: only their headers need arming again.
+    used: usize,
 }
 
-// Safety: the pointers in iovecs/headers are rebuilt before every call from this struct's own
-// buffers; none outlives the call.
+// Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
+// buffers.
 unsafe impl Send for ErrorQueue {}
 
 impl Default for ErrorQueue {
@@ -41,13 +44,33 @@ impl Default for ErrorQueue {
 
 impl ErrorQueue {
     pub(crate) fn new() -> Self {
-        Self {
-            payload: [[0; ORIGINAL]; MESSAGES],
-            control: [[0; CONTROL_WORDS]; MESSAGES],
+        let mut queue = Self {
+            payload: vec![[0; ORIGINAL]; MESSAGES].into(),
+            control: vec![[0; CONTROL_WORDS]; MESSAGES].into(),
             // Safety: all-zero is a valid value for these plain C structs.
-            names: unsafe { std::mem::zeroed() },
-            iovecs: unsafe { std::mem::zeroed() },
-            headers: unsafe { std::mem::zeroed() },
+            names: vec![unsafe { std::mem::zeroed() }; MESSAGES].into(),
+            iovecs: vec![unsafe { std::mem::zeroed() }; MESSAGES].into(),
+            headers: vec![unsafe { std::mem::zeroed() }; MESSAGES].into(),
+            used: MESSAGES,
+        };
+        queue.arm();
+        queue
+    }
+
+    /// Points the headers the last read filled at their buffers again (the others are still as
+    /// armed).
+    fn arm(&mut self) {
+        for i in 0..std::mem::replace(&mut self.used, 0) {
+            self.iovecs[i] = libc::iovec {
+                iov_base: self.payload[i].as_mut_ptr().cast(),
+                iov_len: ORIGINAL,
+            };
+            arm_header(
+                &mut self.headers[i],
+                &mut self.names[i],
+                &mut self.iovecs[i],
+                &mut self.control[i],
+            );
         }
     }
 
@@ -89,35 +112,25 @@ impl ErrorQueue {
 
     /// One `recvmmsg` of the error queue into this struct's buffers.
     fn read(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        for i in 0..MESSAGES {
-            self.iovecs[i] = libc::iovec {
-                iov_base: self.payload[i].as_mut_ptr().cast(),
-                iov_len: ORIGINAL,
-            };
-            let h = &mut self.headers[i].msg_hdr;
-            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
-            h.msg_iov = &mut self.iovecs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = self.control[i].as_mut_ptr().cast();
-            h.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
-            h.msg_flags = 0;
-        }
+        self.arm();
         let headers = self.headers.as_mut_ptr();
-        socket.try_io(|| {
-            // Safety: headers describe MESSAGES messages over this struct's buffers, all live
-            // and sized as declared for the duration of the call.
-            let n = unsafe {
-                libc::recvmmsg(
-                    socket.as_raw_fd(),
-                    headers,
-                    MESSAGES as libc::c_uint,
-                    libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            cvt_len(n as isize)
-        })
+        socket
+            .try_io(|| {
+                // Safety: headers describe MESSAGES messages over this struct's heap buffers (armed
+                // at creation, and again after each read for those it filled), all live and sized as
+                // declared for the duration of the call.
+                let n = unsafe {
+                    libc::recvmmsg(
+                        socket.as_raw_fd(),
+                        headers,
+                        MESSAGES as libc::c_uint,
+                        libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                    )
+                };
+                cvt_len(n as isize)
+            })
+            .inspect(|&n| self.used = n)
     }
 }
 

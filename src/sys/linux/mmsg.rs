@@ -53,6 +53,26 @@ pub(super) fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::
     }
 }
 
+/// Points `header` at one message's buffers, ready to receive: room for the sender's address in
+/// `name`, the data in `iov`, the control messages in `control`. (The kernel rewrites the
+/// lengths and flags of each message it fills, so those are armed again before the next call.)
+pub(super) fn arm_header(
+    header: &mut libc::mmsghdr,
+    name: &mut libc::sockaddr_storage,
+    iov: &mut libc::iovec,
+    control: &mut [u64],
+) {
+    let h = &mut header.msg_hdr;
+    h.msg_name = (name as *mut libc::sockaddr_storage).cast();
+    h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    h.msg_iov = iov;
+    h.msg_iovlen = 1;
+    h.msg_control = control.as_mut_ptr().cast();
+    h.msg_controllen = std::mem::size_of_val(control) as _;
+    h.msg_flags = 0;
+    header.msg_len = 0;
+}
+
 /// What the kernel said about one received message, from its control messages.
 #[derive(Debug, Clone, Copy, Default)]
 struct Control {
@@ -202,15 +222,12 @@ impl MmsgBatch {
                 iov_base: unsafe { base.add(i * SLOT) }.cast(),
                 iov_len: SLOT,
             };
-            let h = &mut self.headers[i].msg_hdr;
-            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iovecs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = self.control[i].as_mut_ptr().cast();
-            h.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
-            h.msg_flags = 0;
-            self.headers[i].msg_len = 0;
+            arm_header(
+                &mut self.headers[i],
+                &mut self.names[i],
+                &mut self.iovecs[i],
+                &mut self.control[i],
+            );
         }
     }
 
