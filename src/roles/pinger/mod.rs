@@ -461,7 +461,7 @@ impl Role for Pinger<'_> {
         if self.phase == Phase::Done {
             return Ok(Wake::IDLE);
         }
-        if std::mem::take(&mut self.error_queue_ready) {
+        if self.error_queue_ready {
             self.read_error_queue();
         }
         let now_ns = self.ns(now);

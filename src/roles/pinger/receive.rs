@@ -72,13 +72,17 @@ impl Pinger<'_> {
                 Err(e) => return Err(Error::io("receive on", self.local, e)),
             };
             total += n;
-            if self.departures.as_ref().is_some_and(|d| d.awaiting()) {
-                // Send times not read yet (stamped after the send call returned): before the
-                // replies they time.
-                self.read_error_queue();
+            // Send times not read yet are read before the replies they time.
+            let awaiting = self.departures.as_ref().is_some_and(|d| d.awaiting());
+            if awaiting {
+                self.drain_error_queue();
             }
-            // One clock pairing serves the whole batch: each datagram's own kernel stamp places it.
+            // One clock pairing serves the whole batch (and the send times drained before it):
+            // each datagram's own kernel stamp places it.
             let clock = ClockPair::read(self.kernel_stamps);
+            if awaiting {
+                self.place_departures(&clock);
+            }
             let mono_ns = self.ns(clock.mono);
             for i in 0..n {
                 let Some(meta) = batch.meta(i) else { continue };
@@ -130,9 +134,22 @@ impl Pinger<'_> {
     /// Reads the error queue: ICMP errors to their targets and probes, the kernel's send times
     /// to their probes.
     pub(super) fn read_error_queue(&mut self) {
+        self.drain_error_queue();
+        if !self.queued_stamps.is_empty() {
+            let clock = ClockPair::read(true);
+            self.place_departures(&clock);
+        }
+    }
+
+    /// Empties the error queue: ICMP errors go to their targets and probes now, the kernel's
+    /// send times wait in `queued_stamps` for [`Pinger::place_departures`] and a clock pairing
+    /// read after them.
+    fn drain_error_queue(&mut self) {
+        // This read empties the queue: an error event already seen asks for nothing more.
+        self.error_queue_ready = false;
         let session = self.session;
         let mut errors = std::mem::take(&mut self.queued_errors);
-        let mut stamps = std::mem::take(&mut self.queued_stamps);
+        let stamps = &mut self.queued_stamps;
         let _ = self.error_queue.drain(&self.socket, |queued| match queued {
             Queued::Icmp(error, original) => {
                 let seq = ProbeHeader::decode(original)
@@ -143,48 +160,42 @@ impl Pinger<'_> {
             }
             Queued::Sent { key, at } => stamps.push((key, at)),
         });
-        self.place_departures(&stamps);
         self.place_icmp_errors(&errors);
         errors.clear();
-        stamps.clear();
         self.queued_errors = errors;
-        self.queued_stamps = stamps;
     }
 
-    /// Gives each kernel send time (message `key` left at `at`, CLOCK_REALTIME) to the probes
-    /// of its message.
-    fn place_departures(&mut self, stamps: &[(u32, Duration)]) {
-        if stamps.is_empty() {
-            return;
-        }
-        // One pairing serves the lot: each stamp is placed by its own distance from it.
-        let clock = ClockPair::read(true);
+    /// Gives each kernel send time drained (message `key` left at `at`, CLOCK_REALTIME) to the
+    /// probes of its message, placed by its distance from `clock`, a pairing read after them.
+    fn place_departures(&mut self, clock: &ClockPair) {
+        let mut stamps = std::mem::take(&mut self.queued_stamps);
         let mono_ns = self.ns(clock.mono);
-        let Some(d) = self.departures.as_deref_mut() else {
-            return;
-        };
-        for &(key, at) in stamps {
-            let Some(message) = d.take(key) else { continue };
-            let Some((before, after)) = clock.real else {
-                continue;
-            };
-            let Paired::At(at_ns) = to_monotonic(mono_ns, before, after, at) else {
-                continue;
-            };
-            let Some(target) = self.targets.get_mut(message.target as usize) else {
-                continue;
-            };
-            let first = message.first_seq;
-            for seq in first..first + u64::from(message.datagrams) {
-                if !target
-                    .table
-                    .set_kernel_sent(seq, at_ns, KERNEL_SENT_SLACK_NS)
-                {
-                    d.unmatched += 1;
-                    break;
+        if let Some(d) = self.departures.as_deref_mut() {
+            for &(key, at) in &stamps {
+                let Some(message) = d.take(key) else { continue };
+                let Some((before, after)) = clock.real else {
+                    continue;
+                };
+                let Paired::At(at_ns) = to_monotonic(mono_ns, before, after, at) else {
+                    continue;
+                };
+                let Some(target) = self.targets.get_mut(message.target as usize) else {
+                    continue;
+                };
+                let first = message.first_seq;
+                for seq in first..first + u64::from(message.datagrams) {
+                    if !target
+                        .table
+                        .set_kernel_sent(seq, at_ns, KERNEL_SENT_SLACK_NS)
+                    {
+                        d.unmatched += 1;
+                        break;
+                    }
                 }
             }
         }
+        stamps.clear();
+        self.queued_stamps = stamps;
     }
 
     fn place_icmp_errors(&mut self, errors: &[(IcmpError, Option<u64>)]) {
