@@ -281,6 +281,10 @@ fn kernel_send_times_are_their_probes_as_the_wire_saw_them() {
     }
     let s = run_json(&["ping", &echo.addr, "-c", "1000", "-w", "1"]);
     assert_eq!(s["socket"]["tx_timestamps"], "kernel", "{s}");
+    // Of several flows (loopback's two), the total counts every flow's round trips.
+    let s = run_json(&["loopback", "-c", "1000", "-r", "10000"]);
+    let tx = &s["socket"]["tx_stamps"];
+    assert_eq!(u(tx, "round_trips"), u(&s, "received"), "{s}");
 }
 
 /// `--timestamps hardware` asks the interface toward the target what it can stamp, and refuses

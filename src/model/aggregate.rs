@@ -64,6 +64,13 @@ pub fn combine_pings(mut flows: Vec<(PingSummary, &PingDistributions)>) -> PingS
         flows.into_iter().unzip();
     let mut total = total_of(&flows, &distributions);
     total.local = format!("{} flows", flows.len());
+    // The socket is the first flow's, as the flows' are alike; how their send times were
+    // timed is counted over them all.
+    for f in &flows[1..] {
+        if let (Some(t), Some(other)) = (total.socket.tx_stamps.as_mut(), &f.socket.tx_stamps) {
+            t.add(other);
+        }
+    }
     total.session = flows
         .iter()
         .map(|f| f.session.as_str())

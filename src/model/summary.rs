@@ -135,6 +135,15 @@ pub struct TxStampCounts {
     pub unmatched: u64,
 }
 
+impl TxStampCounts {
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.round_trips += other.round_trips;
+        self.round_trips_without += other.round_trips_without;
+        self.missed += other.missed;
+        self.unmatched += other.unmatched;
+    }
+}
+
 /// How a pinger's probes went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Batching {
