@@ -471,6 +471,20 @@ fn busy_poll_runs_both_sides() {
         "--busy-poll",
     ]);
     assert_eq!(u(&s, "received"), 2000);
+    // With user-space times neither side has a control message to read: each reads a lone
+    // datagram with `recvfrom`, and the counts are the same.
+    let s = run_json(&[
+        "ping",
+        &echo.addr,
+        "--count",
+        "2000",
+        "-w",
+        "1",
+        "--timestamps",
+        "user",
+        "--busy-poll",
+    ]);
+    assert_eq!((u(&s, "received"), u(&s, "foreign")), (2000, 0), "{s}");
 
     // Spinning reads the sockets directly; what only epoll reports still gets through. ICMP
     // errors from a port where nothing listens:
@@ -494,7 +508,10 @@ fn busy_poll_runs_both_sides() {
     let mut text = String::new();
     echo.stdout.read_to_string(&mut text).unwrap();
     assert!(echo.child.wait().unwrap().success(), "{text}");
-    assert!(text.contains(" datagrams echoed"), "{text}");
+    assert!(
+        text.contains("4000 of 4000 datagrams echoed (256000 of 256000 bytes) to 2 peers"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -96,7 +96,7 @@ impl Echo {
             Wire::Stamp(_) => {
                 // T2 from the kernel's receive stamp, and the TTL each test packet arrived with
                 // (its TOS only once a Class of Service TLV asks for it).
-                let _ = crate::sys::enable_rx_metadata(&socket, true);
+                let _ = crate::sys::enable_rx_metadata(&socket, true, true);
                 let _ = crate::sys::enable_recv_ttl(&socket, local.is_ipv6());
                 // The key is STAMP's HMAC, checked by the reflector, not sonde's tag.
                 let reflector = StampReflector::new(policy.key.clone(), cfg.stateful, host_clock());
@@ -115,16 +115,17 @@ impl Echo {
         // pinger aiming at a secondary address would otherwise see every answer come from
         // another (the routing's choice), and count it foreign.
         let mut batch = MmsgBatch::new();
-        if local.ip().is_unspecified()
-            && crate::sys::enable_recv_destination(&socket, local.is_ipv6())
-        {
-            batch.set_reply_from_destination(true);
-        }
+        let reply_from_destination = local.ip().is_unspecified()
+            && crate::sys::enable_recv_destination(&socket, local.is_ipv6());
+        batch.set_reply_from_destination(reply_from_destination);
         let mut answerer = answerer;
         let tos_seen = set_up_tos(&socket, local, cfg, &mut batch)?;
         if let (Answerer::Stamp(reflector), Some(_)) = (&mut answerer, &tos_seen) {
             reflector.tos_reports(true);
         }
+        // No receive option on: a lone datagram is read without a message header.
+        let plain = matches!(answerer, Answerer::Plain(_));
+        batch.set_control_messages(!plain || gro || reply_from_destination || tos_seen.is_some());
         let sealer = match &answerer {
             Answerer::Stamp(reflector) => Some(reflector.sealer()),
             Answerer::Plain(_) => None,
@@ -251,6 +252,36 @@ impl Echo {
         answers
     }
 
+    /// Answers slot 0 when it is one datagram of a plain format, with nothing to tally beyond
+    /// the counters: a batch's steps without its vectors (ping-pong's case, where they were
+    /// most of the echo's own work). False leaves the slot to the batch path.
+    fn serve_single(&mut self) -> bool {
+        let Answerer::Plain(wire) = self.answerer else {
+            return false;
+        };
+        let Some(meta) = self.batch.meta(0) else {
+            return false;
+        };
+        if meta.segment.is_some() || self.tos_seen.is_some() {
+            return false;
+        }
+        self.note_peer(meta.from);
+        self.summary.datagrams += 1;
+        self.summary.bytes += meta.len as u64;
+        let payload = self.batch.payload(0);
+        if !self.guard.admit(meta.from, payload, Instant::now()) {
+            return true;
+        }
+        match self.batch.reply_single(&self.socket, |d| wire.reflect(d)) {
+            Some((len, refused)) => {
+                self.summary.bytes_out += len as u64;
+                self.summary.send_failed += u64::from(refused);
+            }
+            None => self.summary.not_answered += 1,
+        }
+        true
+    }
+
     /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams.
     fn serve(&mut self) {
         loop {
@@ -260,6 +291,12 @@ impl Echo {
                 Next::Retry => continue,
             };
             debug_assert!(n <= MAX_BATCH);
+            if n == 1 && self.serve_single() {
+                if self.batch.capacity() > 1 {
+                    return;
+                }
+                continue;
+            }
             let now = Instant::now();
             let mut known = [false; MAX_BATCH];
             let answers = self.admit_batch(n, now, &mut known);

@@ -54,7 +54,7 @@ pub(crate) fn granted_buffers(_: &UdpSocket) -> io::Result<(usize, usize)> {
     ))
 }
 
-pub(crate) fn enable_rx_metadata(_: &UdpSocket, _: bool) -> (bool, bool) {
+pub(crate) fn enable_rx_metadata(_: &UdpSocket, _: bool, _: bool) -> (bool, bool) {
     (false, false)
 }
 
@@ -196,6 +196,9 @@ impl MmsgBatch {
 
     pub(crate) fn set_adaptive(&mut self, _: bool) {}
 
+    /// One datagram per receive here already.
+    pub(crate) fn set_control_messages(&mut self, _: bool) {}
+
     /// Not on this platform: replies go from the routing's choice of address.
     pub(crate) fn set_reply_from_destination(&mut self, _: bool) {}
 
@@ -231,6 +234,16 @@ impl MmsgBatch {
             tos: None,
             dst: None,
         })
+    }
+
+    pub(crate) fn reply_single(
+        &mut self,
+        socket: &UdpSocket,
+        decide: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<(usize, bool)> {
+        let (arrived, from) = self.got?;
+        let len = decide(&mut self.data[..arrived])?.min(arrived);
+        Some((len, socket.send_to(&self.data[..len], from).is_err()))
     }
 
     pub(crate) fn reply_with(

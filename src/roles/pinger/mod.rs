@@ -36,7 +36,7 @@ use crate::roles::stamp::host_clock;
 use crate::sys::{
     bind_to_device, enable_gro, enable_icmp_errors, enable_recv_tos, enable_recv_ttl,
     enable_rx_metadata, enable_tx_timestamps, granted_buffers, set_dont_fragment, set_tos, set_ttl,
-    ErrorQueue, IcmpError, MmsgBatch, SendBatch,
+    socket_drops, ErrorQueue, IcmpError, MmsgBatch, SendBatch,
 };
 use crate::wire::{ClockQuality, Wire};
 use departures::Departures;
@@ -205,7 +205,12 @@ impl<'a> Pinger<'a> {
             // Best effort: without it a stopped server looks like silence, not a refusal.
             let _ = enable_icmp_errors(&socket, ipv6);
         }
-        let (timestamps, _) = enable_rx_metadata(&socket, cfg.kernel_timestamps);
+        // The drop count rides on every reply only where the kernel cannot be asked for it
+        // (`SO_MEMINFO`, read for the summary): a control message makes each receive copy a
+        // message header in and out, which a busy-polled one in flight feels.
+        let drops_by_message = socket_drops(&socket).is_none();
+        let (timestamps, drops_on) =
+            enable_rx_metadata(&socket, cfg.kernel_timestamps, drops_by_message);
         // Send times from the kernel too, so that a round trip is kernel to kernel.
         let departures =
             (timestamps && cfg.kernel_send_times() && enable_tx_timestamps(&socket).is_ok())
@@ -231,6 +236,8 @@ impl<'a> Pinger<'a> {
         }
         // Replies coalesced in one buffer share its receive time, as they arrived together.
         let gro = cfg.gro && enable_gro(&socket);
+        let mut batch = Box::new(MmsgBatch::new());
+        batch.set_control_messages(timestamps || drops_on || headers || gro);
         let socket_info = SocketInfo {
             rcvbuf_bytes,
             sndbuf_bytes,
@@ -282,7 +289,7 @@ impl<'a> Pinger<'a> {
             local,
             session,
             probe,
-            batch: Some(Box::new(MmsgBatch::new())),
+            batch: Some(batch),
             send_batch: Some(send_batch),
             batch_target: 0,
             intended: Vec::with_capacity(SEND_BATCH),

@@ -2,8 +2,8 @@
 //! unconnected socket sent, this host's own "too big for the path" for a don't-fragment
 //! datagram, and the kernel's transmit timestamps.
 
-use super::cvt_len;
 use super::mmsg::{arm_header, socket_addr};
+use super::{call, cvt_len};
 use crate::sys::{IcmpError, Queued};
 use mio::net::UdpSocket;
 use std::io;
@@ -120,15 +120,14 @@ impl ErrorQueue {
                 // at creation, and again after each read for those it filled), all live and sized as
                 // declared for the duration of the call.
                 let n = unsafe {
-                    libc::recvmmsg(
+                    call::recvmmsg(
                         socket.as_raw_fd(),
                         headers,
-                        MESSAGES as libc::c_uint,
+                        MESSAGES,
                         libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
-                        std::ptr::null_mut(),
                     )
                 };
-                cvt_len(n as isize)
+                cvt_len(n)
             })
             .inspect(|&n| self.used = n)
     }

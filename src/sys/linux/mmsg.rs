@@ -1,11 +1,11 @@
 //! Receiving in batches (`recvmmsg`, with each slot's kernel metadata), and an echo's replies
 //! sent back from the very slots they arrived in.
 
-use super::cvt_len;
 use super::send::{
     refuses_gso, send_messages, send_one, write_reply_control, ReplyControl, GSO_MAX_BYTES,
     GSO_MAX_SEGMENTS, REPLY_CONTROL_WORDS,
 };
+use super::{call, cvt_len};
 use crate::sys::{datagram_ranges, Destination, RecvMeta};
 use mio::net::UdpSocket;
 use std::io;
@@ -176,6 +176,8 @@ pub(crate) struct MmsgBatch {
     asked: usize,
     next_ask: usize,
     adaptive: bool,
+    /// Whether the socket may deliver control messages (see `set_control_messages`).
+    control_messages: bool,
 }
 
 // Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
@@ -209,6 +211,7 @@ impl MmsgBatch {
             asked: BATCH,
             next_ask: BATCH,
             adaptive: false,
+            control_messages: true,
         }
     }
 
@@ -241,27 +244,29 @@ impl MmsgBatch {
         }
     }
 
+    /// Says that the socket has no control message to deliver (no receive option is on), so
+    /// that a receive of one datagram can be a `recvfrom`: no message header to copy in and
+    /// out, about a tenth of the kernel's work in a busy-polling turn.
+    pub(crate) fn set_control_messages(&mut self, on: bool) {
+        self.control_messages = on;
+    }
+
     /// Receives up to a batch; returns how many slots were filled (0 when nothing was
     /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]).
     pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        self.arm_for_receive();
         let ask = if self.adaptive { self.next_ask } else { BATCH };
+        if ask == 1 && !self.control_messages {
+            return self.receive_one(socket);
+        }
+        self.arm_for_receive();
         self.asked = ask;
         let headers = self.headers.as_mut_ptr();
         let result = socket.try_io(|| {
             // Safety: headers describe `ask` <= BATCH slots of this struct's buffers, all live
             // for the call; the kernel writes at most SLOT bytes and one sockaddr_storage per
             // slot.
-            let n = unsafe {
-                libc::recvmmsg(
-                    socket.as_raw_fd(),
-                    headers,
-                    ask as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            cvt_len(n as isize)
+            let n = unsafe { call::recvmmsg(socket.as_raw_fd(), headers, ask, libc::MSG_DONTWAIT) };
+            cvt_len(n)
         });
         match result {
             Ok(n) => {
@@ -277,6 +282,48 @@ impl MmsgBatch {
                     };
                 }
                 Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing waited: the next datagram is looked for alone, with one attempt at
+                // the queue (a call for several tries again for a second after the first).
+                self.next_ask = 1;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives one datagram into slot 0 with `recvfrom` (the socket has no control message
+    /// to give): 1, or 0 when nothing was waiting.
+    fn receive_one(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.asked = 1;
+        let data = self.data.as_mut_ptr();
+        let name = (&mut self.names[0] as *mut libc::sockaddr_storage).cast();
+        let mut namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let result = socket.try_io(|| {
+            // Safety: slot 0 is SLOT bytes of this struct's buffer and names[0] a whole
+            // sockaddr_storage, both live for the call.
+            let n = unsafe {
+                call::recvfrom(
+                    socket.as_raw_fd(),
+                    data,
+                    SLOT,
+                    libc::MSG_DONTWAIT,
+                    name,
+                    &mut namelen,
+                )
+            };
+            cvt_len(n)
+        });
+        match result {
+            Ok(n) => {
+                // Slot 0 reads as a `recvmmsg` would have left it; its header is armed again
+                // before the next `recvmmsg` (`used` is at least 1).
+                self.headers[0].msg_len = n as libc::c_uint;
+                self.headers[0].msg_hdr.msg_namelen = namelen;
+                self.parsed[0] = Control::default();
+                self.next_ask = 2;
+                Ok(1)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
@@ -383,6 +430,24 @@ impl MmsgBatch {
             }
         }
         self.send_replies(socket)
+    }
+
+    /// Replies to slot 0 when it holds one datagram (ping-pong's case): as `reply_with` for
+    /// one slot, without its per-batch bookkeeping. The reply's length and whether the kernel
+    /// refused it; `None` when `decide` says no reply.
+    pub(crate) fn reply_single(
+        &mut self,
+        socket: &UdpSocket,
+        decide: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<(usize, bool)> {
+        debug_assert!(self.parsed[0].segment.is_none());
+        let arrived = self.headers[0].msg_len as usize;
+        // A reflector never sends more than it received.
+        let len = decide(&mut self.data[..arrived])?.min(arrived);
+        let namelen = self.headers[0].msg_hdr.msg_namelen;
+        let reply = self.reply_control(0);
+        let sent = send_one(socket, &self.data[..len], &self.names[0], namelen, &reply);
+        Some((len, sent.is_err()))
     }
 
     /// Whether coalesced datagrams still go back coalesced (false once the kernel refused).

@@ -1,6 +1,7 @@
 //! Linux: batched receive and send (`recvmmsg`/`sendmmsg`), UDP GSO and GRO, kernel receive
 //! and transmit timestamps, drop counters, the error queue, and a `timerfd`.
 
+mod call;
 mod errqueue;
 mod hwstamp;
 mod mmsg;

@@ -1,7 +1,7 @@
 //! Sending: `sendmmsg` runs with UDP GSO (`UDP_SEGMENT`), and a lone datagram with `sendto`;
 //! replies from a chosen source address (`IP_PKTINFO`, `IPV6_PKTINFO`) and with a chosen TOS.
 
-use super::cvt_len;
+use super::{call, cvt_len};
 use crate::sys::Destination;
 use mio::net::UdpSocket;
 use std::io;
@@ -161,15 +161,8 @@ pub(super) fn send_messages(
     socket.try_io(|| {
         // Safety: the caller prepared `count` headers at `headers`, each pointing at buffers
         // that live for the call.
-        let n = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                headers,
-                count as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        cvt_len(n as isize)
+        let n = unsafe { call::sendmmsg(socket.as_raw_fd(), headers, count, libc::MSG_DONTWAIT) };
+        cvt_len(n)
     })
 }
 
@@ -189,9 +182,9 @@ pub(super) fn send_one(
         // Safety: the datagram and the address live for the call, with their lengths passed
         // alongside.
         let n = unsafe {
-            libc::sendto(
+            call::sendto(
                 socket.as_raw_fd(),
-                datagram.as_ptr().cast(),
+                datagram.as_ptr(),
                 datagram.len(),
                 libc::MSG_DONTWAIT,
                 name_or_none(name, namelen),
@@ -225,7 +218,7 @@ fn send_one_from(
     socket.try_io(|| {
         // Safety: the header points at the datagram, the address and the control buffer, all
         // alive for the call; the kernel only reads them.
-        let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &header, libc::MSG_DONTWAIT) };
+        let n = unsafe { call::sendmsg(socket.as_raw_fd(), &header, libc::MSG_DONTWAIT) };
         cvt_len(n).map(drop)
     })
 }

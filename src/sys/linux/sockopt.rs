@@ -97,12 +97,16 @@ pub(crate) fn socket_drops(socket: &UdpSocket) -> Option<u32> {
     (ret == 0 && len as usize > drops * 4).then(|| info[drops])
 }
 
-/// Turns on the receive-queue drop counter, and kernel receive timestamps if `timestamps`;
-/// says which the kernel accepted.
-pub(crate) fn enable_rx_metadata(socket: &UdpSocket, timestamps: bool) -> (bool, bool) {
+/// Turns on kernel receive timestamps if `timestamps`, and the receive-queue drop counter on
+/// every datagram (`SO_RXQ_OVFL`) if `drops`; says which the kernel accepted.
+pub(crate) fn enable_rx_metadata(
+    socket: &UdpSocket,
+    timestamps: bool,
+    drops: bool,
+) -> (bool, bool) {
     (
         timestamps && set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok(),
-        set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok(),
+        drops && set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok(),
     )
 }
 

@@ -165,3 +165,73 @@ fn datagrams_of_a_receive_split_at_the_segment_size() {
     // An empty datagram is still a datagram.
     assert_eq!(sizes(meta(None), &[]), [0]);
 }
+
+/// Waits until `socket` has a datagram queued (loopback delivers within the send call, but the
+/// test should not depend on it).
+fn queued(socket: &UdpSocket) {
+    let mut buf = [0u8; 64];
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        // Safety: buf is live and writable for its length.
+        let peeked = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(socket),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if peeked >= 0 || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
+    let (client, client_addr) = bound();
+    let (echo, echo_addr) = bound();
+    let mut batch = MmsgBatch::new();
+    batch.set_adaptive(true);
+    batch.set_control_messages(false);
+    assert_eq!(batch.receive(&echo).unwrap(), 0);
+    client.send_to(b"first", echo_addr).unwrap();
+    queued(&echo);
+    // One asked (the queue was empty last time), one read with `recvfrom`: slot 0 reads as a
+    // batch's would.
+    assert_eq!(batch.receive(&echo).unwrap(), 1);
+    assert_eq!(batch.capacity(), 1);
+    let meta = batch.meta(0).unwrap();
+    assert_eq!((meta.len, meta.from, meta.segment), (5, client_addr, None));
+    assert_eq!(batch.payload(0), b"first");
+    // The reply goes to the sender, capped at what arrived.
+    let answered = batch.reply_single(&echo, |d| {
+        d[0] = b'F';
+        Some(100)
+    });
+    assert_eq!(answered, Some((5, false)));
+    assert_eq!(take(&client, 1), vec![b"First".to_vec()]);
+    // A full call asks for more next time; finding the queue empty brings the ask back to one.
+    assert_eq!(batch.receive(&echo).unwrap(), 0);
+    assert_eq!(batch.capacity(), 2);
+    client.send_to(b"second, longer", echo_addr).unwrap();
+    queued(&echo);
+    assert_eq!(batch.receive(&echo).unwrap(), 1);
+    assert_eq!(batch.capacity(), 1);
+    assert_eq!(batch.payload(0), b"second, longer");
+    assert_eq!(batch.meta(0).unwrap().from, client_addr);
+    assert_eq!(batch.reply_single(&echo, |_| None), None);
+    // With control messages, the same goes through `recvmmsg`, metadata and all.
+    batch.set_control_messages(true);
+    assert!(enable_recv_destination(&echo, false));
+    assert_eq!(batch.receive(&echo).unwrap(), 0);
+    client.send_to(b"third", echo_addr).unwrap();
+    queued(&echo);
+    assert_eq!(batch.receive(&echo).unwrap(), 1);
+    assert_eq!(batch.payload(0), b"third");
+    assert!(
+        batch.meta(0).unwrap().dst.is_some(),
+        "the destination came with it"
+    );
+}
