@@ -330,3 +330,130 @@ fn hardware_times_are_refused_with_the_interfaces_own_answer() {
     let out = run(&["echo", "--bind", "127.0.0.1:0", "--timestamps", "hardware"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Namespaces `a` — `b` whose veth from `a` sends at `rate` (a token bucket holding up to 1 MB):
+/// a pinger in `a` with a small send buffer finds it full.
+fn throttled_pair(tag: &str, rate: &str) -> Option<NetnsPair> {
+    let pair = NetnsPair::create(tag)?;
+    let tbf = ["dev", "va", "root", "tbf", "rate", rate, "burst", "10k"];
+    let added = std::process::Command::new("ip")
+        .args(["netns", "exec", &pair.a, "tc", "qdisc", "add"])
+        .args(tbf)
+        .args(["limit", "1000000"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(added, "tc qdisc add {tbf:?} failed");
+    Some(pair)
+}
+
+/// `sonde ping ARGS` in namespace `a` of `pair`, killed after 20 s (a stall fails the test
+/// rather than hanging it); its summary.
+fn ping_in_a(pair: &NetnsPair, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &pair.a,
+            env!("CARGO_BIN_EXE_sonde"),
+        ])
+        .args(["ping", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sonde ping {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A busy-polling pinger keeps its socket out of epoll (a socket in an epoll set costs every
+/// datagram sent to it a wake-up in the sender's path), so it must find by itself what epoll
+/// would have told it. Room to send again: the token bucket holds the probes, a 4 KiB send
+/// buffer fills, and sending must go on once it drains.
+#[test]
+fn a_spinning_pinger_whose_send_buffer_fills_sends_again_once_there_is_room() {
+    let Some(pair) = throttled_pair("spinfull", "10mbit") else {
+        return;
+    };
+    let mut cmd = pair.exec(&pair.b);
+    cmd.args(["echo", "--bind", "198.18.0.2:9999", "--busy-poll"]);
+    let _echo = spawn_listening(cmd);
+    // 5 000 probes due, about 1 300 of them through the bucket in the time (a pinger waiting
+    // for room for good sends under a hundred).
+    let s = ping_in_a(
+        &pair,
+        &[
+            "198.18.0.2:9999",
+            "--busy-poll",
+            "--rate",
+            "20000",
+            "--size",
+            "200",
+        ]
+        .into_iter()
+        .chain(["--duration", "250ms", "--sndbuf", "4K", "--timeout", "1s"])
+        .collect::<Vec<_>>(),
+    );
+    let (sent, not_sent) = (u(&s, "sent"), u(&s, "not_sent"));
+    assert!(not_sent > 0, "the send buffer never filled: {s}");
+    assert!(
+        sent > 500,
+        "sending did not go on after the buffer filled: {s}"
+    );
+    assert_eq!(u(&s, "received"), sent, "{s}");
+}
+
+/// A socket that never drains (here a bucket filling at 1 kbit/s) does not hold a fixed-rate
+/// run past its duration, spinning or not: the probes still due go unsent.
+#[test]
+fn a_send_buffer_that_never_drains_does_not_outlast_the_duration() {
+    let Some(pair) = throttled_pair("stuck", "1kbit") else {
+        return;
+    };
+    for mode in [&[][..], &["--busy-poll"]] {
+        let started = std::time::Instant::now();
+        let args = [
+            "198.18.0.2:9",
+            "--rate",
+            "2000",
+            "--size",
+            "200",
+            "--duration",
+            "500ms",
+        ];
+        let tail = ["--sndbuf", "4K", "--timeout", "200ms"];
+        let s = ping_in_a(&pair, &[&args[..], &tail, mode].concat());
+        assert!(started.elapsed() < Duration::from_secs(5), "{mode:?}: {s}");
+        assert!(
+            u(&s, "not_sent") > 0,
+            "{mode:?}: the buffer never filled: {s}"
+        );
+        assert!(u(&s, "sent") < 500, "{mode:?}: {s}");
+    }
+}
+
+/// The other thing epoll told a pinger: send times waiting on the error queue. Those of
+/// answered probes are read with their replies; those of probes never answered must be read
+/// too, or they would pile up (and, past a few thousand, be given up as missed).
+#[test]
+fn a_spinning_pinger_reads_the_send_times_of_probes_never_answered() {
+    // A sink that never reads: no answer, and no ICMP error either.
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sink.local_addr().unwrap().to_string();
+    let s = run_json(&[
+        "ping",
+        &addr,
+        "--busy-poll",
+        "--rate",
+        "10000",
+        "--count",
+        "10000",
+        "--timeout",
+        "100ms",
+    ]);
+    assert_eq!((u(&s, "sent"), u(&s, "lost")), (10_000, 10_000), "{s}");
+    assert_eq!(s["socket"]["tx_timestamps"], "kernel", "{s}");
+    let tx = &s["socket"]["tx_stamps"];
+    assert_eq!((u(tx, "missed"), u(tx, "unmatched")), (0, 0), "{s}");
+    drop(sink);
+}

@@ -404,6 +404,11 @@ impl Role for Echo {
         true
     }
 
+    fn register_spinning(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+        // Nothing: `poll_sockets` reads the socket on every turn.
+        Ok(())
+    }
+
     fn poll_sockets(&mut self) -> Result<bool, Error> {
         self.batch.set_adaptive(true);
         // The echo has nothing to do in `advance` because of a datagram.

@@ -46,6 +46,27 @@ pub(crate) use imp::{
     set_ttl, socket_drops, steady_malloc, wall_clock, ErrorQueue, MmsgBatch, PreciseTimer,
 };
 
+/// Whether `socket` has room to send now (a `poll` that does not wait): for a loop that spins
+/// on its sockets instead of registering them with epoll.
+#[cfg(unix)]
+pub(crate) fn writable(socket: &UdpSocket) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // Safety: one live pollfd, and a zero timeout.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready > 0 && fd.revents & libc::POLLOUT != 0
+}
+
+/// Without `poll`: assume room (a send that finds none is refused and counted as such).
+#[cfg(not(unix))]
+pub(crate) fn writable(_: &UdpSocket) -> bool {
+    true
+}
+
 /// One received datagram and what the kernel said about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecvMeta {

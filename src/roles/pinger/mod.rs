@@ -169,6 +169,9 @@ pub struct Pinger<'a> {
     queued_stamps: Vec<(u32, Duration)>,
     /// The socket reported something on its error queue.
     error_queue_ready: bool,
+    /// Spinning without the socket in epoll (`register_spinning`): turns since the error queue
+    /// was last read.
+    spinning: Option<u32>,
 }
 
 impl<'a> Pinger<'a> {
@@ -326,6 +329,7 @@ impl<'a> Pinger<'a> {
             queued_errors: Vec::new(),
             queued_stamps: Vec::new(),
             error_queue_ready: false,
+            spinning: None,
             cfg,
         })
     }
@@ -412,6 +416,34 @@ impl<'a> Pinger<'a> {
     }
 }
 
+/// Spinning, turns after which send times still waiting on the error queue are read (those of
+/// probes answered are read with their replies): about as often as the loop asks epoll.
+const SPINNING_TURNS_PER_ERROR_READ: u32 = 64;
+
+impl Pinger<'_> {
+    /// Spinning without the socket in epoll: whether there is what its events would have said
+    /// (for `advance` to act on) — room to send again after a full buffer (a `poll` of the
+    /// socket, only while blocked), and the error queue to read: ICMP errors flagged by the
+    /// receive path, and now and then send times still waiting, so that those of lost probes
+    /// do not pile up in the receive buffer.
+    fn poll_unregistered(&mut self) -> bool {
+        let Some(turns) = self.spinning.as_mut() else {
+            return false;
+        };
+        *turns += 1;
+        let stamps_waiting = *turns >= SPINNING_TURNS_PER_ERROR_READ
+            && self.departures.as_ref().is_some_and(|d| d.awaiting());
+        if stamps_waiting {
+            self.error_queue_ready = true;
+        }
+        if self.write_blocked && crate::sys::writable(&self.socket) {
+            self.write_blocked = false;
+            return true;
+        }
+        self.error_queue_ready
+    }
+}
+
 impl Role for Pinger<'_> {
     fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
         registry.register(
@@ -441,11 +473,22 @@ impl Role for Pinger<'_> {
         true
     }
 
+    fn register_spinning(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+        // Nothing: `poll_sockets` reads the socket on every turn, and looks for what epoll
+        // would have said.
+        self.spinning = Some(0);
+        Ok(())
+    }
+
     fn poll_sockets(&mut self) -> Result<bool, Error> {
         if let Some(batch) = self.batch.as_mut() {
             batch.set_adaptive(true);
         }
-        Ok(self.phase != Phase::Done && self.receive()? > 0)
+        if self.phase == Phase::Done {
+            return Ok(false);
+        }
+        let received = self.receive()? > 0;
+        Ok(self.poll_unregistered() || received)
     }
 
     fn advance(&mut self, now: Instant) -> Result<Wake, Error> {

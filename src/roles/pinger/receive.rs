@@ -147,6 +147,9 @@ impl Pinger<'_> {
     fn drain_error_queue(&mut self) {
         // This read empties the queue: an error event already seen asks for nothing more.
         self.error_queue_ready = false;
+        if let Some(turns) = self.spinning.as_mut() {
+            *turns = 0;
+        }
         let session = self.session;
         let mut errors = std::mem::take(&mut self.queued_errors);
         let stamps = &mut self.queued_stamps;

@@ -89,6 +89,11 @@ impl Pinger<'_> {
             }
         };
         if self.write_blocked {
+            if self.past_duration(now_ns) {
+                // A socket that never drains (a link without carrier holds what was queued)
+                // does not hold the run past its duration: the probes still due go unsent.
+                return Next::End { end_ns: now_ns };
+            }
             // WRITABLE will wake us; check again soon in case the edge was missed.
             return Next::Wait(Wake::around(now + Duration::from_millis(1)));
         }
