@@ -29,7 +29,7 @@ tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reportin
      client that never reads (GSO runs, and again one datagram a message)
   8. irtt's own tests, where installed: RTT p50 at 1 000/s, and the highest clean rate
 and prints one table, with ratios sonde / peer. Peers: sockperf, irtt, stamp-suite, python3 (stdlib echo); the
-reference: target/release/examples/bare (cargo build --release --examples). sonde's ping-pong and
+reference: target/release/examples/bare (cargo build --release --bins --examples). sonde's ping-pong and
 rate RTTs here use user-space times (--timestamps user), as the peers do, but for the row named
 kernel times; the throughput rows run sonde with its defaults.
 --quick: 2-second runs, one round, a coarser rate search (a smoke test).
@@ -55,7 +55,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 sonde="${SONDE:-$here/target/release/sonde}"
 bare="${BARE:-$here/target/release/examples/bare}"
 for bin in "$sonde" "$bare"; do
-  [[ -x "$bin" ]] || { echo "bench-peers.sh: $bin is missing: run cargo build --release --examples" >&2; exit 1; }
+  [[ -x "$bin" ]] || { echo "bench-peers.sh: $bin is missing: run cargo build --release --bins --examples" >&2; exit 1; }
 done
 have() { command -v "$1" >/dev/null; }
 have python3 || { echo "bench-peers.sh: needs python3 (to read JSON)" >&2; exit 1; }

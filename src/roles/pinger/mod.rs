@@ -130,6 +130,11 @@ pub struct Pinger<'a> {
     end_ns: Option<u64>,
     /// A send hit a full socket buffer: wait for WRITABLE before the next.
     write_blocked: bool,
+    /// A blocking loop's registration, to ask for WRITABLE only while a send is blocked: each
+    /// send that frees buffer space (on loopback, every send, at once) is an edge that would
+    /// wake the loop for nothing. `None` while spinning (nothing registered).
+    registration: Option<(Registry, Token)>,
+    watching_writable: bool,
     ever_sent: bool,
     interrupted: bool,
     observer: Option<Observer<'a>>,
@@ -308,6 +313,8 @@ impl<'a> Pinger<'a> {
             send_end_ns: None,
             end_ns: None,
             write_blocked: false,
+            registration: None,
+            watching_writable: false,
             ever_sent: false,
             interrupted: false,
             observer: None,
@@ -442,15 +449,35 @@ impl Pinger<'_> {
         }
         self.error_queue_ready
     }
+
+    /// Adds WRITABLE to the socket's registration while a send is blocked, and takes it off
+    /// once the socket has room. Where that fails, a blocked send polls for room instead.
+    pub(super) fn watch_writable(&mut self, on: bool) {
+        if self.watching_writable == on {
+            return;
+        }
+        let Some((registry, token)) = &self.registration else {
+            return;
+        };
+        let interest = match on {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
+        // A socket with room already when WRITABLE is added reports it at once (epoll looks).
+        if registry
+            .reregister(&mut self.socket, *token, interest)
+            .is_ok()
+        {
+            self.watching_writable = on;
+        }
+    }
 }
 
 impl Role for Pinger<'_> {
     fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
-        registry.register(
-            &mut self.socket,
-            first,
-            Interest::READABLE | Interest::WRITABLE,
-        )
+        registry.register(&mut self.socket, first, Interest::READABLE)?;
+        self.registration = Some((registry.try_clone()?, first));
+        Ok(())
     }
 
     fn ready(&mut self, _index: usize, event: &Event) -> Result<(), Error> {
@@ -462,6 +489,7 @@ impl Role for Pinger<'_> {
         }
         if event.is_writable() {
             self.write_blocked = false;
+            self.watch_writable(false);
         }
         if event.is_readable() || event.is_error() {
             self.receive()?;

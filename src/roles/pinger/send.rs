@@ -88,13 +88,18 @@ impl Pinger<'_> {
                 }
             }
         };
+        let unwatched = !self.watching_writable && self.spinning.is_none();
+        if self.write_blocked && unwatched && crate::sys::writable(&self.socket) {
+            // epoll was not asked to say when there is room (the registration failed).
+            self.write_blocked = false;
+        }
         if self.write_blocked {
             if self.past_duration(now_ns) {
                 // A socket that never drains (a link without carrier holds what was queued)
                 // does not hold the run past its duration: the probes still due go unsent.
                 return Next::End { end_ns: now_ns };
             }
-            // WRITABLE will wake us; check again soon in case the edge was missed.
+            // WRITABLE will wake us; else this is when to look again.
             return Next::Wait(Wake::around(now + Duration::from_millis(1)));
         }
         if !self.has_room(target, pending) {
@@ -377,6 +382,9 @@ impl Pinger<'_> {
         }
         target.counters.not_sent += 1;
         self.write_blocked = e.kind() == io::ErrorKind::WouldBlock;
+        if self.write_blocked {
+            self.watch_writable(true);
+        }
         let too_big = socket::is_too_big(e) && self.cfg.dont_fragment;
         if too_big {
             // The kernel queued the MTU beside the refusal.
