@@ -476,7 +476,8 @@ impl Pinger<'_> {
 impl Role for Pinger<'_> {
     fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
         registry.register(&mut self.socket, first, Interest::READABLE)?;
-        self.registration = Some((registry.try_clone()?, first));
+        // Without a handle to re-register with, a blocked send polls for room instead.
+        self.registration = registry.try_clone().ok().map(|r| (r, first));
         Ok(())
     }
 
