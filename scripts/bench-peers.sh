@@ -10,7 +10,11 @@ usage: scripts/bench-peers.sh [--secs N] [--size BYTES] [--repeat N] [--quick] [
 
 Runs, on 127.0.0.1, each for --secs seconds (default 5) with --size-byte messages (default 64),
 tests 1-4 over --repeat rounds (default 3) with the tools taking turns, reporting medians:
-  1. ping-pong, one in flight, blocking: RTT p50/p99/p99.9 (full round trip for every tool)
+  1. ping-pong, one in flight, blocking: RTT p50/p99/p99.9 (full round trip for every tool); as
+     the scheduler places the pair, then (with taskset and 2+ CPUs) pinned on two CPUs and on one:
+     unpinned, a blocking pair stays where its first round trips put it, stacked on one CPU
+     (a few us) or spread over two (tens of us on a VM), and what decides that is whatever else
+     ran at the start, not the tool
   2. the same with busy-polling on both sides
      (each also for sonde with kernel send and receive times, its default: the issue #15 goal is
      that pair's p50 at or below the bare pair's user-space one)
@@ -90,27 +94,28 @@ spread() { python3 -c 'import sys; v = list(map(float, sys.argv[1:])); f = lambd
 # and each figure is the median over the rounds (the range is shown beside throughputs). Idle
 # blocking servers wait for their turn; busy-polling ones spin, so each runs only for its own.
 
-pingpong() { # label, busy (0/1)
-  local label="$1" busy="$2" sflag="" pflag="" nb=() r
+pingpong() { # label, busy (0/1), [echo's CPU, pinger's CPU]
+  local label="$1" busy="$2" sflag="" pflag="" nb=() r ep=() pp=()
   ((busy)) && sflag=busy pflag=--busy-poll nb=(--nonblocked)
+  [[ -n "${3:-}" ]] && ep=(taskset -c "$3") pp=(taskset -c "$4")
   local s50=() s99=() s999=() k50=() k99=() k999=() b50=() b99=() b999=() p50=() p99=() p999=() b s out
   for ((r = 0; r < repeat; r++)); do
-    start "$bare" echo 17101 $sflag single
-    b=$("$bare" ping "$P:17101" "$secs" 1 "$size" $sflag)
+    start "${ep[@]}" "$bare" echo 17101 $sflag single
+    b=$("${pp[@]}" "$bare" ping "$P:17101" "$secs" 1 "$size" $sflag)
     stop_all
     b50+=("$(json 'd["p50_us"]' <<<"$b")") b99+=("$(json 'd["p99_us"]' <<<"$b")") b999+=("$(json 'd["p999_us"]' <<<"$b")")
-    start "$sonde" echo --bind "$P:17102" -q $pflag
-    s=$("$sonde" ping "$P:17102" --inflight 1 --duration "${secs}s" --size "$size" --timestamps user --json $pflag)
+    start "${ep[@]}" "$sonde" echo --bind "$P:17102" -q $pflag
+    s=$("${pp[@]}" "$sonde" ping "$P:17102" --inflight 1 --duration "${secs}s" --size "$size" --timestamps user --json $pflag)
     stop_all
     s50+=("$(json 'd["rtt"]["p50_us"]' <<<"$s")") s99+=("$(json 'd["rtt"]["p99_us"]' <<<"$s")") s999+=("$(json 'd["rtt"]["p999_us"]' <<<"$s")")
     # The same pair timed by the kernel at both ends of the pinger (its default).
-    start "$sonde" echo --bind "$P:17105" -q $pflag
-    s=$("$sonde" ping "$P:17105" --inflight 1 --duration "${secs}s" --size "$size" --timestamps kernel --json $pflag)
+    start "${ep[@]}" "$sonde" echo --bind "$P:17105" -q $pflag
+    s=$("${pp[@]}" "$sonde" ping "$P:17105" --inflight 1 --duration "${secs}s" --size "$size" --timestamps kernel --json $pflag)
     stop_all
     k50+=("$(json 'd["rtt"]["p50_us"]' <<<"$s")") k99+=("$(json 'd["rtt"]["p99_us"]' <<<"$s")") k999+=("$(json 'd["rtt"]["p999_us"]' <<<"$s")")
     if have sockperf; then
-      start sockperf server -i "$P" -p 17103 "${nb[@]}"
-      out=$(sockperf ping-pong -i "$P" -p 17103 -m "$size" -t "$secs" --full-rtt "${nb[@]}" 2>&1)
+      start "${ep[@]}" sockperf server -i "$P" -p 17103 "${nb[@]}"
+      out=$("${pp[@]}" sockperf ping-pong -i "$P" -p 17103 -m "$size" -t "$secs" --full-rtt "${nb[@]}" 2>&1)
       stop_all
       p50+=("$(sockperf_pct 50.000 <<<"$out")") p99+=("$(sockperf_pct 99.000 <<<"$out")") p999+=("$(sockperf_pct 99.900 <<<"$out")")
     fi
@@ -482,6 +487,12 @@ echo "bench-peers: ${secs}s runs, $repeat rounds, ${size}-byte messages, loopbac
 want() { [[ -z "$only" || ",$only," == *",$1,"* ]]; }
 if want pingpong; then
   pingpong "ping-pong, blocking" 0
+  if have taskset && (($(nproc) >= 2)); then
+    pingpong "ping-pong, blocking, pinned on two CPUs (echo 1, pinger 0)" 0 1 0
+    pingpong "ping-pong, blocking, pinned on one CPU (both on 0)" 0 0 0
+  else
+    row "ping-pong, blocking, pinned" "-" "needs taskset and two CPUs" "-"
+  fi
   pingpong "ping-pong, busy-poll" 1
 fi
 if want pipelined; then pipelined; fi

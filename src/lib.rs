@@ -48,7 +48,7 @@ mod sys;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use engine::{Engine, Role, RunEnd, StopHandle, Wake, Wheel, TOKENS_PER_ROLE};
+pub use engine::{Engine, Role, RunEnd, StopHandle, Waited, Wake, Wheel, TOKENS_PER_ROLE};
 pub use roles::{Echo, Pinger, Relay};
 
 /// Reading sonde's own files back: CSV rows, `.hgrm` distributions, interval logs.

@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Every probe ends in exactly one state.
 fn assert_accounted(s: &serde_json::Value) {
@@ -313,38 +313,48 @@ fn server_cut_and_restart_is_one_outage() {
 #[test]
 fn ctrl_c_prints_what_was_measured() {
     let echo = sonde_echo("127.0.0.1:0");
-    // No count or duration: only Ctrl-C ends this one, so make sure it dies with the test.
-    let mut ping = KillOnDrop(
-        sonde()
-            .args(["ping", &echo.addr, "--rate", "100"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    sleep(Duration::from_millis(700));
-    signal(&ping.0, "INT");
-    let mut text = String::new();
-    ping.0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    let status = ping.0.wait().unwrap();
-    assert!(status.success(), "{text}");
-    assert!(text.contains("sonde ping statistics"), "{text}");
-    assert!(text.contains("interrupted"), "{text}");
-    let sent: u64 = text
-        .lines()
-        .find(|l| l.contains(" sent, "))
-        .and_then(|l| l.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    assert!((30..=120).contains(&sent), "{text}");
-    assert!(
-        text.contains(&format!("{sent} received")),
-        "replies drained: {text}"
-    );
+    // At a fixed rate the loop waits in epoll; one in flight, in its read (Ctrl-C reaches the
+    // main thread, which is not the one reading).
+    for (pace, expected) in [
+        (["--rate", "100"], 30..=120),
+        (["--inflight", "1"], 30..=u64::MAX),
+    ] {
+        // No count or duration: only Ctrl-C ends this one, so make sure it dies with the test.
+        let mut ping = KillOnDrop(
+            sonde()
+                .args(["ping", &echo.addr])
+                .args(pace)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        sleep(Duration::from_millis(700));
+        signal(&ping.0, "INT");
+        let signalled = Instant::now();
+        let mut text = String::new();
+        ping.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let status = ping.0.wait().unwrap();
+        assert!(signalled.elapsed() < Duration::from_secs(2), "{pace:?}");
+        assert!(status.success(), "{text}");
+        assert!(text.contains("sonde ping statistics"), "{text}");
+        assert!(text.contains("interrupted"), "{text}");
+        let sent: u64 = text
+            .lines()
+            .find(|l| l.contains(" sent, "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(expected.contains(&sent), "{text}");
+        assert!(
+            text.contains(&format!("{sent} received")),
+            "replies drained: {text}"
+        );
+    }
 }
 
 #[test]

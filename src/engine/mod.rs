@@ -48,6 +48,26 @@ const SPIN_BELOW: Duration = Duration::from_micros(20);
 /// what only it reports: signals, stop requests, writability, queued ICMP errors.
 const BUSY_TURNS_PER_POLL: u32 = 64;
 
+/// A blocking loop whose one role waits in its own read ([`Role::wait_in_reads`]) gives each
+/// wait at most this long, and asks epoll at the latest then (or after
+/// [`TURNS_PER_POLL`] turns of traffic) for what only it reports: Ctrl-C on another thread, a
+/// stop request, a quiet socket (after which the loop waits in epoll until the socket stirs).
+const READ_WAIT_CAP: Duration = Duration::from_millis(10);
+/// Waiting in reads: the turns between two looks at epoll while datagrams keep coming.
+const TURNS_PER_POLL: u32 = 64;
+
+/// What a wait in [`Role::read_waiting`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// Datagrams came and were read; [`Role::advance`] is due if `due`.
+    Read { due: bool },
+    /// None came within the cap, or a signal cut the wait short.
+    Nothing,
+    /// The role cannot wait in a read now (it waits for room to send, say): the loop waits in
+    /// epoll this turn.
+    NotNow,
+}
+
 /// When a role next needs [`Role::advance`] called, besides on its own socket events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wake {
@@ -126,6 +146,17 @@ pub trait Role {
     fn register_spinning(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
         self.register(registry, first)
     }
+    /// A blocking loop with this role alone: makes the role's reads wait for a datagram, up to
+    /// `cap`, and says whether they do; [`Role::read_waiting`] then stands in for the loop's
+    /// wait in epoll. One system call a datagram instead of two (the wait and the read), and
+    /// the sender's wake-up reaches the reader directly, as it does a plain blocking client.
+    fn wait_in_reads(&mut self, _cap: Duration) -> bool {
+        false
+    }
+    /// Waits for datagrams in the read (up to the cap) and handles what came.
+    fn read_waiting(&mut self) -> Result<Waited, Error> {
+        Ok(Waited::NotNow)
+    }
     /// A stop was asked for (Ctrl-C): finish gracefully, or at once when `hard`.
     fn stop(&mut self, now: Instant, hard: bool);
     /// Clients have a finite job; the loop runs until every client is done. Services (echo) run
@@ -148,6 +179,7 @@ pub struct Engine {
     timer: Option<PreciseTimer>,
     signals: Option<StopSignals>,
     stop_requests: Option<Arc<AtomicUsize>>,
+    stop_waker: Option<Arc<Waker>>,
     busy_poll: bool,
 }
 
@@ -166,6 +198,7 @@ impl Engine {
             timer,
             signals: None,
             stop_requests: None,
+            stop_waker: None,
             busy_poll: false,
         })
     }
@@ -184,16 +217,22 @@ impl Engine {
 
     /// A handle that stops this engine's roles from another thread.
     pub fn stop_handle(&mut self) -> Result<StopHandle, Error> {
+        if let (Some(waker), Some(requests)) = (&self.stop_waker, &self.stop_requests) {
+            return Ok(StopHandle {
+                waker: waker.clone(),
+                requests: requests.clone(),
+            });
+        }
         let waker = Waker::new(self.poll.registry(), STOP_TOKEN)
             .map_err(|e| Error::Setup("create stop waker", e))?;
+        // Kept here too: a waker dropped right after its wake would close its descriptor, and
+        // epoll forgets the event of a descriptor closed before the event is collected.
+        let waker = self.stop_waker.insert(Arc::new(waker)).clone();
         let requests = self
             .stop_requests
             .get_or_insert_with(Default::default)
             .clone();
-        Ok(StopHandle {
-            waker: Arc::new(waker),
-            requests,
-        })
+        Ok(StopHandle { waker, requests })
     }
 
     /// Never sleeps: polls with a zero timeout, spinning a core for the lowest and steadiest
@@ -214,6 +253,10 @@ impl Engine {
             }
             .map_err(|e| Error::Setup("register socket", e))?;
         }
+        let reading = match roles {
+            [role] if !self.busy_poll && role.reads_directly() => role.wait_in_reads(READ_WAIT_CAP),
+            _ => false,
+        };
         let has_clients = roles.iter().any(|r| r.is_client());
         let mut stop_requests = 0usize;
         let mut stops_delivered = 0usize;
@@ -222,6 +265,9 @@ impl Engine {
         let mut wake = Wake::IDLE;
         let mut due = true;
         let mut turns = 0u32;
+        // Waiting in reads: the socket was quiet through the last wait, so the loop waits in
+        // epoll until it stirs.
+        let mut quiet = false;
         loop {
             if stop_requests > stops_delivered {
                 let now = Instant::now();
@@ -256,7 +302,25 @@ impl Engine {
                     continue;
                 }
             }
-            let timeout = self.sleep_plan(Instant::now(), wake);
+            let mut timeout = self.sleep_plan(Instant::now(), wake);
+            // Not with an exact deadline: the timer that keeps it is one of epoll's sources.
+            let long_wait = wake.exactly.is_none() && timeout.is_none_or(|t| t >= READ_WAIT_CAP);
+            if reading && !quiet && long_wait {
+                turns = turns.wrapping_add(1);
+                if turns % TURNS_PER_POLL != 0 {
+                    match roles[0].read_waiting()? {
+                        Waited::Read { due: d } => {
+                            due = d;
+                            continue;
+                        }
+                        Waited::Nothing => quiet = true,
+                        Waited::NotNow => {}
+                    }
+                    timeout = self.sleep_plan(Instant::now(), wake);
+                } else {
+                    timeout = Some(Duration::ZERO);
+                }
+            }
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -281,6 +345,7 @@ impl Engine {
                         }
                     }
                     Token(t) => {
+                        quiet = false;
                         if let Some(role) = roles.get_mut(t / TOKENS_PER_ROLE) {
                             role.ready(t % TOKENS_PER_ROLE, event)?;
                         }
@@ -318,5 +383,180 @@ impl Engine {
             (Some(c), Some(e)) => Some(c.min(e)),
             (c, e) => c.or(e),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::sys::MmsgBatch;
+    use mio::net::UdpSocket;
+
+    /// Counts datagrams, by the path that read them; done after `until` of them.
+    struct Counter {
+        socket: UdpSocket,
+        batch: MmsgBatch,
+        until: usize,
+        events: usize,
+        by_event: usize,
+        by_wait: usize,
+        empty_waits: usize,
+        stopped: bool,
+    }
+
+    impl Counter {
+        fn read(&mut self, wait: bool) -> usize {
+            let received = match wait {
+                true => self.batch.receive_waiting(&self.socket),
+                false => self.batch.receive(&self.socket),
+            };
+            received.unwrap_or(0)
+        }
+    }
+
+    impl Role for Counter {
+        fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
+            registry.register(&mut self.socket, first, Interest::READABLE)
+        }
+        fn ready(&mut self, _: usize, _: &Event) -> Result<(), Error> {
+            self.events += 1;
+            loop {
+                match self.read(false) {
+                    0 => return Ok(()),
+                    n => self.by_event += n,
+                }
+            }
+        }
+        fn advance(&mut self, _: Instant) -> Result<Wake, Error> {
+            Ok(Wake::IDLE)
+        }
+        fn reads_directly(&self) -> bool {
+            true
+        }
+        fn wait_in_reads(&mut self, cap: Duration) -> bool {
+            crate::sys::wait_in_reads(&self.socket, cap).is_ok()
+        }
+        fn read_waiting(&mut self) -> Result<Waited, Error> {
+            match self.read(true) {
+                0 => {
+                    self.empty_waits += 1;
+                    Ok(Waited::Nothing)
+                }
+                n => {
+                    self.by_wait += n;
+                    Ok(Waited::Read { due: true })
+                }
+            }
+        }
+        fn stop(&mut self, _: Instant, _: bool) {
+            self.stopped = true;
+        }
+        fn is_client(&self) -> bool {
+            true
+        }
+        fn is_done(&self) -> bool {
+            self.stopped || self.by_event + self.by_wait >= self.until
+        }
+    }
+
+    fn counter(until: usize) -> (Counter, std::net::SocketAddr) {
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let mut batch = MmsgBatch::new();
+        batch.set_control_messages(false);
+        let role = Counter {
+            socket,
+            batch,
+            until,
+            events: 0,
+            by_event: 0,
+            by_wait: 0,
+            empty_waits: 0,
+            stopped: false,
+        };
+        (role, addr)
+    }
+
+    /// Sends up to `n` datagrams to `to`, one at a time with `gap` between them, until `halt`.
+    fn send(
+        to: std::net::SocketAddr,
+        n: usize,
+        gap: Duration,
+        halt: Arc<AtomicUsize>,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..n {
+                if halt.load(Ordering::Relaxed) > 0 {
+                    return;
+                }
+                socket.send_to(b"datagram", to).unwrap();
+                std::thread::sleep(gap);
+            }
+        })
+    }
+
+    #[test]
+    fn a_lone_role_waits_in_its_read_and_epoll_takes_over_when_it_goes_quiet() {
+        let (mut role, addr) = counter(2_000);
+        let halt = Arc::new(AtomicUsize::new(0));
+        let sender = send(addr, 1_950, Duration::from_micros(50), halt.clone());
+        // Then quiet for longer than a wait's cap: the loop falls back to epoll, whose event
+        // brings the next datagrams in.
+        let late = std::thread::spawn(move || {
+            sender.join().unwrap();
+            std::thread::sleep(READ_WAIT_CAP * 5);
+            send(addr, 50, Duration::ZERO, halt).join().unwrap();
+        });
+        Engine::new().unwrap().run(&mut [&mut role]).unwrap();
+        late.join().unwrap();
+        assert_eq!(role.by_event + role.by_wait, 2_000);
+        assert!(role.empty_waits >= 1, "the quiet spell was not waited out");
+        assert!(role.by_event >= 1, "epoll did not take over");
+        // Epoll is asked one turn in TURNS_PER_POLL, and after each quiet spell.
+        let polls = 2_000 / TURNS_PER_POLL as usize + 2 * role.empty_waits + 2;
+        assert!(
+            role.events <= polls,
+            "{} events for {polls} polls",
+            role.events
+        );
+        assert!(role.by_wait >= 1_500, "{} read by waiting", role.by_wait);
+    }
+
+    #[test]
+    fn a_stop_request_ends_a_loop_whose_reads_never_go_quiet() {
+        let (mut role, addr) = counter(usize::MAX);
+        let mut engine = Engine::new().unwrap();
+        let stop = engine.stop_handle().unwrap();
+        // Traffic for far longer than the test waits for the stop.
+        let halt = Arc::new(AtomicUsize::new(0));
+        let sender = send(addr, 100_000, Duration::from_micros(20), halt.clone());
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            stop.stop();
+        });
+        let started = Instant::now();
+        engine.run(&mut [&mut role]).unwrap();
+        let took = started.elapsed();
+        halt.store(1, Ordering::Relaxed);
+        stopper.join().unwrap();
+        sender.join().unwrap();
+        assert!(role.stopped);
+        assert!(role.by_wait > 0, "never waited in a read");
+        assert!(took < Duration::from_secs(1), "stopped after {took:?}");
+    }
+
+    #[test]
+    fn a_loop_of_several_roles_waits_in_epoll() {
+        let (mut a, addr_a) = counter(100);
+        let (mut b, addr_b) = counter(100);
+        let halt = Arc::new(AtomicUsize::new(0));
+        let sa = send(addr_a, 100, Duration::ZERO, halt.clone());
+        let sb = send(addr_b, 100, Duration::ZERO, halt);
+        Engine::new().unwrap().run(&mut [&mut a, &mut b]).unwrap();
+        sa.join().unwrap();
+        sb.join().unwrap();
+        assert_eq!((a.by_wait, b.by_wait), (0, 0));
+        assert_eq!((a.by_event, b.by_event), (100, 100));
     }
 }

@@ -10,7 +10,7 @@ use super::service::{Next, Service};
 use super::socket;
 use super::stamp::{host_clock, Answer, Arrival, Sealer, StampReflector};
 use crate::config::{DscpReply, EchoConfig, Policy};
-use crate::engine::{Role, Wake};
+use crate::engine::{Role, Waited, Wake};
 use crate::error::Error;
 use crate::model::summary::TosCounts;
 use crate::model::{EchoSummary, ReceivedTos, Refusals};
@@ -282,18 +282,32 @@ impl Echo {
         true
     }
 
-    /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams.
-    fn serve(&mut self) {
+    /// Batched: one `recvmmsg` and one `sendmmsg` per batch of datagrams. The first read waits
+    /// for a datagram when `wait` (on a socket set up to: [`Role::wait_in_reads`]); says
+    /// whether any came.
+    fn serve(&mut self, wait: bool) -> bool {
+        let mut first = true;
         loop {
-            let n = match self.service.judge(self.batch.receive(&self.socket)) {
-                Next::Handle(0) | Next::Wait => return,
+            let received = match first && wait {
+                true => self.batch.receive_waiting(&self.socket),
+                false => self.batch.receive(&self.socket),
+            };
+            // An interrupted wait ends the read: the loop has a signal to look at.
+            let interrupted = received
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::Interrupted);
+            let came = !first;
+            first = false;
+            let n = match self.service.judge(received) {
+                Next::Handle(0) | Next::Wait => return came,
+                Next::Retry if interrupted && wait => return came,
                 Next::Handle(n) => n,
                 Next::Retry => continue,
             };
             debug_assert!(n <= MAX_BATCH);
             if n == 1 && self.serve_single() {
                 if self.batch.capacity() > 1 {
-                    return;
+                    return true;
                 }
                 continue;
             }
@@ -356,7 +370,7 @@ impl Echo {
             self.summary.bytes_out += bytes_out;
             if n < self.batch.capacity() {
                 // The queue was empty: a new datagram raises a new event.
-                return;
+                return true;
             }
         }
     }
@@ -395,7 +409,7 @@ impl Role for Echo {
 
     fn ready(&mut self, _index: usize, event: &Event) -> Result<(), Error> {
         if event.is_readable() || event.is_error() {
-            self.serve();
+            self.serve(false);
         }
         Ok(())
     }
@@ -412,8 +426,19 @@ impl Role for Echo {
     fn poll_sockets(&mut self) -> Result<bool, Error> {
         self.batch.set_adaptive(true);
         // The echo has nothing to do in `advance` because of a datagram.
-        self.serve();
+        self.serve(false);
         Ok(false)
+    }
+
+    fn wait_in_reads(&mut self, cap: Duration) -> bool {
+        crate::sys::wait_in_reads(&self.socket, cap).is_ok()
+    }
+
+    fn read_waiting(&mut self) -> Result<Waited, Error> {
+        Ok(match self.serve(true) {
+            true => Waited::Read { due: false },
+            false => Waited::Nothing,
+        })
     }
 
     fn advance(&mut self, now: Instant) -> Result<Wake, Error> {

@@ -41,6 +41,11 @@ pub(crate) fn enable_tx_timestamps(_: &UdpSocket) -> io::Result<()> {
 
 pub(crate) fn set_timer_slack(_: Duration) {}
 
+/// Not here: the loop waits in its poll, and reads without waiting.
+pub(crate) fn wait_in_reads(_: &UdpSocket, _: Duration) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 pub(crate) fn steady_malloc() {}
 
 pub(crate) fn request_buffers(_: &UdpSocket, _: usize, _: usize) -> io::Result<()> {
@@ -213,6 +218,11 @@ impl MmsgBatch {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
         }
+    }
+
+    /// Reads never wait here ([`wait_in_reads`] refuses).
+    pub(crate) fn receive_waiting(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.receive(socket)
     }
 
     pub(crate) fn capacity(&self) -> usize {

@@ -26,6 +26,7 @@
 //! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
 //! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
 //! | `PreciseTimer`, `set_timer_slack` | microsecond wake-ups | none: the loop spins |
+//! | `wait_in_reads`, `MmsgBatch::receive_waiting` | a read that waits for the next datagram (up to a cap) | refused |
 
 use mio::net::UdpSocket;
 use std::io;
@@ -43,7 +44,8 @@ pub(crate) use imp::{
     bind_to_device, clock_quality, enable_gro, enable_icmp_errors, enable_recv_destination,
     enable_recv_tos, enable_recv_ttl, enable_rx_metadata, enable_tx_timestamps, granted_buffers,
     hardware_stamps, request_buffers, route_interface, set_dont_fragment, set_timer_slack, set_tos,
-    set_ttl, socket_drops, steady_malloc, wall_clock, ErrorQueue, MmsgBatch, PreciseTimer,
+    set_ttl, socket_drops, steady_malloc, wait_in_reads, wall_clock, ErrorQueue, MmsgBatch,
+    PreciseTimer,
 };
 
 /// Whether `socket` has room to send now (a `poll` that does not wait): for a loop that spins
@@ -194,10 +196,6 @@ impl SendBatch {
         Some(self.slot_mut(self.len - 1))
     }
 
-    pub(crate) fn slot(&self, i: usize) -> &[u8] {
-        &self.data[i * self.size..(i + 1) * self.size]
-    }
-
     pub(crate) fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         &mut self.data[i * self.size..(i + 1) * self.size]
     }
@@ -207,6 +205,14 @@ impl SendBatch {
     pub(crate) fn send(&mut self, socket: &UdpSocket, from: usize) -> io::Result<usize> {
         self.sender
             .send(socket, &mut self.data, self.size, from, self.len)
+    }
+
+    /// Sends slot `i` alone, as [`SendBatch::send`] would (never waiting for room).
+    pub(crate) fn send_slot(&mut self, socket: &UdpSocket, i: usize) -> io::Result<()> {
+        debug_assert!(i < self.len);
+        self.sender
+            .send(socket, &mut self.data, self.size, i, i + 1)
+            .map(drop)
     }
 
     /// Sends runs of slots as one buffer the kernel cuts into datagrams (UDP GSO): one trip

@@ -264,6 +264,13 @@ impl InFlight {
         }
     }
 
+    /// When the oldest probe not yet handed on was sent, if it is still in flight: after
+    /// [`InFlight::pop_resolved`] has run dry, the earliest timeout that can still fire.
+    pub(crate) fn oldest_in_flight_sent_ns(&self) -> Option<u64> {
+        let slot = &self.slots[self.index(self.tail)];
+        (self.tail < self.next && slot.state == ProbeState::InFlight).then_some(slot.sent_ns)
+    }
+
     /// The oldest probe once it has a verdict, in sequence order; `None` while the oldest is
     /// still in flight. Each probe is returned once.
     pub(crate) fn pop_resolved(&mut self) -> Option<Slot> {

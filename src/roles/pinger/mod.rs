@@ -25,7 +25,7 @@ mod target;
 pub(crate) use inflight::{InFlight, ProbeState, Verdict};
 
 use crate::config::{Pace, PingConfig};
-use crate::engine::{Role, Wake, Wheel};
+use crate::engine::{Role, Waited, Wake, Wheel};
 use crate::error::Error;
 use crate::model::stats::Compact;
 use crate::model::{
@@ -473,6 +473,24 @@ impl Pinger<'_> {
     }
 }
 
+impl Pinger<'_> {
+    /// The tick of the next timeout that can still fire. The wheel also holds the timers of
+    /// probes answered since (they are dropped when they come due): one target's timeouts are
+    /// those of its probes in flight, the oldest first, so that an answered probe's timer does
+    /// not wake the loop (and a loop waiting in its read is not sent back to epoll by it).
+    fn next_timeout_tick(&self) -> Option<u64> {
+        if let [one] = &self.targets[..] {
+            if one.table.in_flight() == 0 {
+                return None;
+            }
+            if let Some(sent_ns) = one.table.oldest_in_flight_sent_ns() {
+                return Some((sent_ns + self.timeout_ns).div_ceil(TICK_NS));
+            }
+        }
+        self.timeouts.next_expiration()
+    }
+}
+
 impl Role for Pinger<'_> {
     fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
         registry.register(&mut self.socket, first, Interest::READABLE)?;
@@ -493,7 +511,7 @@ impl Role for Pinger<'_> {
             self.watch_writable(false);
         }
         if event.is_readable() || event.is_error() {
-            self.receive()?;
+            self.receive(false)?;
         }
         Ok(())
     }
@@ -516,8 +534,28 @@ impl Role for Pinger<'_> {
         if self.phase == Phase::Done {
             return Ok(false);
         }
-        let received = self.receive()? > 0;
+        let received = self.receive(false)? > 0;
         Ok(self.poll_unregistered() || received)
+    }
+
+    fn wait_in_reads(&mut self, cap: Duration) -> bool {
+        crate::sys::wait_in_reads(&self.socket, cap).is_ok()
+    }
+
+    fn read_waiting(&mut self) -> Result<Waited, Error> {
+        if self.phase == Phase::Done || self.write_blocked {
+            // Nothing to read for, or room to send to wait for (epoll says when).
+            return Ok(Waited::NotNow);
+        }
+        if self.error_queue_ready {
+            return Ok(Waited::Read { due: true });
+        }
+        let received = self.receive(true)?;
+        // An ICMP error met on the way is `advance`'s to read.
+        Ok(match received > 0 || self.error_queue_ready {
+            true => Waited::Read { due: true },
+            false => Waited::Nothing,
+        })
     }
 
     fn advance(&mut self, now: Instant) -> Result<Wake, Error> {
@@ -560,8 +598,7 @@ impl Role for Pinger<'_> {
         }
         let timeout_wake = Wake {
             around: self
-                .timeouts
-                .next_expiration()
+                .next_timeout_tick()
                 .map(|tick| self.epoch + Duration::from_nanos(tick * TICK_NS)),
             exactly: None,
         };

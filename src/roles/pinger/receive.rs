@@ -48,29 +48,39 @@ impl Pinger<'_> {
         }
     }
 
-    /// Reads what has arrived; returns how many buffers that was.
-    pub(super) fn receive(&mut self) -> Result<usize, Error> {
+    /// Reads what has arrived; returns how many buffers that was. The first read waits for a
+    /// datagram when `wait` (on a socket set up to: `Role::wait_in_reads`).
+    pub(super) fn receive(&mut self, wait: bool) -> Result<usize, Error> {
         let mut batch = self.batch.take().expect("receive slots present");
-        let result = self.receive_batches(&mut batch);
+        let result = self.receive_batches(&mut batch, wait);
         self.batch = Some(batch);
         result
     }
 
-    fn receive_batches(&mut self, batch: &mut MmsgBatch) -> Result<usize, Error> {
+    fn receive_batches(&mut self, batch: &mut MmsgBatch, wait: bool) -> Result<usize, Error> {
         let mut total = 0;
+        let mut waiting = wait;
         loop {
-            let n = match batch.receive(&self.socket) {
+            let received = match waiting {
+                true => batch.receive_waiting(&self.socket),
+                false => batch.receive(&self.socket),
+            };
+            let n = match received {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
+                // A signal cut the wait short: the loop has it to look at.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && waiting => return Ok(total),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A pending ICMP error (unreachable, or too big for the path) reported on
                 // receive; the error queue, read at the next turn, names the probe.
                 Err(e) if socket::is_unreachable(&e) || socket::is_too_big(&e) => {
                     self.error_queue_ready = true;
+                    waiting = false;
                     continue;
                 }
                 Err(e) => return Err(Error::io("receive on", self.local, e)),
             };
+            waiting = false;
             total += n;
             // Send times not read yet are read before the replies they time.
             let awaiting = self.departures.as_ref().is_some_and(|d| d.awaiting());

@@ -243,7 +243,7 @@ impl Pinger<'_> {
             return Ok(());
         }
         let t = self.batch_target;
-        let (addr, send_to) = (self.targets[t].addr, self.targets[t].send_to);
+        let addr = self.targets[t].addr;
         let first = self.targets[t].table.next_seq();
         let sent_ns = self.ns(Instant::now());
         for j in 0..k {
@@ -273,7 +273,7 @@ impl Pinger<'_> {
                 // cleared, so one retry sends this probe.
                 Err(e) if socket::is_unreachable(&e) && self.ever_sent => {
                     refused = true;
-                    self.socket.send_to(batch.slot(j), send_to).map(|_| ())
+                    batch.send_slot(&self.socket, j)
                 }
                 Err(e) => Err(e),
             };

@@ -254,9 +254,21 @@ impl MmsgBatch {
     /// Receives up to a batch; returns how many slots were filled (0 when nothing was
     /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]).
     pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.receive_with(socket, libc::MSG_DONTWAIT)
+    }
+
+    /// As [`MmsgBatch::receive`], but waits for the first datagram (on a socket set up with
+    /// [`super::wait_in_reads`]) and takes what else is queued with it. 0 when the wait timed
+    /// out; `Interrupted` when a signal cut it short.
+    pub(crate) fn receive_waiting(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.receive_with(socket, libc::MSG_WAITFORONE)
+    }
+
+    fn receive_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         let ask = if self.adaptive { self.next_ask } else { BATCH };
         if ask == 1 && !self.control_messages {
-            return self.receive_one(socket);
+            // One datagram: a wait for the first is a wait for it.
+            return self.receive_one(socket, flags & libc::MSG_DONTWAIT);
         }
         self.arm_for_receive();
         self.asked = ask;
@@ -265,7 +277,7 @@ impl MmsgBatch {
             // Safety: headers describe `ask` <= BATCH slots of this struct's buffers, all live
             // for the call; the kernel writes at most SLOT bytes and one sockaddr_storage per
             // slot.
-            let n = unsafe { call::recvmmsg(socket.as_raw_fd(), headers, ask, libc::MSG_DONTWAIT) };
+            let n = unsafe { call::recvmmsg(socket.as_raw_fd(), headers, ask, flags) };
             cvt_len(n)
         });
         match result {
@@ -295,7 +307,7 @@ impl MmsgBatch {
 
     /// Receives one datagram into slot 0 with `recvfrom` (the socket has no control message
     /// to give): 1, or 0 when nothing was waiting.
-    fn receive_one(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    fn receive_one(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
         self.asked = 1;
         let data = self.data.as_mut_ptr();
         let name = (&mut self.names[0] as *mut libc::sockaddr_storage).cast();
@@ -304,14 +316,7 @@ impl MmsgBatch {
             // Safety: slot 0 is SLOT bytes of this struct's buffer and names[0] a whole
             // sockaddr_storage, both live for the call.
             let n = unsafe {
-                call::recvfrom(
-                    socket.as_raw_fd(),
-                    data,
-                    SLOT,
-                    libc::MSG_DONTWAIT,
-                    name,
-                    &mut namelen,
-                )
+                call::recvfrom(socket.as_raw_fd(), data, SLOT, flags, name, &mut namelen)
             };
             cvt_len(n)
         });

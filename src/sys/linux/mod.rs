@@ -18,7 +18,7 @@ pub(super) use send::Sender;
 pub(crate) use sockopt::{
     bind_to_device, enable_gro, enable_icmp_errors, enable_recv_destination, enable_recv_tos,
     enable_recv_ttl, enable_rx_metadata, enable_tx_timestamps, granted_buffers, request_buffers,
-    set_dont_fragment, set_tos, set_ttl, socket_drops,
+    set_dont_fragment, set_tos, set_ttl, socket_drops, wait_in_reads,
 };
 pub(crate) use timer::{clock_quality, set_timer_slack, steady_malloc, wall_clock, PreciseTimer};
 

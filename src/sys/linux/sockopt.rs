@@ -5,12 +5,23 @@ use super::cvt;
 use mio::net::UdpSocket;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 /// Asks the kernel to queue ICMP errors on this (unconnected) socket. Without it Linux drops
 /// port-unreachable for unconnected UDP sockets, and a stopped server looks like plain loss.
 pub(crate) fn enable_icmp_errors(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
     let (level, name) = per_family(ipv6, libc::IP_RECVERR, libc::IPV6_RECVERR);
     set_int_option(socket, level, name, 1)
+}
+
+/// Makes reads on `socket` wait for a datagram, up to `cap`, unless a call says not to
+/// (`MSG_DONTWAIT`, which every other call here passes): the socket becomes blocking, with
+/// `cap` as its receive timeout. A signal cuts such a wait short even where handlers restart
+/// calls (a socket with a receive timeout is never restarted).
+pub(crate) fn wait_in_reads(socket: &UdpSocket, cap: Duration) -> io::Result<()> {
+    let socket = socket2::SockRef::from(socket);
+    socket.set_read_timeout(Some(cap))?;
+    socket.set_nonblocking(false)
 }
 
 /// The level and name of an IP option in each family: IPv4's `v4`, IPv6's `v6`.
