@@ -471,9 +471,7 @@ impl Pinger<'_> {
             self.watching_writable = on;
         }
     }
-}
 
-impl Pinger<'_> {
     /// The tick of the next timeout that can still fire. The wheel also holds the timers of
     /// probes answered since (they are dropped when they come due): one target's timeouts are
     /// those of its probes in flight, the oldest first, so that an answered probe's timer does
