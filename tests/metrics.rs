@@ -387,3 +387,46 @@ fn an_echo_with_metrics_keeps_its_stats_lines_at_the_interval_asked() {
     assert_eq!(stats, 2, "{out}");
     let _ = echo.child.wait();
 }
+
+/// After a run, sonde waits for a regular scraper's next scrape to take the final values (three
+/// of its intervals, 30 s at most); Ctrl-C ends that wait at once, the summary printed.
+#[test]
+fn ctrl_c_ends_the_wait_for_a_final_scrape() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut ping = KillOnDrop(
+        sonde()
+            .args(["ping", &echo.addr, "-r", "10", "-d", "3s", "--json"])
+            .args(["--metrics", &metrics])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(&metrics).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(3), "no endpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Two scrapes 2 s apart: a scraper, whose next scrape sonde would wait up to 6 s for.
+    scrape(&metrics);
+    std::thread::sleep(Duration::from_secs(2));
+    scrape(&metrics);
+    std::thread::sleep(Duration::from_millis(1_500));
+    signal(&ping.0, "INT");
+    let signalled = Instant::now();
+    let mut out = String::new();
+    ping.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(ping.0.wait().unwrap().success(), "{out}");
+    let waited = signalled.elapsed();
+    assert!(
+        waited < Duration::from_millis(1_500),
+        "ended {waited:?} after Ctrl-C"
+    );
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(u(&s, "received") >= 20, "{s}");
+}

@@ -16,6 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -52,14 +53,27 @@ pub(crate) fn start(addr: SocketAddr, buckets: Vec<f64>) -> Result<(Exposition, 
 
 /// Marks the run finished and, if someone has been scraping, waits (a few of their intervals at
 /// most) until a scrape has taken the final values: a run's last seconds are not lost to them.
+/// Ctrl-C or SIGTERM ends the wait (the run's own handlers are gone by now, and the signals
+/// would otherwise do nothing until it ran out).
 pub(crate) fn finish(exposition: &Exposition) {
     exposition.finish();
     let Some(wait) = exposition.linger() else {
         return;
     };
+    let asked = Arc::new(AtomicBool::new(false));
+    let hooks: Vec<_> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .filter_map(|signal| signal_hook::flag::register(signal, asked.clone()).ok())
+        .collect();
     let deadline = std::time::Instant::now() + wait;
-    while !exposition.final_served() && std::time::Instant::now() < deadline {
+    while !exposition.final_served()
+        && std::time::Instant::now() < deadline
+        && !asked.load(Ordering::Relaxed)
+    {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    for hook in hooks {
+        signal_hook::low_level::unregister(hook);
     }
 }
 
