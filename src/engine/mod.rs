@@ -44,17 +44,16 @@ impl StopHandle {
 /// Deadlines closer than this are spun for rather than slept on: a wake-up from sleep costs
 /// about as much here.
 const SPIN_BELOW: Duration = Duration::from_micros(20);
-/// Busy-poll mode reads the sockets directly and asks epoll only every this many turns, for
-/// what only it reports: signals, stop requests, writability, queued ICMP errors.
-const BUSY_TURNS_PER_POLL: u32 = 64;
+/// A loop that reads its sockets directly (busy-poll, or waiting in a read) asks epoll only
+/// every this many turns, for what only it reports: signals, stop requests, writability,
+/// queued ICMP errors.
+const TURNS_PER_POLL: u32 = 64;
 
 /// A blocking loop whose one role waits in its own read ([`Role::wait_in_reads`]) gives each
-/// wait at most this long, and asks epoll at the latest then (or after
-/// [`TURNS_PER_POLL`] turns of traffic) for what only it reports: Ctrl-C on another thread, a
-/// stop request, a quiet socket (after which the loop waits in epoll until the socket stirs).
+/// wait at most this long, and asks epoll at the latest then (or after [`TURNS_PER_POLL`]
+/// turns of traffic) for what only it reports: Ctrl-C on another thread, a stop request, a
+/// quiet socket (after which the loop waits in epoll until the socket stirs).
 const READ_WAIT_CAP: Duration = Duration::from_millis(10);
-/// Waiting in reads: the turns between two looks at epoll while datagrams keep coming.
-const TURNS_PER_POLL: u32 = 64;
 
 /// What a wait in [`Role::read_waiting`] came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +294,7 @@ impl Engine {
             due = !self.busy_poll;
             if spinning {
                 turns = turns.wrapping_add(1);
-                if turns % BUSY_TURNS_PER_POLL != 0 {
+                if turns % TURNS_PER_POLL != 0 {
                     for role in roles.iter_mut() {
                         due |= role.poll_sockets()?;
                     }
@@ -406,11 +405,7 @@ mod tests {
 
     impl Counter {
         fn read(&mut self, wait: bool) -> usize {
-            let received = match wait {
-                true => self.batch.receive_waiting(&self.socket),
-                false => self.batch.receive(&self.socket),
-            };
-            received.unwrap_or(0)
+            self.batch.receive(&self.socket, wait).unwrap_or(0)
         }
     }
 

@@ -288,10 +288,7 @@ impl Echo {
     fn serve(&mut self, wait: bool) -> bool {
         let mut first = true;
         loop {
-            let received = match first && wait {
-                true => self.batch.receive_waiting(&self.socket),
-                false => self.batch.receive(&self.socket),
-            };
+            let received = self.batch.receive(&self.socket, first && wait);
             // An interrupted wait ends the read: the loop has a signal to look at.
             let interrupted = received
                 .as_ref()

@@ -209,7 +209,8 @@ impl MmsgBatch {
 
     pub(crate) fn set_reply_with_request_dscp(&mut self, _: bool) {}
 
-    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// Never waits here, whatever `wait` says ([`wait_in_reads`] refuses).
+    pub(crate) fn receive(&mut self, socket: &UdpSocket, _wait: bool) -> io::Result<usize> {
         match socket.recv_from(&mut self.data) {
             Ok(got) => {
                 self.got = Some(got);
@@ -218,11 +219,6 @@ impl MmsgBatch {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
         }
-    }
-
-    /// Reads never wait here ([`wait_in_reads`] refuses).
-    pub(crate) fn receive_waiting(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        self.receive(socket)
     }
 
     pub(crate) fn capacity(&self) -> usize {

@@ -26,7 +26,7 @@
 //! | `MmsgBatch` | receive in batches with metadata; reply from the same slots | one datagram |
 //! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
 //! | `PreciseTimer`, `set_timer_slack` | microsecond wake-ups | none: the loop spins |
-//! | `wait_in_reads`, `MmsgBatch::receive_waiting` | a read that waits for the next datagram (up to a cap) | refused |
+//! | `wait_in_reads`, `MmsgBatch::receive(.., wait)` | a read that waits for the next datagram (up to a cap) | refused |
 
 use mio::net::UdpSocket;
 use std::io;

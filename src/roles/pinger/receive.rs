@@ -59,28 +59,24 @@ impl Pinger<'_> {
 
     fn receive_batches(&mut self, batch: &mut MmsgBatch, wait: bool) -> Result<usize, Error> {
         let mut total = 0;
-        let mut waiting = wait;
+        let mut wait = wait;
         loop {
-            let received = match waiting {
-                true => batch.receive_waiting(&self.socket),
-                false => batch.receive(&self.socket),
-            };
-            let n = match received {
+            // Only the first read waits.
+            let waited = std::mem::take(&mut wait);
+            let n = match batch.receive(&self.socket, waited) {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
                 // A signal cut the wait short: the loop has it to look at.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && waiting => return Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && waited => return Ok(total),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A pending ICMP error (unreachable, or too big for the path) reported on
                 // receive; the error queue, read at the next turn, names the probe.
                 Err(e) if socket::is_unreachable(&e) || socket::is_too_big(&e) => {
                     self.error_queue_ready = true;
-                    waiting = false;
                     continue;
                 }
                 Err(e) => return Err(Error::io("receive on", self.local, e)),
             };
-            waiting = false;
             total += n;
             // Send times not read yet are read before the replies they time.
             let awaiting = self.departures.as_ref().is_some_and(|d| d.awaiting());

@@ -252,19 +252,15 @@ impl MmsgBatch {
     }
 
     /// Receives up to a batch; returns how many slots were filled (0 when nothing was
-    /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]).
-    pub(crate) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        self.receive_with(socket, libc::MSG_DONTWAIT)
-    }
-
-    /// As [`MmsgBatch::receive`], but waits for the first datagram (on a socket set up with
-    /// [`super::wait_in_reads`]) and takes what else is queued with it. 0 when the wait timed
-    /// out; `Interrupted` when a signal cut it short.
-    pub(crate) fn receive_waiting(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        self.receive_with(socket, libc::MSG_WAITFORONE)
-    }
-
-    fn receive_with(&mut self, socket: &UdpSocket, flags: libc::c_int) -> io::Result<usize> {
+    /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]). When
+    /// `wait`, waits for the first datagram (on a socket set up with [`super::wait_in_reads`])
+    /// and takes what else is queued with it: 0 then means the wait timed out, and
+    /// `Interrupted` that a signal cut it short.
+    pub(crate) fn receive(&mut self, socket: &UdpSocket, wait: bool) -> io::Result<usize> {
+        let flags = match wait {
+            true => libc::MSG_WAITFORONE,
+            false => libc::MSG_DONTWAIT,
+        };
         let ask = if self.adaptive { self.next_ask } else { BATCH };
         if ask == 1 && !self.control_messages {
             // One datagram: a wait for the first is a wait for it.

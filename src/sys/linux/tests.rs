@@ -43,7 +43,7 @@ fn coalesced_run(client: &UdpSocket, echo: &UdpSocket) -> MmsgBatch {
     let mut batch = MmsgBatch::new();
     let mut slots = 0;
     for _ in 0..200 {
-        slots = batch.receive(echo).unwrap();
+        slots = batch.receive(echo, false).unwrap();
         if slots > 0 {
             break;
         }
@@ -195,12 +195,12 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
     let mut batch = MmsgBatch::new();
     batch.set_adaptive(true);
     batch.set_control_messages(false);
-    assert_eq!(batch.receive(&echo).unwrap(), 0);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 0);
     client.send_to(b"first", echo_addr).unwrap();
     queued(&echo);
     // One asked (the queue was empty last time), one read with `recvfrom`: slot 0 reads as a
     // batch's would.
-    assert_eq!(batch.receive(&echo).unwrap(), 1);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 1);
     assert_eq!(batch.capacity(), 1);
     let meta = batch.meta(0).unwrap();
     assert_eq!((meta.len, meta.from, meta.segment), (5, client_addr, None));
@@ -213,11 +213,11 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
     assert_eq!(answered, Some((5, false)));
     assert_eq!(take(&client, 1), vec![b"First".to_vec()]);
     // A full call asks for more next time; finding the queue empty brings the ask back to one.
-    assert_eq!(batch.receive(&echo).unwrap(), 0);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 0);
     assert_eq!(batch.capacity(), 2);
     client.send_to(b"second, longer", echo_addr).unwrap();
     queued(&echo);
-    assert_eq!(batch.receive(&echo).unwrap(), 1);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 1);
     assert_eq!(batch.capacity(), 1);
     assert_eq!(batch.payload(0), b"second, longer");
     assert_eq!(batch.meta(0).unwrap().from, client_addr);
@@ -225,10 +225,10 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
     // With control messages, the same goes through `recvmmsg`, metadata and all.
     batch.set_control_messages(true);
     assert!(enable_recv_destination(&echo, false));
-    assert_eq!(batch.receive(&echo).unwrap(), 0);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 0);
     client.send_to(b"third", echo_addr).unwrap();
     queued(&echo);
-    assert_eq!(batch.receive(&echo).unwrap(), 1);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 1);
     assert_eq!(batch.payload(0), b"third");
     assert!(
         batch.meta(0).unwrap().dst.is_some(),
