@@ -42,10 +42,8 @@ fn echo_raw(port: u16, ipv6: bool, sizes: &[usize]) -> serde_json::Value {
         assert_eq!(n, len, "size {len} came back as {n}");
         assert_eq!(&buf[..n], &sent[..], "content of {len}-byte datagram");
     }
-    signal(&echo.0, "INT");
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut echo.0.stdout.take().unwrap(), &mut stdout).unwrap();
-    assert!(echo.0.wait().unwrap().success(), "echo exits 0 on Ctrl-C");
+    let (stdout, status) = signal_and_read(&mut echo.0, "INT");
+    assert!(status.success(), "echo exits 0 on Ctrl-C");
     serde_json::from_str(&stdout).expect("echo --json counters")
 }
 

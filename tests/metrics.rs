@@ -412,16 +412,9 @@ fn ctrl_c_ends_the_wait_for_a_final_scrape() {
     std::thread::sleep(Duration::from_secs(2));
     scrape(&metrics);
     std::thread::sleep(Duration::from_millis(1_500));
-    signal(&ping.0, "INT");
     let signalled = Instant::now();
-    let mut out = String::new();
-    ping.0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(ping.0.wait().unwrap().success(), "{out}");
+    let (out, status) = signal_and_read(&mut ping.0, "INT");
+    assert!(status.success(), "{out}");
     let waited = signalled.elapsed();
     assert!(
         waited < Duration::from_millis(1_500),

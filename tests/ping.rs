@@ -329,16 +329,8 @@ fn ctrl_c_prints_what_was_measured() {
                 .unwrap(),
         );
         sleep(Duration::from_millis(700));
-        signal(&ping.0, "INT");
         let signalled = Instant::now();
-        let mut text = String::new();
-        ping.0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        let status = ping.0.wait().unwrap();
+        let (text, status) = signal_and_read(&mut ping.0, "INT");
         assert!(signalled.elapsed() < Duration::from_secs(2), "{pace:?}");
         assert!(status.success(), "{text}");
         assert!(text.contains("sonde ping statistics"), "{text}");
@@ -557,15 +549,8 @@ fn echo_threads_share_one_address() {
     wait_for_echo(&addr);
     let s = run_json(&["ping", &addr, "--flows", "4", "--count", "300", "-w", "4"]);
     assert_eq!(u(&s, "received"), 1200);
-    signal(&echo.0, "INT");
-    let mut out = String::new();
-    echo.0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(echo.0.wait().unwrap().success());
+    let (out, status) = signal_and_read(&mut echo.0, "INT");
+    assert!(status.success());
     let e: serde_json::Value = serde_json::from_str(&out).unwrap();
     // Every datagram was served by one of the two sockets: the readiness probe and 1200 probes.
     assert_eq!(u(&e, "datagrams"), 1201, "{e}");

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStderr, Stdio};
 use std::time::{Duration, Instant};
 
@@ -141,15 +141,8 @@ fn a_changed_file_starts_new_targets_stops_removed_ones_and_their_series_go() {
     wait_for_line(&mut p.stderr, "reloaded");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(sent_by_target(&scrape(&p.metrics)).len(), 2);
-    signal(&p.child, "INT");
-    let mut out = String::new();
-    p.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(p.child.wait().unwrap().success());
+    let (out, status) = signal_and_read(&mut p.child, "INT");
+    assert!(status.success());
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
     let targets = s["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 2, "{s}");

@@ -249,6 +249,16 @@ pub fn signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
+/// Sends `sig` to a child whose stdout is piped and reads that to its end: what the child
+/// printed, and how it exited.
+pub fn signal_and_read(child: &mut Child, sig: &str) -> (String, std::process::ExitStatus) {
+    signal(child, sig);
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().expect("stdout piped");
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    (out, child.wait().unwrap())
+}
+
 /// A network namespace of the test's own, its loopback up and nothing else (no other link, no
 /// route off the host), removed with everything in it (links, qdiscs, nftables) when dropped.
 pub struct Netns(pub String);
