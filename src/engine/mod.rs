@@ -55,6 +55,11 @@ const TURNS_PER_POLL: u32 = 64;
 /// quiet socket (after which the loop waits in epoll until the socket stirs).
 const READ_WAIT_CAP: Duration = Duration::from_millis(10);
 
+/// Waiting in reads, the loop takes the socket out of epoll ([`Role::watch`]) after this many
+/// reads in a row found traffic: not for a loop that goes back to epoll every turn or two (a
+/// scheduled send each), which would pay two `epoll_ctl` calls a turn for it.
+const READS_BEFORE_UNWATCH: u32 = 8;
+
 /// What a wait in [`Role::read_waiting`] came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Waited {
@@ -156,12 +161,32 @@ pub trait Role {
     fn read_waiting(&mut self) -> Result<Waited, Error> {
         Ok(Waited::NotNow)
     }
+    /// Waiting in reads: takes the role's socket out of epoll (`on` false) while its reads
+    /// carry the traffic, and puts it back, with what it needs to hear (`first` as in
+    /// [`Role::register`]), before the loop waits in epoll. A socket in an epoll set costs
+    /// every datagram sent to it a wake-up call in the sender's path, which a reader waiting in
+    /// its read does not need. The default leaves it in.
+    fn watch(&mut self, _registry: &Registry, _first: Token, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
     /// A stop was asked for (Ctrl-C): finish gracefully, or at once when `hard`.
     fn stop(&mut self, now: Instant, hard: bool);
     /// Clients have a finite job; the loop runs until every client is done. Services (echo) run
     /// until stopped, and end with the clients when there are any.
     fn is_client(&self) -> bool;
     fn is_done(&self) -> bool;
+}
+
+/// Whether the loop's next wait may be a read's, at most [`READ_WAIT_CAP`] long: no exact
+/// deadline (the timer that keeps it is one of epoll's sources) and none closer than the cap.
+/// Judged by the turn's clock read (`now`, a few microseconds old; there is one whenever there
+/// is a deadline), which spares a round trip a clock read.
+fn waits_long(now: Option<Instant>, wake: Wake) -> bool {
+    match (wake.exactly, wake.around) {
+        (Some(_), _) => false,
+        (None, None) => true,
+        (None, Some(t)) => now.is_some_and(|n| t.saturating_duration_since(n) >= READ_WAIT_CAP),
+    }
 }
 
 /// How a run ended.
@@ -267,6 +292,10 @@ impl Engine {
         // Waiting in reads: the socket was quiet through the last wait, so the loop waits in
         // epoll until it stirs.
         let mut quiet = false;
+        // Waiting in reads: the role's socket is in epoll, and how many reads in a row found
+        // traffic.
+        let mut watched = true;
+        let mut streak = 0u32;
         loop {
             if stop_requests > stops_delivered {
                 let now = Instant::now();
@@ -301,23 +330,39 @@ impl Engine {
                     continue;
                 }
             }
-            let mut timeout = self.sleep_plan(Instant::now(), wake);
-            // Not with an exact deadline: the timer that keeps it is one of epoll's sources.
-            let long_wait = wake.exactly.is_none() && timeout.is_none_or(|t| t >= READ_WAIT_CAP);
-            if reading && !quiet && long_wait {
+            let timeout = if reading && !quiet && waits_long(now, wake) {
                 turns = turns.wrapping_add(1);
                 if turns % TURNS_PER_POLL != 0 {
+                    if watched && streak >= READS_BEFORE_UNWATCH {
+                        // Best effort: a socket left in epoll still works.
+                        watched = roles[0]
+                            .watch(self.poll.registry(), Token(0), false)
+                            .is_err();
+                    }
                     match roles[0].read_waiting()? {
                         Waited::Read { due: d } => {
+                            streak = streak.saturating_add(1);
                             due = d;
                             continue;
                         }
                         Waited::Nothing => quiet = true,
                         Waited::NotNow => {}
                     }
-                    timeout = self.sleep_plan(Instant::now(), wake);
+                    self.sleep_plan(Instant::now(), wake)
                 } else {
-                    timeout = Some(Duration::ZERO);
+                    Some(Duration::ZERO)
+                }
+            } else {
+                self.sleep_plan(Instant::now(), wake)
+            };
+            if timeout != Some(Duration::ZERO) {
+                // A wait in epoll: the role's socket must be heard again.
+                streak = 0;
+                if !watched {
+                    roles[0]
+                        .watch(self.poll.registry(), Token(0), true)
+                        .map_err(|e| Error::Setup("register socket", e))?;
+                    watched = true;
                 }
             }
             match self.poll.poll(&mut self.events, timeout) {
@@ -401,6 +446,8 @@ mod tests {
         by_wait: usize,
         empty_waits: usize,
         stopped: bool,
+        /// Each [`Role::watch`] call's `on`, in order.
+        watches: Vec<bool>,
     }
 
     impl Counter {
@@ -430,6 +477,13 @@ mod tests {
         }
         fn wait_in_reads(&mut self, cap: Duration) -> bool {
             crate::sys::wait_in_reads(&self.socket, cap).is_ok()
+        }
+        fn watch(&mut self, registry: &Registry, first: Token, on: bool) -> io::Result<()> {
+            self.watches.push(on);
+            match on {
+                true => registry.register(&mut self.socket, first, Interest::READABLE),
+                false => registry.deregister(&mut self.socket),
+            }
         }
         fn read_waiting(&mut self) -> Result<Waited, Error> {
             match self.read(true) {
@@ -468,6 +522,7 @@ mod tests {
             by_wait: 0,
             empty_waits: 0,
             stopped: false,
+            watches: Vec::new(),
         };
         (role, addr)
     }
@@ -503,11 +558,27 @@ mod tests {
             std::thread::sleep(READ_WAIT_CAP * 5);
             send(addr, 50, Duration::ZERO, halt).join().unwrap();
         });
-        Engine::new().unwrap().run(&mut [&mut role]).unwrap();
+        let mut engine = Engine::new().unwrap();
+        // A loop that lost its socket would wait in epoll for good: the test fails instead.
+        let watchdog = engine.stop_handle().unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            watchdog.stop();
+        });
+        engine.run(&mut [&mut role]).unwrap();
         late.join().unwrap();
+        assert!(!role.stopped, "the loop did not hear the late datagrams");
         assert_eq!(role.by_event + role.by_wait, 2_000);
         assert!(role.empty_waits >= 1, "the quiet spell was not waited out");
         assert!(role.by_event >= 1, "epoll did not take over");
+        // Out of epoll while the reads carried the traffic, back in for the quiet spell.
+        assert!(
+            role.watches.starts_with(&[false, true]),
+            "{:?}",
+            role.watches
+        );
+        let alternate = role.watches.windows(2).all(|w| w[0] != w[1]);
+        assert!(alternate, "{:?}", role.watches);
         // Epoll is asked one turn in TURNS_PER_POLL, and after each quiet spell.
         let polls = 2_000 / TURNS_PER_POLL as usize + 2 * role.empty_waits + 2;
         assert!(
@@ -552,6 +623,7 @@ mod tests {
         sa.join().unwrap();
         sb.join().unwrap();
         assert_eq!((a.by_wait, b.by_wait), (0, 0));
+        assert!(a.watches.is_empty() && b.watches.is_empty());
         assert_eq!((a.by_event, b.by_event), (100, 100));
     }
 }

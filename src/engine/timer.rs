@@ -59,6 +59,9 @@ pub struct Wheel<T> {
     levels: Vec<Level<T>>,
     /// Entries that are due, in deadline order, waiting to be returned by [`Wheel::poll`].
     pending: VecDeque<T>,
+    /// No slot is due before this tick: a poll before it has nothing to do (the common case
+    /// for timeouts, polled far more often than they fall due).
+    quiet_until: u64,
     len: usize,
 }
 
@@ -82,6 +85,7 @@ impl<T> Wheel<T> {
             elapsed: 0,
             levels,
             pending: VecDeque::new(),
+            quiet_until: u64::MAX,
             len: 0,
         }
     }
@@ -109,6 +113,9 @@ impl<T> Wheel<T> {
         }
         let deadline = deadline.min(self.elapsed + MAX_TICKS - 1);
         let level = level_for(self.elapsed, deadline);
+        // Its slot falls due at the deadline rounded down to the level's slot width.
+        let due = deadline & !(slot_width(level) - 1);
+        self.quiet_until = self.quiet_until.min(due);
         self.levels[level].push(Entry { deadline, value });
     }
 
@@ -126,6 +133,10 @@ impl<T> Wheel<T> {
     /// `now`. Call until it returns `None`. `now` earlier than the wheel's clock is taken as
     /// the clock.
     pub fn poll(&mut self, now: u64) -> Option<T> {
+        if now < self.quiet_until && self.pending.is_empty() {
+            self.elapsed = self.elapsed.max(now);
+            return None;
+        }
         loop {
             if let Some(value) = self.pending.pop_front() {
                 self.len -= 1;
@@ -137,8 +148,9 @@ impl<T> Wheel<T> {
                     self.elapsed = exp.deadline;
                     self.cascade(exp);
                 }
-                _ => {
+                next => {
                     self.elapsed = self.elapsed.max(now);
+                    self.quiet_until = next.map_or(u64::MAX, |e| e.deadline);
                     return None;
                 }
             }

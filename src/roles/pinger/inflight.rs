@@ -271,6 +271,18 @@ impl InFlight {
         (self.tail < self.next && slot.state == ProbeState::InFlight).then_some(slot.sent_ns)
     }
 
+    /// Times out the oldest probe not yet handed on if it is still in flight and was sent more
+    /// than `timeout_ns` before `now_ns` (at `timeout_ns` exactly, as the timer wheel would
+    /// fire): its slot, now lost. Probes are sent in sequence order with one timeout, so the
+    /// oldest is the first to time out.
+    pub(crate) fn time_out_oldest(&mut self, now_ns: u64, timeout_ns: u64) -> Option<Slot> {
+        let sent_ns = self.oldest_in_flight_sent_ns()?;
+        if sent_ns + timeout_ns > now_ns {
+            return None;
+        }
+        self.on_timeout(self.tail)
+    }
+
     /// The oldest probe once it has a verdict, in sequence order; `None` while the oldest is
     /// still in flight. Each probe is returned once.
     pub(crate) fn pop_resolved(&mut self) -> Option<Slot> {
@@ -382,6 +394,25 @@ mod tests {
         assert!(t.make_room());
         let seq = t.push(30, 30, false);
         assert_eq!(t.on_reply(seq, 35, TIMEOUT), Verdict::NeverSent);
+    }
+
+    #[test]
+    fn the_oldest_in_flight_times_out_at_its_deadline_and_not_before() {
+        // Sent at 0, 10 and 20.
+        let mut t = table_with(3);
+        assert_eq!(t.time_out_oldest(TIMEOUT - 1, TIMEOUT), None);
+        assert_eq!(t.time_out_oldest(TIMEOUT, TIMEOUT).unwrap().seq, 0);
+        // The next is not the oldest until the lost one is handed on.
+        assert_eq!(t.time_out_oldest(TIMEOUT + 20, TIMEOUT), None);
+        assert_eq!(t.pop_resolved().unwrap().state, ProbeState::Lost);
+        // Answered: nothing to time out until the next one in flight is the oldest.
+        t.on_reply(1, 15, TIMEOUT);
+        assert_eq!(t.time_out_oldest(TIMEOUT + 20, TIMEOUT), None);
+        assert_eq!(t.pop_resolved().unwrap().seq, 1);
+        assert_eq!(t.time_out_oldest(TIMEOUT + 19, TIMEOUT), None);
+        assert_eq!(t.time_out_oldest(TIMEOUT + 20, TIMEOUT).unwrap().seq, 2);
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.time_out_oldest(u64::MAX / 2, TIMEOUT), None);
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct Pinger<'a> {
     /// wake the loop for nothing. `None` while spinning (nothing registered).
     registration: Option<(Registry, Token)>,
     watching_writable: bool,
+    /// The socket is in epoll (the loop takes it out while the pinger waits in its reads).
+    in_epoll: bool,
     ever_sent: bool,
     interrupted: bool,
     observer: Option<Observer<'a>>,
@@ -315,6 +317,7 @@ impl<'a> Pinger<'a> {
             write_blocked: false,
             registration: None,
             watching_writable: false,
+            in_epoll: true,
             ever_sent: false,
             interrupted: false,
             observer: None,
@@ -453,7 +456,8 @@ impl Pinger<'_> {
     /// Adds WRITABLE to the socket's registration while a send is blocked, and takes it off
     /// once the socket has room. Where that fails, a blocked send polls for room instead.
     pub(super) fn watch_writable(&mut self, on: bool) {
-        if self.watching_writable == on {
+        if self.watching_writable == on || !self.in_epoll {
+            // Out of epoll, the loop registers WRITABLE with the socket when it waits there.
             return;
         }
         let Some((registry, token)) = &self.registration else {
@@ -472,18 +476,21 @@ impl Pinger<'_> {
         }
     }
 
-    /// The tick of the next timeout that can still fire. The wheel also holds the timers of
-    /// probes answered since (they are dropped when they come due): one target's timeouts are
-    /// those of its probes in flight, the oldest first, so that an answered probe's timer does
-    /// not wake the loop (and a loop waiting in its read is not sent back to epoll by it).
-    fn next_timeout_tick(&self) -> Option<u64> {
-        if let [one] = &self.targets[..] {
-            if one.table.in_flight() == 0 {
-                return None;
-            }
-            if let Some(sent_ns) = one.table.oldest_in_flight_sent_ns() {
-                return Some((sent_ns + self.timeout_ns).div_ceil(TICK_NS));
-            }
+    /// One target for the whole run (not a list that may change): its timeouts are read off
+    /// its table of probes in flight, with no timer wheel, and every reply comes from it.
+    fn one_target(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    /// The tick of the next timeout that can still fire: for one target, that of its oldest
+    /// probe in flight; else the wheel's next (which also holds the timers of probes answered
+    /// since, dropped when they come due).
+    fn next_timeout_tick(&mut self) -> Option<u64> {
+        if self.one_target() {
+            let one = &mut self.targets[0];
+            one.settle();
+            let sent_ns = one.table.oldest_in_flight_sent_ns()?;
+            return Some((sent_ns + self.timeout_ns).div_ceil(TICK_NS));
         }
         self.timeouts.next_expiration()
     }
@@ -537,7 +544,32 @@ impl Role for Pinger<'_> {
     }
 
     fn wait_in_reads(&mut self, cap: Duration) -> bool {
+        // Each wait reads once (the next wait reads the rest), asking for as many replies as
+        // came last time: a lone one costs the kernel one message header, not two.
+        // No more replies than probes in flight are due.
+        let window = self.inflight_max.saturating_mul(self.targets.len());
+        if let Some(batch) = self.batch.as_mut() {
+            batch.set_adaptive(true);
+            batch.set_wait_limit(window);
+        }
         crate::sys::wait_in_reads(&self.socket, cap).is_ok()
+    }
+
+    fn watch(&mut self, registry: &Registry, first: Token, on: bool) -> io::Result<()> {
+        if !on {
+            registry.deregister(&mut self.socket)?;
+            self.in_epoll = false;
+            self.watching_writable = false;
+            return Ok(());
+        }
+        let interest = match self.write_blocked {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
+        registry.register(&mut self.socket, first, interest)?;
+        self.in_epoll = true;
+        self.watching_writable = self.write_blocked;
+        Ok(())
     }
 
     fn read_waiting(&mut self) -> Result<Waited, Error> {

@@ -2,7 +2,7 @@
 //! by the in-flight table and recorded; timeouts fired; ICMP errors matched to their probes.
 
 use super::clock::{to_monotonic, ClockPair, Paired};
-use super::inflight::{ProbeState, Verdict};
+use super::inflight::{ProbeState, Slot, Verdict};
 use super::target::Target;
 use super::{Phase, Pinger, TICK_NS};
 use crate::error::Error;
@@ -26,8 +26,7 @@ impl Pinger<'_> {
     #[inline]
     fn target_at(&self, addr: SocketAddr) -> Option<usize> {
         let addr = socket::canonical(addr);
-        if self.by_addr.is_empty() {
-            // One target, for good.
+        if self.one_target() {
             return (self.targets[0].addr == addr).then_some(0);
         }
         self.by_addr.get(&addr).map(|&t| t as usize)
@@ -57,9 +56,9 @@ impl Pinger<'_> {
         result
     }
 
-    fn receive_batches(&mut self, batch: &mut MmsgBatch, wait: bool) -> Result<usize, Error> {
+    fn receive_batches(&mut self, batch: &mut MmsgBatch, waiting: bool) -> Result<usize, Error> {
         let mut total = 0;
-        let mut wait = wait;
+        let mut wait = waiting;
         loop {
             // Only the first read waits.
             let waited = std::mem::take(&mut wait);
@@ -124,8 +123,10 @@ impl Pinger<'_> {
                     }
                 }
             }
-            if n < batch.capacity() {
-                // The queue was empty: a new reply raises a new event (no call to see EAGAIN).
+            if waiting || n < batch.capacity() {
+                // Waiting in reads, the next wait reads the rest (and returns at once if there
+                // is any). Otherwise the queue was empty: a new reply raises a new event (no
+                // call to see EAGAIN).
                 return Ok(total);
             }
             if self.phase == Phase::Sending {
@@ -402,27 +403,40 @@ impl Pinger<'_> {
 
     /// Fires due timeouts and hands resolved probes, in order, to the outage trackers.
     pub(super) fn expire(&mut self, now_ns: u64) {
+        if self.one_target() {
+            // One target needs no wheel: its oldest probe in flight is the next to time out.
+            loop {
+                self.targets[0].settle();
+                let timed_out = self.targets[0]
+                    .table
+                    .time_out_oldest(now_ns, self.timeout_ns);
+                let Some(slot) = timed_out else { return };
+                self.lost(0, slot);
+            }
+        }
         while let Some((t, seq)) = self.timeouts.poll(now_ns / TICK_NS) {
             let t = t as usize;
-            let target = &mut self.targets[t];
-            if let Some(slot) = target.table.on_timeout(seq) {
-                target.counters.lost += 1;
-                target.timeouts_fired += 1;
-                self.emit(
-                    Some(t),
-                    ProbeEvent::Lost {
-                        seq,
-                        intended_ns: slot.intended_ns,
-                        sent_ns: slot.sent_ns,
-                        unreachable: slot.unreachable,
-                    },
-                );
+            if let Some(slot) = self.targets[t].table.on_timeout(seq) {
+                self.lost(t, slot);
             }
             self.targets[t].settle();
         }
-        if let [one] = &mut self.targets[..] {
-            one.settle();
-        }
+    }
+
+    /// Probe `slot` of target `t` timed out.
+    fn lost(&mut self, t: usize, slot: Slot) {
+        let target = &mut self.targets[t];
+        target.counters.lost += 1;
+        target.timeouts_fired += 1;
+        self.emit(
+            Some(t),
+            ProbeEvent::Lost {
+                seq: slot.seq,
+                intended_ns: slot.intended_ns,
+                sent_ns: slot.sent_ns,
+                unreachable: slot.unreachable,
+            },
+        );
     }
 }
 

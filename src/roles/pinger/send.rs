@@ -346,12 +346,15 @@ impl Pinger<'_> {
     fn record_sent(&mut self, t: usize, seq: u64, sent_ns: u64, intended_ns: u64) {
         self.booked(t);
         let at_rate = self.at_rate();
+        if !self.one_target() {
+            // One target's timeouts are read off its table (`expire`).
+            let deadline = (sent_ns + self.timeout_ns).div_ceil(TICK_NS);
+            self.timeouts.insert(deadline, (t as u32, seq));
+        }
         let target = &mut self.targets[t];
         // A refusal met on the way is also on the error queue, which names its probe.
         let pushed = target.table.push(sent_ns, intended_ns, true);
         debug_assert_eq!(pushed, seq);
-        let deadline = (sent_ns + self.timeout_ns).div_ceil(TICK_NS);
-        self.timeouts.insert(deadline, (t as u32, seq));
         target.counters.sent += 1;
         target.peak_in_flight = target.peak_in_flight.max(target.table.in_flight());
         let lag = sent_ns.saturating_sub(intended_ns);

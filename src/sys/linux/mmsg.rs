@@ -176,6 +176,8 @@ pub(crate) struct MmsgBatch {
     asked: usize,
     next_ask: usize,
     adaptive: bool,
+    /// The most a waiting receive asks for (see `set_wait_limit`).
+    wait_limit: usize,
     /// Whether the socket may deliver control messages (see `set_control_messages`).
     control_messages: bool,
 }
@@ -211,6 +213,7 @@ impl MmsgBatch {
             asked: BATCH,
             next_ask: BATCH,
             adaptive: false,
+            wait_limit: BATCH,
             control_messages: true,
         }
     }
@@ -234,7 +237,7 @@ impl MmsgBatch {
         }
     }
 
-    /// For a caller that spins on receive (busy-poll): ask the kernel for about as many
+    /// For a caller that spins on receive (busy-poll) or waits in it: ask the kernel for about as many
     /// datagrams as came last time, doubling while calls come back full, so that one
     /// datagram at a time costs one attempt at the queue rather than two.
     pub(crate) fn set_adaptive(&mut self, on: bool) {
@@ -242,6 +245,13 @@ impl MmsgBatch {
         if !on {
             self.next_ask = BATCH;
         }
+    }
+
+    /// A waiting receive asks for at most `n` datagrams: a caller that knows no more can be
+    /// due (a pinger with one probe in flight) reads a lone one with one `recvfrom`, where the
+    /// adaptive ask would try two every other time.
+    pub(crate) fn set_wait_limit(&mut self, n: usize) {
+        self.wait_limit = n.clamp(1, BATCH);
     }
 
     /// Says that the socket has no control message to deliver (no receive option is on), so
@@ -262,6 +272,7 @@ impl MmsgBatch {
             false => libc::MSG_DONTWAIT,
         };
         let ask = if self.adaptive { self.next_ask } else { BATCH };
+        let ask = if wait { ask.min(self.wait_limit) } else { ask };
         if ask == 1 && !self.control_messages {
             // One datagram: a wait for the first is a wait for it.
             return self.receive_one(socket, flags & libc::MSG_DONTWAIT);

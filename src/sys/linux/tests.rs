@@ -235,3 +235,29 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
         "the destination came with it"
     );
 }
+
+#[test]
+fn a_waiting_read_asks_for_no_more_than_its_limit() {
+    let (client, _) = bound();
+    let (reader, reader_addr) = bound();
+    assert!(wait_in_reads(&reader, Duration::from_millis(100)).is_ok());
+    let mut batch = MmsgBatch::new();
+    batch.set_adaptive(true);
+    batch.set_control_messages(false);
+    batch.set_wait_limit(1);
+    for payload in [&b"one"[..], b"two", b"three"] {
+        client.send_to(payload, reader_addr).unwrap();
+    }
+    queued(&reader);
+    // Each waiting read takes one, however many wait, and the next takes the next.
+    for payload in [&b"one"[..], b"two"] {
+        assert_eq!(batch.receive(&reader, true).unwrap(), 1);
+        assert_eq!(batch.capacity(), 1);
+        assert_eq!(batch.payload(0), payload);
+    }
+    // A read that does not wait asks as the adaptive rule says (more after a full call).
+    assert_eq!(batch.receive(&reader, false).unwrap(), 1);
+    assert_eq!(batch.payload(0), b"three");
+    // Nothing left: the wait times out.
+    assert_eq!(batch.receive(&reader, true).unwrap(), 0);
+}
