@@ -181,7 +181,9 @@ fn report_stats(echoes: &mut [Echo], period: std::time::Duration, tx: &Sender<St
 }
 
 /// Runs each echo on its own pinned loop until a stop; prints the banner and the stats lines
-/// meanwhile. Returns each thread's counters and outcome.
+/// meanwhile. Returns each thread's counters and outcome. One echo with nothing to follow while
+/// it runs (no stats lines, no metrics) runs on this thread: a process of one thread answers
+/// faster (see `threads::run_here`).
 fn serve(
     echoes: Vec<Echo>,
     args: &EchoArgs,
@@ -193,31 +195,40 @@ fn serve(
     let placement = threads::placement(threads, args.cpus.as_ref().map(|c| c.0.as_slice()))?;
     let busy_poll = args.socket.busy_poll;
     let (quiet, json) = (args.quiet, args.json);
-    let mut stats = Some(stats);
+    let announce = || match (quiet, json) {
+        (true, _) => {}
+        (false, false) => out(&banner),
+        // With --json stdout holds only JSON: the banner goes to stderr.
+        (false, true) => eprint!("{banner}"),
+    };
+    let work = |(i, mut echo): (usize, Echo), arrived: &dyn Fn()| {
+        // Sent even if this thread fails: the stats printer waits for every thread.
+        let _finished = OnDrop(|| {
+            let _ = tx.send((i, None));
+        });
+        let engine = loop_for_thread(busy_poll);
+        arrived();
+        let result = engine.and_then(|mut e| e.run(&mut [&mut echo]).map(|_| ()));
+        (echo.summary(), result)
+    };
+    let followed = stats.lines.is_some() || stats.metrics.is_some();
+    if threads == 1 && !followed {
+        let echo = echoes.into_iter().next().expect("one echo");
+        return Ok(vec![threads::run_here(
+            (0, echo),
+            placement[0],
+            announce,
+            work,
+        )]);
+    }
     Ok(threads::run_pinned(
         echoes.into_iter().enumerate().collect(),
         &placement,
         || {
-            // With --json stdout holds only JSON: the banner goes to stderr.
-            match (quiet, json) {
-                (true, _) => {}
-                (false, false) => out(&banner),
-                (false, true) => eprint!("{banner}"),
-            }
-            if let Some(stats) = stats.take() {
-                follow_stats(rx, threads, stats);
-            }
+            announce();
+            follow_stats(rx, threads, stats);
         },
-        |(i, mut echo): (usize, Echo), barrier| {
-            // Sent even if this thread fails: the stats printer waits for every thread.
-            let _finished = OnDrop(|| {
-                let _ = tx.send((i, None));
-            });
-            let engine = loop_for_thread(busy_poll);
-            barrier.wait();
-            let result = engine.and_then(|mut e| e.run(&mut [&mut echo]).map(|_| ()));
-            (echo.summary(), result)
-        },
+        work,
     ))
 }
 

@@ -427,13 +427,13 @@ fn run_flows(
             }
             followed = Some(follow::follow(rx, plan.flows, outputs));
         },
-        |(i, mut flow): (usize, Flow), barrier| {
+        |(i, mut flow): (usize, Flow), arrived| {
             let _finished = FinishGuard {
                 flow: i,
                 tx: tx.clone(),
             };
             let engine = loop_for_thread(busy_poll);
-            barrier.wait();
+            arrived();
             let result = engine.and_then(|mut e| {
                 match flow.echo.as_mut() {
                     Some(echo) => e.run(&mut [echo, &mut flow.pinger]),
