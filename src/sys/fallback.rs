@@ -201,7 +201,7 @@ impl MmsgBatch {
 
     pub(crate) fn set_adaptive(&mut self, _: bool) {}
 
-    pub(crate) fn set_wait_limit(&mut self, _: usize) {}
+    pub(crate) fn set_ask_limit(&mut self, _: usize) {}
 
     /// One datagram per receive here already.
     pub(crate) fn set_control_messages(&mut self, _: bool) {}

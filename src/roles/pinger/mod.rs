@@ -546,11 +546,8 @@ impl Role for Pinger<'_> {
     fn wait_in_reads(&mut self, cap: Duration) -> bool {
         // Each wait reads once (the next wait reads the rest), asking for as many replies as
         // came last time: a lone one costs the kernel one message header, not two.
-        // No more replies than probes in flight are due.
-        let window = self.inflight_max.saturating_mul(self.targets.len());
         if let Some(batch) = self.batch.as_mut() {
             batch.set_adaptive(true);
-            batch.set_wait_limit(window);
         }
         crate::sys::wait_in_reads(&self.socket, cap).is_ok()
     }

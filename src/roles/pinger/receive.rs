@@ -51,14 +51,18 @@ impl Pinger<'_> {
     /// datagram when `wait` (on a socket set up to: `Role::wait_in_reads`).
     pub(super) fn receive(&mut self, wait: bool) -> Result<usize, Error> {
         let mut batch = self.batch.take().expect("receive slots present");
+        // No more replies than probes in flight can be due (strays wait for the next read).
+        batch.set_ask_limit(self.inflight_max.saturating_mul(self.targets.len()));
         let result = self.receive_batches(&mut batch, wait);
         self.batch = Some(batch);
         result
     }
 
-    fn receive_batches(&mut self, batch: &mut MmsgBatch, waiting: bool) -> Result<usize, Error> {
+    fn receive_batches(&mut self, batch: &mut MmsgBatch, wait: bool) -> Result<usize, Error> {
         let mut total = 0;
-        let mut wait = waiting;
+        // A loop that waits in its reads or spins reads again at once: one batch will do.
+        let once = wait || self.spinning.is_some();
+        let mut wait = wait;
         loop {
             // Only the first read waits.
             let waited = std::mem::take(&mut wait);
@@ -123,10 +127,10 @@ impl Pinger<'_> {
                     }
                 }
             }
-            if waiting || n < batch.capacity() {
-                // Waiting in reads, the next wait reads the rest (and returns at once if there
-                // is any). Otherwise the queue was empty: a new reply raises a new event (no
-                // call to see EAGAIN).
+            if once || n < batch.capacity() {
+                // Read once, the next read takes the rest (a wait returns at once if there is
+                // any). Otherwise the queue was empty: a new reply raises a new event (no call
+                // to see EAGAIN).
                 return Ok(total);
             }
             if self.phase == Phase::Sending {

@@ -176,8 +176,8 @@ pub(crate) struct MmsgBatch {
     asked: usize,
     next_ask: usize,
     adaptive: bool,
-    /// The most a waiting receive asks for (see `set_wait_limit`).
-    wait_limit: usize,
+    /// The most an adaptive receive asks for (see `set_ask_limit`).
+    ask_limit: usize,
     /// Whether the socket may deliver control messages (see `set_control_messages`).
     control_messages: bool,
 }
@@ -213,7 +213,7 @@ impl MmsgBatch {
             asked: BATCH,
             next_ask: BATCH,
             adaptive: false,
-            wait_limit: BATCH,
+            ask_limit: BATCH,
             control_messages: true,
         }
     }
@@ -247,11 +247,11 @@ impl MmsgBatch {
         }
     }
 
-    /// A waiting receive asks for at most `n` datagrams: a caller that knows no more can be
+    /// An adaptive receive asks for at most `n` datagrams: a caller that knows no more can be
     /// due (a pinger with one probe in flight) reads a lone one with one `recvfrom`, where the
     /// adaptive ask would try two every other time.
-    pub(crate) fn set_wait_limit(&mut self, n: usize) {
-        self.wait_limit = n.clamp(1, BATCH);
+    pub(crate) fn set_ask_limit(&mut self, n: usize) {
+        self.ask_limit = n.clamp(1, BATCH);
     }
 
     /// Says that the socket has no control message to deliver (no receive option is on), so
@@ -271,8 +271,10 @@ impl MmsgBatch {
             true => libc::MSG_WAITFORONE,
             false => libc::MSG_DONTWAIT,
         };
-        let ask = if self.adaptive { self.next_ask } else { BATCH };
-        let ask = if wait { ask.min(self.wait_limit) } else { ask };
+        let ask = match self.adaptive {
+            true => self.next_ask.min(self.ask_limit),
+            false => BATCH,
+        };
         if ask == 1 && !self.control_messages {
             // One datagram: a wait for the first is a wait for it.
             return self.receive_one(socket, flags & libc::MSG_DONTWAIT);

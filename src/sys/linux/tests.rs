@@ -237,14 +237,14 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
 }
 
 #[test]
-fn a_waiting_read_asks_for_no_more_than_its_limit() {
+fn an_adaptive_read_asks_for_no_more_than_its_limit() {
     let (client, _) = bound();
     let (reader, reader_addr) = bound();
     assert!(wait_in_reads(&reader, Duration::from_millis(100)).is_ok());
     let mut batch = MmsgBatch::new();
     batch.set_adaptive(true);
     batch.set_control_messages(false);
-    batch.set_wait_limit(1);
+    batch.set_ask_limit(1);
     for payload in [&b"one"[..], b"two", b"three"] {
         client.send_to(payload, reader_addr).unwrap();
     }
@@ -255,8 +255,9 @@ fn a_waiting_read_asks_for_no_more_than_its_limit() {
         assert_eq!(batch.capacity(), 1);
         assert_eq!(batch.payload(0), payload);
     }
-    // A read that does not wait asks as the adaptive rule says (more after a full call).
+    // A read that does not wait too.
     assert_eq!(batch.receive(&reader, false).unwrap(), 1);
+    assert_eq!(batch.capacity(), 1);
     assert_eq!(batch.payload(0), b"three");
     // Nothing left: the wait times out.
     assert_eq!(batch.receive(&reader, true).unwrap(), 0);
