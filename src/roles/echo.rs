@@ -55,6 +55,8 @@ pub struct Echo {
     sealer: Option<Sealer>,
     /// STAMP test packets whose HMAC did not check out (the guard counts the other refusals).
     stamp_auth_failed: u64,
+    /// The last batch read was one datagram (a ping-pong's; see `Waited::Read`).
+    lone_read: bool,
     socket: UdpSocket,
     local: SocketAddr,
     batch: MmsgBatch,
@@ -134,6 +136,7 @@ impl Echo {
             answerer,
             sealer,
             stamp_auth_failed: 0,
+            lone_read: false,
             socket,
             local,
             batch,
@@ -302,7 +305,8 @@ impl Echo {
                 Next::Retry => continue,
             };
             debug_assert!(n <= MAX_BATCH);
-            if n == 1 && self.serve_single() {
+            self.lone_read = n == 1 && self.serve_single();
+            if self.lone_read {
                 if wait || self.batch.capacity() > 1 {
                     return true;
                 }
@@ -444,7 +448,10 @@ impl Role for Echo {
 
     fn read_waiting(&mut self) -> Result<Waited, Error> {
         Ok(match self.serve(true) {
-            true => Waited::Read { due: false },
+            true => Waited::Read {
+                due: false,
+                lone: self.lone_read,
+            },
             false => Waited::Nothing,
         })
     }

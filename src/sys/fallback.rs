@@ -227,6 +227,10 @@ impl MmsgBatch {
         1
     }
 
+    pub(crate) fn asked_whole_batch(&self) -> bool {
+        true
+    }
+
     pub(crate) fn payload(&self, _: usize) -> &[u8] {
         &self.data[..self.got.map_or(0, |g| g.0)]
     }

@@ -544,11 +544,6 @@ impl Role for Pinger<'_> {
     }
 
     fn wait_in_reads(&mut self, cap: Duration) -> bool {
-        // Each wait reads once (the next wait reads the rest), asking for as many replies as
-        // came last time: a lone one costs the kernel one message header, not two.
-        if let Some(batch) = self.batch.as_mut() {
-            batch.set_adaptive(true);
-        }
         crate::sys::wait_in_reads(&self.socket, cap).is_ok()
     }
 
@@ -574,13 +569,15 @@ impl Role for Pinger<'_> {
             // Nothing to read for, or room to send to wait for (epoll says when).
             return Ok(Waited::NotNow);
         }
+        // A window of one is a ping-pong: one reply a read.
+        let lone = self.inflight_max.saturating_mul(self.targets.len()) == 1;
         if self.error_queue_ready {
-            return Ok(Waited::Read { due: true });
+            return Ok(Waited::Read { due: true, lone });
         }
         let received = self.receive(true)?;
         // An ICMP error met on the way is `advance`'s to read.
         Ok(match received > 0 || self.error_queue_ready {
-            true => Waited::Read { due: true },
+            true => Waited::Read { due: true, lone },
             false => Waited::Nothing,
         })
     }

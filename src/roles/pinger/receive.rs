@@ -51,17 +51,24 @@ impl Pinger<'_> {
     /// datagram when `wait` (on a socket set up to: `Role::wait_in_reads`).
     pub(super) fn receive(&mut self, wait: bool) -> Result<usize, Error> {
         let mut batch = self.batch.take().expect("receive slots present");
-        // No more replies than probes in flight can be due (strays wait for the next read).
-        batch.set_ask_limit(self.inflight_max.saturating_mul(self.targets.len()));
-        let result = self.receive_batches(&mut batch, wait);
+        // A loop that waits in its reads or spins reads again at once: it asks for no more
+        // replies than probes can be in flight (one probe in flight: one `recvfrom`; strays
+        // wait for the next read).
+        let reads_again = wait || self.spinning.is_some();
+        let window = self.inflight_max.saturating_mul(self.targets.len());
+        batch.set_ask_limit(if reads_again { window } else { usize::MAX });
+        let result = self.receive_batches(&mut batch, wait, reads_again);
         self.batch = Some(batch);
         result
     }
 
-    fn receive_batches(&mut self, batch: &mut MmsgBatch, wait: bool) -> Result<usize, Error> {
+    fn receive_batches(
+        &mut self,
+        batch: &mut MmsgBatch,
+        wait: bool,
+        reads_again: bool,
+    ) -> Result<usize, Error> {
         let mut total = 0;
-        // A loop that waits in its reads or spins reads again at once: one batch will do.
-        let once = wait || self.spinning.is_some();
         let mut wait = wait;
         loop {
             // Only the first read waits.
@@ -127,10 +134,11 @@ impl Pinger<'_> {
                     }
                 }
             }
-            if once || n < batch.capacity() {
-                // Read once, the next read takes the rest (a wait returns at once if there is
-                // any). Otherwise the queue was empty: a new reply raises a new event (no call
-                // to see EAGAIN).
+            if n < batch.capacity() || (reads_again && !batch.asked_whole_batch()) {
+                // A call that came back short found the queue empty: a new reply raises a new
+                // event (no call to see EAGAIN). One that asked for less than a whole batch
+                // (the adaptive ask, or no more than can be due) needs no follow-up either in a
+                // loop that waits in its reads or spins: it reads again at once.
                 return Ok(total);
             }
             if self.phase == Phase::Sending {

@@ -176,7 +176,7 @@ pub(crate) struct MmsgBatch {
     asked: usize,
     next_ask: usize,
     adaptive: bool,
-    /// The most an adaptive receive asks for (see `set_ask_limit`).
+    /// The most a receive asks for (see `set_ask_limit`).
     ask_limit: usize,
     /// Whether the socket may deliver control messages (see `set_control_messages`).
     control_messages: bool,
@@ -247,9 +247,10 @@ impl MmsgBatch {
         }
     }
 
-    /// An adaptive receive asks for at most `n` datagrams: a caller that knows no more can be
-    /// due (a pinger with one probe in flight) reads a lone one with one `recvfrom`, where the
-    /// adaptive ask would try two every other time.
+    /// A receive asks for at most `n` datagrams: a caller that knows no more can be due (a
+    /// pinger with one probe in flight) reads a lone one with one `recvfrom`, rather than try
+    /// for a second. (With fewer asked, a call that comes back full no longer says the queue
+    /// held no more: for a caller that reads again at once.)
     pub(crate) fn set_ask_limit(&mut self, n: usize) {
         self.ask_limit = n.clamp(1, BATCH);
     }
@@ -272,9 +273,10 @@ impl MmsgBatch {
             false => libc::MSG_DONTWAIT,
         };
         let ask = match self.adaptive {
-            true => self.next_ask.min(self.ask_limit),
+            true => self.next_ask,
             false => BATCH,
         };
+        let ask = ask.min(self.ask_limit);
         if ask == 1 && !self.control_messages {
             // One datagram: a wait for the first is a wait for it.
             return self.receive_one(socket, flags & libc::MSG_DONTWAIT);
@@ -349,6 +351,12 @@ impl MmsgBatch {
     /// caller can go back to waiting without another call to see `EAGAIN`.
     pub(crate) fn capacity(&self) -> usize {
         self.asked
+    }
+
+    /// Whether the last receive call asked for a whole batch (not a smaller adaptive or
+    /// limited ask).
+    pub(crate) fn asked_whole_batch(&self) -> bool {
+        self.asked >= BATCH
     }
 
     /// The bytes of received slot `i`.
