@@ -164,7 +164,7 @@ pub trait Role {
         Ok(Waited::NotNow)
     }
     /// Waiting in reads: takes the role's socket out of epoll (`on` false) while its reads
-    /// carry the traffic, and puts it back, with what it needs to hear (`first` as in
+    /// carry a ping-pong's traffic, and puts it back, with what it needs to hear (`first` as in
     /// [`Role::register`]), before the loop waits in epoll. A socket in an epoll set costs
     /// every datagram sent to it a wake-up call in the sender's path, which a reader waiting in
     /// its read does not need. The default leaves it in.
