@@ -237,8 +237,8 @@ impl MmsgBatch {
         }
     }
 
-    /// For a caller that spins on receive (busy-poll) or waits in it: ask the kernel for about as many
-    /// datagrams as came last time, doubling while calls come back full, so that one
+    /// For a caller that spins on receive (busy-poll) or waits in it: ask the kernel for about
+    /// as many datagrams as came last time, doubling while calls come back full, so that one
     /// datagram at a time costs one attempt at the queue rather than two.
     pub(crate) fn set_adaptive(&mut self, on: bool) {
         self.adaptive = on;
