@@ -441,7 +441,7 @@ impl Role for Echo {
 
     fn watch(&mut self, registry: &Registry, first: Token, on: bool) -> io::Result<()> {
         match on {
-            true => registry.register(&mut self.socket, first, Interest::READABLE),
+            true => self.register(registry, first),
             false => registry.deregister(&mut self.socket),
         }
     }

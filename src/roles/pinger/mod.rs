@@ -476,6 +476,11 @@ impl Pinger<'_> {
         }
     }
 
+    /// The most probes that can be in flight at once, over every target.
+    fn window(&self) -> usize {
+        self.inflight_max.saturating_mul(self.targets.len())
+    }
+
     /// One target for the whole run (not a list that may change): its timeouts are read off
     /// its table of probes in flight, with no timer wheel, and every reply comes from it.
     fn one_target(&self) -> bool {
@@ -570,7 +575,7 @@ impl Role for Pinger<'_> {
             return Ok(Waited::NotNow);
         }
         // A window of one is a ping-pong: one reply a read.
-        let lone = self.inflight_max.saturating_mul(self.targets.len()) == 1;
+        let lone = self.window() == 1;
         if self.error_queue_ready {
             return Ok(Waited::Read { due: true, lone });
         }

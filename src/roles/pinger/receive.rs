@@ -55,8 +55,11 @@ impl Pinger<'_> {
         // replies than probes can be in flight (one probe in flight: one `recvfrom`; strays
         // wait for the next read).
         let reads_again = wait || self.spinning.is_some();
-        let window = self.inflight_max.saturating_mul(self.targets.len());
-        batch.set_ask_limit(if reads_again { window } else { usize::MAX });
+        batch.set_ask_limit(if reads_again {
+            self.window()
+        } else {
+            usize::MAX
+        });
         let result = self.receive_batches(&mut batch, wait, reads_again);
         self.batch = Some(batch);
         result
