@@ -1,9 +1,10 @@
-//! The lowest-overhead latency path (issue #15): `--connect`, a connected pinger socket.
+//! The lowest-overhead latency path (issue #15): `--connect`, a connected pinger socket; a
+//! ping-pong's probe sent from the read that waits for its reply, and booked after it.
 
 mod common;
 
 use common::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A ping from the fixed local port `port` to `echo` (1 s of probes), with 50 stray datagrams
 /// sent to that port from elsewhere in the middle of it; returns the summary.
@@ -449,4 +450,44 @@ fn a_spinning_pinger_reads_the_send_times_of_probes_never_answered() {
     let tx = &s["socket"]["tx_stamps"];
     assert_eq!((u(tx, "missed"), u(tx, "unmatched")), (0, 0), "{s}");
     drop(sink);
+}
+
+#[test]
+fn a_ping_pong_books_every_probe_and_times_each_by_the_kernel() {
+    let echo = sonde_echo("127.0.0.1:0");
+    let s = run_json(&["ping", &echo.addr, "--count", "500", "--inflight", "1"]);
+    for (key, want) in [("sent", 500), ("received", 500), ("peak_in_flight", 1)] {
+        assert_eq!(u(&s, key), want, "{key}: {s}");
+    }
+    assert_eq!(s["socket"]["tx_timestamps"], "kernel", "{s}");
+    let stamps = &s["socket"]["tx_stamps"];
+    assert_eq!(stamps["round_trips"], 500, "{s}");
+    for key in ["round_trips_without", "missed", "unmatched"] {
+        assert_eq!(stamps[key], 0, "{key}: {s}");
+    }
+}
+
+#[test]
+fn a_ping_pong_to_a_silent_target_times_out_each_probe_in_turn() {
+    // Reads nothing, answers nothing, refuses nothing: only each probe's timeout ends it.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    // (Kernel send times raise an event of their own; user-space ones do not.)
+    for stamps in ["user", "kernel"] {
+        let started = Instant::now();
+        let out = std::process::Command::new("timeout")
+            .args(["10", env!("CARGO_BIN_EXE_sonde"), "ping", &addr, "--json"])
+            .args(["--count", "4", "--inflight", "1", "--timeout", "100ms"])
+            .args(["--timestamps", stamps])
+            .output()
+            .expect("run timeout");
+        let took = started.elapsed();
+        assert!(out.status.success(), "{stamps}: {out:?}");
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+        assert_eq!((u(&s, "sent"), u(&s, "lost")), (4, 4), "{stamps}: {s}");
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+            "{stamps}: four timeouts of 100 ms one after another took {took:?}"
+        );
+    }
 }

@@ -159,9 +159,16 @@ pub trait Role {
     fn wait_in_reads(&mut self, _cap: Duration) -> bool {
         false
     }
-    /// Waits for datagrams in the read (up to the cap) and handles what came.
+    /// Waits for datagrams in the read (up to the cap) and handles what came; first does what
+    /// the role kept for the start of its next read (see [`Role::before_poll`]).
     fn read_waiting(&mut self) -> Result<Waited, Error> {
         Ok(Waited::NotNow)
+    }
+    /// Waiting in reads: the loop waits in epoll this turn rather than in
+    /// [`Role::read_waiting`], so what the role keeps for its next read's start (the probe a
+    /// ping-pong's pinger sends right before it waits for the reply) goes now.
+    fn before_poll(&mut self) -> Result<(), Error> {
+        Ok(())
     }
     /// Waiting in reads: takes the role's socket out of epoll (`on` false) while its reads
     /// carry a ping-pong's traffic, and puts it back, with what it needs to hear (`first` as in
@@ -357,6 +364,9 @@ impl Engine {
             } else {
                 self.sleep_plan(Instant::now(), wake)
             };
+            if reading {
+                roles[0].before_poll()?;
+            }
             if timeout != Some(Duration::ZERO) {
                 // A wait in epoll: the role's socket must be heard again.
                 streak = 0;

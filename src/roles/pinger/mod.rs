@@ -43,7 +43,7 @@ use departures::Departures;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
-use send::SEND_BATCH;
+use send::{Unbooked, SEND_BATCH};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -179,6 +179,13 @@ pub struct Pinger<'a> {
     /// Spinning without the socket in epoll (`register_spinning`): turns since the error queue
     /// was last read.
     spinning: Option<u32>,
+    /// The loop waits in this pinger's reads (`Role::wait_in_reads`): a ping-pong's probe
+    /// leaves at the start of the read that waits for its reply.
+    sends_in_reads: bool,
+    /// A probe collected in `send_batch`, held for the next read to send (`send.rs`).
+    held: bool,
+    /// A probe that left and waits to be booked (`send.rs`).
+    unbooked: Option<Unbooked>,
 }
 
 impl<'a> Pinger<'a> {
@@ -340,6 +347,9 @@ impl<'a> Pinger<'a> {
             queued_stamps: Vec::new(),
             error_queue_ready: false,
             spinning: None,
+            sends_in_reads: false,
+            held: false,
+            unbooked: None,
             cfg,
         })
     }
@@ -549,7 +559,15 @@ impl Role for Pinger<'_> {
     }
 
     fn wait_in_reads(&mut self, cap: Duration) -> bool {
-        crate::sys::wait_in_reads(&self.socket, cap).is_ok()
+        self.sends_in_reads = crate::sys::wait_in_reads(&self.socket, cap).is_ok();
+        self.sends_in_reads
+    }
+
+    fn before_poll(&mut self) -> Result<(), Error> {
+        if self.held {
+            self.send_held()?;
+        }
+        Ok(())
     }
 
     fn watch(&mut self, registry: &Registry, first: Token, on: bool) -> io::Result<()> {
@@ -576,10 +594,16 @@ impl Role for Pinger<'_> {
         }
         // A window of one is a ping-pong: one reply a read.
         let lone = self.window() == 1;
+        if self.held && !self.send_held()? {
+            // Not sent (booked so): `advance` says what next.
+            return Ok(Waited::Read { due: true, lone });
+        }
         if self.error_queue_ready {
             return Ok(Waited::Read { due: true, lone });
         }
         let received = self.receive(true)?;
+        // Nothing came to book it after (or only an error).
+        self.book_sent();
         // An ICMP error met on the way is `advance`'s to read.
         Ok(match received > 0 || self.error_queue_ready {
             true => Waited::Read { due: true, lone },
@@ -607,6 +631,7 @@ impl Role for Pinger<'_> {
         if self.phase == Phase::Done {
             return Ok(Wake::IDLE);
         }
+        self.book_sent();
         if self.error_queue_ready {
             self.read_error_queue();
         }
@@ -620,14 +645,19 @@ impl Role for Pinger<'_> {
         } else {
             Wake::IDLE
         };
-        if self.phase == Phase::Draining && self.in_flight() == 0 {
+        if self.phase == Phase::Draining && self.in_flight() == 0 && !self.held {
             self.expire(now_ns);
             self.finish(now_ns);
             return Ok(Wake::IDLE);
         }
+        // A held probe leaves within microseconds: its timeout is about one from now.
+        let held_tick = self
+            .held
+            .then(|| (now_ns + self.timeout_ns).div_ceil(TICK_NS));
         let timeout_wake = Wake {
             around: self
                 .next_timeout_tick()
+                .or(held_tick)
                 .map(|tick| self.epoch + Duration::from_nanos(tick * TICK_NS)),
             exactly: None,
         };
@@ -640,6 +670,9 @@ impl Role for Pinger<'_> {
 
     fn stop(&mut self, now: Instant, hard: bool) {
         self.interrupted = true;
+        self.book_sent();
+        // A probe held for the next read has not left: it stays unsent.
+        self.drop_held();
         let now_ns = self.ns(now);
         if self.phase == Phase::Sending {
             self.phase = Phase::Draining;

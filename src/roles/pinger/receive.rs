@@ -92,13 +92,19 @@ impl Pinger<'_> {
             };
             total += n;
             // Send times not read yet are read before the replies they time.
-            let awaiting = self.departures.as_ref().is_some_and(|d| d.awaiting());
+            let unbooked = self.unbooked.is_some();
+            let awaiting = self
+                .departures
+                .as_ref()
+                .is_some_and(|d| unbooked || d.awaiting());
             if awaiting {
                 self.drain_error_queue();
             }
             // One clock pairing serves the whole batch (and the send times drained before it):
             // each datagram's own kernel stamp places it.
             let clock = ClockPair::read(self.kernel_stamps);
+            // A ping-pong's probe is booked now, out of the round trip, before its reply.
+            self.book_sent();
             if awaiting {
                 self.place_departures(&clock);
             }
@@ -156,6 +162,8 @@ impl Pinger<'_> {
     /// Reads the error queue: ICMP errors to their targets and probes, the kernel's send times
     /// to their probes.
     pub(super) fn read_error_queue(&mut self) {
+        // The send time of a probe not booked yet would find no probe to time.
+        self.book_sent();
         self.drain_error_queue();
         if !self.queued_stamps.is_empty() {
             let clock = ClockPair::read(true);

@@ -1,5 +1,6 @@
 //! Sending: what the schedule says is due, encoded and sent in batches, each outcome booked in
-//! sequence order (sent, or not sent and why).
+//! sequence order (sent, or not sent and why). A ping-pong's probe is held for the read that
+//! waits for its reply, and booked after the reply's clock read.
 
 use super::target::Target;
 use super::{Phase, Pinger, TICK_NS};
@@ -18,6 +19,17 @@ use std::time::{Duration, Instant};
 const MAX_BURST: u32 = 256;
 /// Probes per `sendmmsg`.
 pub(super) const SEND_BATCH: usize = 32;
+
+/// A probe that left and is not booked yet. A ping-pong books its probe after the reply's
+/// clock read: on one CPU, whatever the pinger does between its send and its next read is
+/// inside the round trip (the echo waits for the CPU), and booking a probe is most of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Unbooked {
+    target: usize,
+    seq: u64,
+    sent_ns: u64,
+    intended_ns: u64,
+}
 
 /// What the schedule says comes next.
 enum Next {
@@ -215,11 +227,67 @@ impl Pinger<'_> {
             }
         }
         if result.is_ok() {
-            result = self.flush(&mut batch, &mut intended);
+            if self.holds_for_read(intended.len()) {
+                // Sent at the start of the read that waits for its reply (`send_held`): the
+                // loop's work between this turn and that read stays out of the round trip.
+                self.held = true;
+            } else {
+                result = self.flush(&mut batch, &mut intended, false);
+            }
         }
         self.send_batch = Some(batch);
         self.intended = intended;
         result.map(|()| wake)
+    }
+
+    /// Whether the `pending` probes collected are a ping-pong's one, to be held for the read
+    /// that waits for its reply: a closed loop of one probe in flight, in a loop that waits in
+    /// this pinger's reads.
+    fn holds_for_read(&self, pending: usize) -> bool {
+        pending == 1
+            && self.sends_in_reads
+            && matches!(self.cfg.pace, Pace::Window)
+            && self.window() == 1
+    }
+
+    /// Sends the probe held for this read, its booking left for after the reply's clock read
+    /// (`book_sent`): whether it left (if not, it is booked as not sent).
+    pub(super) fn send_held(&mut self) -> Result<bool, Error> {
+        self.held = false;
+        let mut batch = self.send_batch.take().expect("send slots present");
+        let mut intended = std::mem::take(&mut self.intended);
+        let result = self.flush(&mut batch, &mut intended, true);
+        self.send_batch = Some(batch);
+        self.intended = intended;
+        result.map(|()| self.unbooked.is_some())
+    }
+
+    /// A probe held for a read that will not come (a stop): not sent.
+    pub(super) fn drop_held(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.intended.clear();
+            if let Some(batch) = self.send_batch.as_mut() {
+                batch.clear();
+            }
+        }
+    }
+
+    /// Books the probe that left unbooked (`send_held`), if any.
+    pub(super) fn book_sent(&mut self) {
+        let Some(u) = self.unbooked.take() else {
+            return;
+        };
+        self.record_sent(u.target, u.seq, u.sent_ns, u.intended_ns);
+        if let Some(d) = self.departures.as_deref_mut() {
+            d.sent(u.target as u32, u.seq, 1);
+        }
+        self.show_progress();
+    }
+
+    fn show_progress(&self) {
+        if let Some(progress) = &self.progress {
+            progress.store(self.handled, Ordering::Relaxed);
+        }
     }
 
     /// Flushes the probes collected into `result`; whether the burst may go on (sent, and the
@@ -230,14 +298,20 @@ impl Pinger<'_> {
         intended: &mut Vec<u64>,
         result: &mut Result<(), Error>,
     ) -> bool {
-        *result = self.flush(batch, intended);
+        *result = self.flush(batch, intended, false);
         result.is_ok() && !self.write_blocked
     }
 
     /// Stamps and sends the collected probes, then books each outcome in sequence order. A probe
     /// refused because of an earlier ICMP error is retried once; a full buffer stops the burst,
-    /// and the probes after it are not sent (their sequence numbers are not used up).
-    fn flush(&mut self, batch: &mut SendBatch, intended: &mut Vec<u64>) -> Result<(), Error> {
+    /// and the probes after it are not sent (their sequence numbers are not used up). With
+    /// `later`, a lone probe that left is booked by `book_sent`.
+    fn flush(
+        &mut self,
+        batch: &mut SendBatch,
+        intended: &mut Vec<u64>,
+        later: bool,
+    ) -> Result<(), Error> {
         let k = intended.len();
         if k == 0 {
             return Ok(());
@@ -253,6 +327,16 @@ impl Pinger<'_> {
         while j < k {
             let mut refused = false;
             let outcome = match batch.send(&self.socket, j) {
+                Ok(1) if later && k == 1 => {
+                    self.unbooked = Some(Unbooked {
+                        target: t,
+                        seq: first,
+                        sent_ns,
+                        intended_ns: intended[0],
+                    });
+                    j += 1;
+                    continue;
+                }
                 Ok(n) if n > 0 => {
                     for (i, &intended_ns) in intended.iter().enumerate().skip(j).take(n) {
                         self.record_sent(t, first + i as u64, sent_ns, intended_ns);
@@ -310,9 +394,7 @@ impl Pinger<'_> {
         }
         intended.clear();
         batch.clear();
-        if let Some(progress) = &self.progress {
-            progress.store(self.handled, Ordering::Relaxed);
-        }
+        self.show_progress();
         Ok(())
     }
 

@@ -79,6 +79,20 @@ pub(super) unsafe fn sendto(
     unsafe { libc::syscall(libc::SYS_sendto, fd, data, len, flags, name, namelen) as isize }
 }
 
+/// `recvmsg(fd, header, flags)`: bytes received, or -1 with `errno` set.
+///
+/// # Safety
+/// `header` points at a header whose name, data and control buffers are live and writable as
+/// declared.
+pub(super) unsafe fn recvmsg(
+    fd: libc::c_int,
+    header: *mut libc::msghdr,
+    flags: libc::c_int,
+) -> isize {
+    // Safety: the caller's contract.
+    unsafe { libc::syscall(libc::SYS_recvmsg, fd, header, flags) as isize }
+}
+
 /// `recvfrom(fd, data, len, flags, name, namelen)`: bytes received, or -1 with `errno` set.
 ///
 /// # Safety

@@ -21,6 +21,10 @@ const SLOT: usize = 65_536;
 /// bytes; 176 kept), and the `scm_timestamping` (64) a kernel without `OPT_RX_FILTER` adds to
 /// every datagram of a socket that asks for transmit timestamps.
 const CONTROL_WORDS: usize = 30;
+/// Adaptive reads of one datagram in a row (a ping-pong's) between tries for two: each try
+/// costs the kernel a second look at the queue, and traffic that builds up is read in batches
+/// again within this many reads.
+pub(super) const SINGLES_BETWEEN_TRIES: u32 = 8;
 
 pub(super) fn socket_addr(storage: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -176,6 +180,8 @@ pub(crate) struct MmsgBatch {
     asked: usize,
     next_ask: usize,
     adaptive: bool,
+    /// Adaptive reads of one datagram that asked for one, in a row.
+    singles: u32,
     /// The most a receive asks for (see `set_ask_limit`).
     ask_limit: usize,
     /// Whether the socket may deliver control messages (see `set_control_messages`).
@@ -213,6 +219,7 @@ impl MmsgBatch {
             asked: BATCH,
             next_ask: BATCH,
             adaptive: false,
+            singles: 0,
             ask_limit: BATCH,
             control_messages: true,
         }
@@ -238,8 +245,9 @@ impl MmsgBatch {
     }
 
     /// For a caller that spins on receive (busy-poll) or waits in it: ask the kernel for about
-    /// as many datagrams as came last time, doubling while calls come back full, so that one
-    /// datagram at a time costs one attempt at the queue rather than two.
+    /// as many datagrams as came last time, doubling while calls come back full (from one, only
+    /// now and then: [`SINGLES_BETWEEN_TRIES`]), so that one datagram at a time costs one
+    /// attempt at the queue rather than two.
     pub(crate) fn set_adaptive(&mut self, on: bool) {
         self.adaptive = on;
         if !on {
@@ -285,6 +293,22 @@ impl MmsgBatch {
         self.asked = ask;
         let headers = self.headers.as_mut_ptr();
         let result = socket.try_io(|| {
+            if ask == 1 {
+                // One datagram: `recvmsg`, less of the kernel's work than a `recvmmsg` of one.
+                // Safety: header 0 describes slot 0 of this struct's buffers, live for the call.
+                let n = unsafe {
+                    call::recvmsg(
+                        socket.as_raw_fd(),
+                        &mut (*headers).msg_hdr,
+                        flags & libc::MSG_DONTWAIT,
+                    )
+                };
+                // Safety: header 0 is this struct's, and no other reference to it is live.
+                return cvt_len(n).map(|len| unsafe {
+                    (*headers).msg_len = len as libc::c_uint;
+                    1
+                });
+            }
             // Safety: headers describe `ask` <= BATCH slots of this struct's buffers, all live
             // for the call; the kernel writes at most SLOT bytes and one sockaddr_storage per
             // slot.
@@ -298,10 +322,13 @@ impl MmsgBatch {
                 }
                 self.used = n.max(1);
                 if self.adaptive {
-                    self.next_ask = if n == ask {
-                        (ask * 2).min(BATCH)
-                    } else {
-                        n.max(1)
+                    self.next_ask = match n == ask {
+                        true if ask == 1 => self.after_single(),
+                        true => {
+                            self.singles = 0;
+                            (ask * 2).min(BATCH)
+                        }
+                        false => n.max(1),
                     };
                 }
                 Ok(n)
@@ -338,11 +365,21 @@ impl MmsgBatch {
                 self.headers[0].msg_len = n as libc::c_uint;
                 self.headers[0].msg_hdr.msg_namelen = namelen;
                 self.parsed[0] = Control::default();
-                self.next_ask = 2;
+                self.next_ask = self.after_single();
                 Ok(1)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
+        }
+    }
+
+    /// What to ask for after a read that asked for one datagram and got it: one again (a
+    /// ping-pong's next read), two now and then to see whether more wait.
+    fn after_single(&mut self) -> usize {
+        self.singles = (self.singles + 1) % SINGLES_BETWEEN_TRIES;
+        match self.singles {
+            0 => 2,
+            _ => 1,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The batch and offload paths against the real kernel, on loopback.
 
+use super::mmsg::SINGLES_BETWEEN_TRIES;
 use super::sockopt::set_int_option;
 use super::*;
 use crate::sys::{RecvMeta, SendBatch};
@@ -189,6 +190,41 @@ fn queued(socket: &UdpSocket) {
 }
 
 #[test]
+fn reads_of_one_datagram_try_for_two_now_and_then_and_grow_when_more_wait() {
+    let (client, _) = bound();
+    let (echo, echo_addr) = bound();
+    let mut batch = MmsgBatch::new();
+    batch.set_adaptive(true);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 0);
+    // A ping-pong: one datagram a read, each asked for alone, but for two every few reads.
+    let mut asks = Vec::new();
+    for i in 0..2 * (SINGLES_BETWEEN_TRIES + 1) {
+        client.send_to(&i.to_be_bytes(), echo_addr).unwrap();
+        queued(&echo);
+        assert_eq!(batch.receive(&echo, false).unwrap(), 1);
+        asks.push(batch.capacity());
+    }
+    let tries = asks.iter().filter(|&&ask| ask == 2).count();
+    assert_eq!(tries, 2, "asks: {asks:?}");
+    assert_eq!(asks.iter().filter(|&&ask| ask == 1).count(), asks.len() - 2);
+    // Traffic that builds up: the next try comes back full, and the asks double from there.
+    for i in 0..40u32 {
+        client.send_to(&i.to_be_bytes(), echo_addr).unwrap();
+    }
+    queued(&echo);
+    let mut read = 0;
+    let mut largest = 0;
+    while read < 40 {
+        let n = batch.receive(&echo, false).unwrap();
+        assert!(n > 0, "{read} of 40 read, then nothing");
+        largest = largest.max(batch.capacity());
+        read += n;
+    }
+    assert_eq!(read, 40);
+    assert!(largest >= 8, "asks grew only to {largest}");
+}
+
+#[test]
 fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
     let (client, client_addr) = bound();
     let (echo, echo_addr) = bound();
@@ -212,9 +248,9 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
     });
     assert_eq!(answered, Some((5, false)));
     assert_eq!(take(&client, 1), vec![b"First".to_vec()]);
-    // A full call asks for more next time; finding the queue empty brings the ask back to one.
+    // One datagram for one asked: the next call asks for one again (a ping-pong's next).
     assert_eq!(batch.receive(&echo, false).unwrap(), 0);
-    assert_eq!(batch.capacity(), 2);
+    assert_eq!(batch.capacity(), 1);
     client.send_to(b"second, longer", echo_addr).unwrap();
     queued(&echo);
     assert_eq!(batch.receive(&echo, false).unwrap(), 1);
@@ -222,7 +258,7 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
     assert_eq!(batch.payload(0), b"second, longer");
     assert_eq!(batch.meta(0).unwrap().from, client_addr);
     assert_eq!(batch.reply_single(&echo, |_| None), None);
-    // With control messages, the same goes through `recvmmsg`, metadata and all.
+    // With control messages, the same goes through `recvmsg`, metadata and all.
     batch.set_control_messages(true);
     assert!(enable_recv_destination(&echo, false));
     assert_eq!(batch.receive(&echo, false).unwrap(), 0);
