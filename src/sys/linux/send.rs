@@ -330,19 +330,8 @@ impl Sender {
         from: usize,
         len: usize,
     ) -> io::Result<usize> {
-        let per_run = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size.max(1));
-        if self.gso && len - from > 1 && per_run > 1 {
-            match self.send_runs(socket, data, size, from, len, per_run) {
-                Err(e) if refuses_gso(&e) => {
-                    // Switched off for good; the caller reports it once.
-                    self.gso = false;
-                    self.gso_refused = Some(e);
-                }
-                result => return result,
-            }
-        }
         if len - from == 1 {
-            // One datagram (a window of one, a paced probe).
+            // One datagram (a window of one, a paced probe): first, it is a ping-pong's path.
             let datagram = &data[from * size..(from + 1) * size];
             send_one(
                 socket,
@@ -354,6 +343,17 @@ impl Sender {
             self.runs.clear();
             self.runs.push(1);
             return Ok(1);
+        }
+        let per_run = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size.max(1));
+        if self.gso && per_run > 1 {
+            match self.send_runs(socket, data, size, from, len, per_run) {
+                Err(e) if refuses_gso(&e) => {
+                    // Switched off for good; the caller reports it once.
+                    self.gso = false;
+                    self.gso_refused = Some(e);
+                }
+                result => return result,
+            }
         }
         self.send_runs(socket, data, size, from, len, 1)
     }
