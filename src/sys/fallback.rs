@@ -206,6 +206,13 @@ impl MmsgBatch {
     /// One datagram per receive here already.
     pub(crate) fn set_control_messages(&mut self, _: bool) {}
 
+    /// Not here: the caller reads the clock itself.
+    pub(crate) fn set_stamp_reads(&mut self, _: bool) {}
+
+    pub(crate) fn read_at(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Not on this platform: replies go from the routing's choice of address.
     pub(crate) fn set_reply_from_destination(&mut self, _: bool) {}
 

@@ -255,6 +255,8 @@ impl<'a> Pinger<'a> {
         let gro = cfg.gro && enable_gro(&socket);
         let mut batch = Box::new(MmsgBatch::new());
         batch.set_control_messages(timestamps || drops_on || headers || gro);
+        // Times from user space: the clock is read as soon as a receive returns.
+        batch.set_stamp_reads(!timestamps && departures.is_none());
         let socket_info = SocketInfo {
             rcvbuf_bytes,
             sndbuf_bytes,

@@ -101,8 +101,12 @@ impl Pinger<'_> {
                 self.drain_error_queue();
             }
             // One clock pairing serves the whole batch (and the send times drained before it):
-            // each datagram's own kernel stamp places it.
-            let clock = ClockPair::read(self.kernel_stamps);
+            // each datagram's own kernel stamp places it. Without kernel stamps, the clock read
+            // as the receive returned.
+            let clock = match batch.read_at() {
+                Some(mono) => ClockPair { mono, real: None },
+                None => ClockPair::read(self.kernel_stamps),
+            };
             // A ping-pong's probe is booked now, out of the round trip, before its reply.
             self.book_sent();
             if awaiting {

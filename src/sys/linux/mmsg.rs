@@ -11,7 +11,7 @@ use mio::net::UdpSocket;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Datagrams moved per `recvmmsg`/`sendmmsg` call.
 const BATCH: usize = 32;
@@ -186,6 +186,10 @@ pub(crate) struct MmsgBatch {
     ask_limit: usize,
     /// Whether the socket may deliver control messages (see `set_control_messages`).
     control_messages: bool,
+    /// The clock read right after the last receive that brought datagrams, when asked for
+    /// (`set_stamp_reads`).
+    stamp_reads: bool,
+    read_at: Option<Instant>,
 }
 
 // Safety: the raw pointers in iovecs/headers only ever point into this struct's own heap
@@ -222,6 +226,8 @@ impl MmsgBatch {
             singles: 0,
             ask_limit: BATCH,
             control_messages: true,
+            stamp_reads: false,
+            read_at: None,
         }
     }
 
@@ -270,6 +276,18 @@ impl MmsgBatch {
         self.control_messages = on;
     }
 
+    /// Reads the clock right after each receive that brings datagrams ([`Self::read_at`]): the
+    /// earliest a user-space receive time can be taken, before anything else is done.
+    pub(crate) fn set_stamp_reads(&mut self, on: bool) {
+        self.stamp_reads = on;
+        self.read_at = None;
+    }
+
+    /// When the last receive returned, where asked for (`set_stamp_reads`) and datagrams came.
+    pub(crate) fn read_at(&self) -> Option<Instant> {
+        self.read_at
+    }
+
     /// Receives up to a batch; returns how many slots were filled (0 when nothing was
     /// waiting). A slot holds one datagram, or several coalesced ones (see [`RecvMeta`]). When
     /// `wait`, waits for the first datagram (on a socket set up with [`super::wait_in_reads`])
@@ -315,8 +333,10 @@ impl MmsgBatch {
             let n = unsafe { call::recvmmsg(socket.as_raw_fd(), headers, ask, flags) };
             cvt_len(n)
         });
+        self.read_at = None;
         match result {
             Ok(n) => {
+                self.stamp();
                 for i in 0..n {
                     self.parsed[i] = control_messages(&self.headers[i].msg_hdr);
                 }
@@ -358,8 +378,10 @@ impl MmsgBatch {
             };
             cvt_len(n)
         });
+        self.read_at = None;
         match result {
             Ok(n) => {
+                self.stamp();
                 // Slot 0 reads as a `recvmmsg` would have left it; its header is armed again
                 // before the next `recvmmsg` (`used` is at least 1).
                 self.headers[0].msg_len = n as libc::c_uint;
@@ -370,6 +392,12 @@ impl MmsgBatch {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
+        }
+    }
+
+    fn stamp(&mut self) {
+        if self.stamp_reads {
+            self.read_at = Some(Instant::now());
         }
     }
 

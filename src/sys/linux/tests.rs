@@ -298,3 +298,29 @@ fn an_adaptive_read_asks_for_no_more_than_its_limit() {
     // Nothing left: the wait times out.
     assert_eq!(batch.receive(&reader, true).unwrap(), 0);
 }
+
+#[test]
+fn a_batch_asked_to_stamp_its_reads_reads_the_clock_as_each_returns_with_datagrams() {
+    let (client, _) = bound();
+    let (echo, echo_addr) = bound();
+    let mut batch = MmsgBatch::new();
+    batch.set_stamp_reads(true);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 0);
+    assert_eq!(batch.read_at(), None, "nothing came: no time");
+    for (control, ask) in [(false, 1), (true, 1), (true, 32)] {
+        batch.set_control_messages(control);
+        batch.set_ask_limit(ask);
+        client.send_to(b"timed", echo_addr).unwrap();
+        queued(&echo);
+        let before = std::time::Instant::now();
+        assert_eq!(batch.receive(&echo, false).unwrap(), 1);
+        let after = std::time::Instant::now();
+        let at = batch.read_at().expect("a time for the read");
+        assert!(before <= at && at <= after, "control {control}, ask {ask}");
+    }
+    batch.set_stamp_reads(false);
+    client.send_to(b"untimed", echo_addr).unwrap();
+    queued(&echo);
+    assert_eq!(batch.receive(&echo, false).unwrap(), 1);
+    assert_eq!(batch.read_at(), None);
+}
