@@ -180,7 +180,7 @@ pub(crate) struct MmsgBatch {
     asked: usize,
     next_ask: usize,
     adaptive: bool,
-    /// Adaptive reads of one datagram that asked for one, in a row.
+    /// Adaptive reads of one datagram that asked for one, since the last try for two.
     singles: u32,
     /// The most a receive asks for (see `set_ask_limit`).
     ask_limit: usize,

@@ -331,7 +331,8 @@ impl Sender {
         len: usize,
     ) -> io::Result<usize> {
         if len - from == 1 {
-            // One datagram (a window of one, a paced probe): first, it is a ping-pong's path.
+            // One datagram (a window of one, a paced probe), looked for first: a ping-pong's
+            // path, between the send's clock read and the send.
             let datagram = &data[from * size..(from + 1) * size];
             send_one(
                 socket,
