@@ -491,3 +491,40 @@ fn a_ping_pong_to_a_silent_target_times_out_each_probe_in_turn() {
         );
     }
 }
+
+#[test]
+fn a_one_thread_echo_stops_at_once_on_each_signal_idle_or_right_after_traffic() {
+    // Such an echo waits in its read with no cap: only the signal can end that wait, and one
+    // that lands between two reads must still be seen.
+    for (sig, traffic) in [
+        ("INT", false),
+        ("TERM", false),
+        ("INT", true),
+        ("TERM", true),
+    ] {
+        let mut echo = json_server(&["echo", "--bind", "127.0.0.1:0"]);
+        if traffic {
+            let s = run_json(&["ping", &echo.addr, "--count", "2000", "--inflight", "1"]);
+            assert_eq!(u(&s, "received"), 2000, "{s}");
+        }
+        signal(&echo.child, sig);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = echo.child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(3) {
+                let _ = echo.child.kill();
+                panic!("SIG{sig} (traffic before: {traffic}): still running after 3 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(status.success(), "SIG{sig}: {status}");
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut echo.stdout, &mut out).unwrap();
+        let counters: serde_json::Value = serde_json::from_str(out.lines().last().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {out}"));
+        let want = if traffic { 2000 } else { 0 };
+        assert_eq!(u(&counters, "datagrams"), want, "{counters}");
+    }
+}

@@ -201,12 +201,18 @@ fn serve(
         // With --json stdout holds only JSON: the banner goes to stderr.
         (false, true) => eprint!("{banner}"),
     };
-    let work = |(i, mut echo): (usize, Echo), arrived: &dyn Fn()| {
+    // `alone`: the loop runs on the process's only thread (`Engine::alone_in_process`).
+    let work = |(i, mut echo, alone): (usize, Echo, bool), arrived: &dyn Fn()| {
         // Sent even if this thread fails: the stats printer waits for every thread.
         let _finished = OnDrop(|| {
             let _ = tx.send((i, None));
         });
-        let engine = loop_for_thread(busy_poll);
+        let engine = loop_for_thread(busy_poll).map(|mut e| {
+            if alone {
+                e.alone_in_process();
+            }
+            e
+        });
         arrived();
         let result = engine.and_then(|mut e| e.run(&mut [&mut echo]).map(|_| ()));
         (echo.summary(), result)
@@ -215,14 +221,18 @@ fn serve(
     if threads == 1 && !followed {
         let echo = echoes.into_iter().next().expect("one echo");
         return Ok(vec![threads::run_here(
-            (0, echo),
+            (0, echo, true),
             placement[0],
             announce,
             work,
         )]);
     }
     Ok(threads::run_pinned(
-        echoes.into_iter().enumerate().collect(),
+        echoes
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (i, e, false))
+            .collect(),
         &placement,
         || {
             announce();

@@ -432,7 +432,7 @@ impl Role for Echo {
         Ok(false)
     }
 
-    fn wait_in_reads(&mut self, cap: Duration) -> bool {
+    fn wait_in_reads(&mut self, cap: Option<Duration>) -> bool {
         // Each wait reads once (the next wait reads the rest), asking for as many datagrams
         // as came last time: a lone one costs the kernel one message header, not two.
         self.batch.set_adaptive(true);

@@ -42,7 +42,17 @@ pub(crate) fn enable_tx_timestamps(_: &UdpSocket) -> io::Result<()> {
 pub(crate) fn set_timer_slack(_: Duration) {}
 
 /// Not here: the loop waits in its poll, and reads without waiting.
-pub(crate) fn wait_in_reads(_: &UdpSocket, _: Duration) -> io::Result<()> {
+pub(crate) fn wait_in_reads(_: &UdpSocket, _: Option<Duration>) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Not counted here.
+pub(crate) fn threads_in_process() -> Option<usize> {
+    None
+}
+
+/// Not here (no loop waits in a read).
+pub(crate) fn signal_interrupts_calls(_: i32) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 

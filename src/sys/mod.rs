@@ -27,6 +27,7 @@
 //! | `Sender` | send slots of a [`SendBatch`] (`sendmmsg`, GSO runs) | one `send_to` |
 //! | `PreciseTimer`, `set_timer_slack` | microsecond wake-ups | none: the loop spins |
 //! | `wait_in_reads`, `MmsgBatch::receive(.., wait)` | a read that waits for the next datagram (up to a cap) | refused |
+//! | `threads_in_process`, `signal_interrupts_calls` | whether a signal reaches a loop's blocked read | unknown, refused |
 
 use mio::net::UdpSocket;
 use std::io;
@@ -44,8 +45,8 @@ pub(crate) use imp::{
     bind_to_device, clock_quality, enable_gro, enable_icmp_errors, enable_recv_destination,
     enable_recv_tos, enable_recv_ttl, enable_rx_metadata, enable_tx_timestamps, granted_buffers,
     hardware_stamps, request_buffers, route_interface, set_dont_fragment, set_timer_slack, set_tos,
-    set_ttl, socket_drops, steady_malloc, wait_in_reads, wall_clock, ErrorQueue, MmsgBatch,
-    PreciseTimer,
+    set_ttl, signal_interrupts_calls, socket_drops, steady_malloc, threads_in_process,
+    wait_in_reads, wall_clock, ErrorQueue, MmsgBatch, PreciseTimer,
 };
 
 /// Whether `socket` has room to send now (a `poll` that does not wait): for a loop that spins

@@ -560,7 +560,7 @@ impl Role for Pinger<'_> {
         Ok(self.poll_unregistered() || received)
     }
 
-    fn wait_in_reads(&mut self, cap: Duration) -> bool {
+    fn wait_in_reads(&mut self, cap: Option<Duration>) -> bool {
         self.sends_in_reads = crate::sys::wait_in_reads(&self.socket, cap).is_ok();
         self.sends_in_reads
     }

@@ -5,6 +5,7 @@ mod call;
 mod errqueue;
 mod hwstamp;
 mod mmsg;
+mod process;
 mod send;
 mod sockopt;
 #[cfg(test)]
@@ -14,6 +15,7 @@ mod timer;
 pub(crate) use errqueue::ErrorQueue;
 pub(crate) use hwstamp::{hardware_stamps, route_interface};
 pub(crate) use mmsg::MmsgBatch;
+pub(crate) use process::{signal_interrupts_calls, threads_in_process};
 pub(super) use send::Sender;
 pub(crate) use sockopt::{
     bind_to_device, enable_gro, enable_icmp_errors, enable_recv_destination, enable_recv_tos,

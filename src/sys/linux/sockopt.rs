@@ -14,13 +14,14 @@ pub(crate) fn enable_icmp_errors(socket: &UdpSocket, ipv6: bool) -> io::Result<(
     set_int_option(socket, level, name, 1)
 }
 
-/// Makes reads on `socket` wait for a datagram, up to `cap`, unless a call says not to
-/// (`MSG_DONTWAIT`, which every other call here passes): the socket becomes blocking, with
-/// `cap` as its receive timeout. A signal cuts such a wait short even where handlers restart
-/// calls (a socket with a receive timeout is never restarted).
-pub(crate) fn wait_in_reads(socket: &UdpSocket, cap: Duration) -> io::Result<()> {
+/// Makes reads on `socket` wait for a datagram, up to `cap` (none: for as long as it takes),
+/// unless a call says not to (`MSG_DONTWAIT`, which every other call here passes): the socket
+/// becomes blocking, with `cap` as its receive timeout. With a cap, a signal cuts such a wait
+/// short even where handlers restart calls (a socket with a receive timeout is never
+/// restarted); without, only where the handler does not (`signal_interrupts_calls`).
+pub(crate) fn wait_in_reads(socket: &UdpSocket, cap: Option<Duration>) -> io::Result<()> {
     let socket = socket2::SockRef::from(socket);
-    socket.set_read_timeout(Some(cap))?;
+    socket.set_read_timeout(cap)?;
     socket.set_nonblocking(false)
 }
 

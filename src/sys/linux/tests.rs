@@ -276,7 +276,7 @@ fn a_lone_datagram_without_control_messages_is_read_alone_and_answered() {
 fn an_adaptive_read_asks_for_no_more_than_its_limit() {
     let (client, _) = bound();
     let (reader, reader_addr) = bound();
-    assert!(wait_in_reads(&reader, Duration::from_millis(100)).is_ok());
+    assert!(wait_in_reads(&reader, Some(Duration::from_millis(100))).is_ok());
     let mut batch = MmsgBatch::new();
     batch.set_adaptive(true);
     batch.set_control_messages(false);
@@ -323,4 +323,37 @@ fn a_batch_asked_to_stamp_its_reads_reads_the_clock_as_each_returns_with_datagra
     queued(&echo);
     assert_eq!(batch.receive(&echo, false).unwrap(), 1);
     assert_eq!(batch.read_at(), None);
+}
+
+#[test]
+fn the_threads_of_the_process_are_counted() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let waiting = std::thread::spawn(move || rx.recv());
+    // This test's thread and the one just started, at least.
+    let counted = threads_in_process().expect("a count from /proc");
+    drop(tx);
+    let _ = waiting.join();
+    assert!(counted >= 2, "{counted} threads counted");
+}
+
+#[test]
+fn a_handler_made_to_interrupt_calls_loses_sa_restart_and_keeps_the_rest() {
+    let signal = libc::SIGUSR2;
+    let id = signal_hook::flag::register(signal, Default::default()).unwrap();
+    let flags = || {
+        // Safety: all-zero is a valid sigaction to be filled; only queried.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) },
+            0
+        );
+        (action.sa_flags, action.sa_sigaction)
+    };
+    let (before, handler) = flags();
+    assert_ne!(before & libc::SA_RESTART, 0, "signal-hook restarts calls");
+    signal_interrupts_calls(signal).unwrap();
+    let (after, same) = flags();
+    assert_eq!(after, before & !libc::SA_RESTART);
+    assert_eq!(same, handler);
+    signal_hook::low_level::unregister(id);
 }
