@@ -182,8 +182,6 @@ pub struct Pinger<'a> {
     /// The loop waits in this pinger's reads (`Role::wait_in_reads`): a ping-pong's probe
     /// leaves at the start of the read that waits for its reply.
     sends_in_reads: bool,
-    /// A probe collected in `send_batch`, held for the next read to send (`send.rs`).
-    held: bool,
     /// A probe that left and waits to be booked (`send.rs`).
     unbooked: Option<Unbooked>,
 }
@@ -350,7 +348,6 @@ impl<'a> Pinger<'a> {
             error_queue_ready: false,
             spinning: None,
             sends_in_reads: false,
-            held: false,
             unbooked: None,
             cfg,
         })
@@ -566,7 +563,7 @@ impl Role for Pinger<'_> {
     }
 
     fn before_poll(&mut self) -> Result<(), Error> {
-        if self.held {
+        if self.held() {
             self.send_held()?;
         }
         Ok(())
@@ -596,7 +593,7 @@ impl Role for Pinger<'_> {
         }
         // A window of one is a ping-pong: one reply a read.
         let lone = self.window() == 1;
-        if self.held && !self.send_held()? {
+        if self.held() && !self.send_held()? {
             // Not sent (booked so): `advance` says what next.
             return Ok(Waited::Read { due: true, lone });
         }
@@ -647,14 +644,14 @@ impl Role for Pinger<'_> {
         } else {
             Wake::IDLE
         };
-        if self.phase == Phase::Draining && self.in_flight() == 0 && !self.held {
+        if self.phase == Phase::Draining && self.in_flight() == 0 && !self.held() {
             self.expire(now_ns);
             self.finish(now_ns);
             return Ok(Wake::IDLE);
         }
         // A held probe leaves within microseconds: its timeout is about one from now.
         let held_tick = self
-            .held
+            .held()
             .then(|| (now_ns + self.timeout_ns).div_ceil(TICK_NS));
         let timeout_wake = Wake {
             around: self

@@ -226,14 +226,11 @@ impl Pinger<'_> {
                 break;
             }
         }
-        if result.is_ok() {
-            if self.holds_for_read(intended.len()) {
-                // Sent at the start of the read that waits for its reply (`send_held`): the
-                // loop's work between this turn and that read stays out of the round trip.
-                self.held = true;
-            } else {
-                result = self.flush(&mut batch, &mut intended, false);
-            }
+        // A ping-pong's probe stays collected, to be sent at the start of the read that waits
+        // for its reply (`send_held`): the loop's work between this turn and that read stays
+        // out of the round trip.
+        if result.is_ok() && !self.holds_for_read(intended.len()) {
+            result = self.flush(&mut batch, &mut intended, false);
         }
         self.send_batch = Some(batch);
         self.intended = intended;
@@ -250,10 +247,15 @@ impl Pinger<'_> {
             && self.window() == 1
     }
 
+    /// A probe collected and held for the next read to send: outside `send_due`, whatever is
+    /// collected and not flushed (every flush empties the collection).
+    pub(super) fn held(&self) -> bool {
+        !self.intended.is_empty()
+    }
+
     /// Sends the probe held for this read, its booking left for after the reply's clock read
     /// (`book_sent`): whether it left (if not, it is booked as not sent).
     pub(super) fn send_held(&mut self) -> Result<bool, Error> {
-        self.held = false;
         let mut batch = self.send_batch.take().expect("send slots present");
         let mut intended = std::mem::take(&mut self.intended);
         let result = self.flush(&mut batch, &mut intended, true);
@@ -264,7 +266,7 @@ impl Pinger<'_> {
 
     /// A probe held for a read that will not come (a stop): not sent.
     pub(super) fn drop_held(&mut self) {
-        if std::mem::take(&mut self.held) {
+        if self.held() {
             self.intended.clear();
             if let Some(batch) = self.send_batch.as_mut() {
                 batch.clear();
