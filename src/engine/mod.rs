@@ -300,6 +300,8 @@ impl Engine {
             .map_err(|e| Error::Setup("register socket", e))?;
         }
         let one_reader = matches!(roles, [role] if !self.busy_poll && role.reads_directly());
+        // Without a cap only a signal ends a wait in a read: the handlers are made to cut calls
+        // short last, once everything else says the loop may wait so (`alone_in_process`).
         let uncapped = one_reader
             && self.alone
             && self.stop_waker.is_none()
